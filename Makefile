@@ -1,0 +1,44 @@
+# Two commands on a fresh machine:  `make run`  and  `make test`.
+# Each creates .venv if missing and installs the project into it; installing again is a no-op
+# until pyproject.toml changes.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+RUN    ?= runs/default
+STREAM ?= split-mnist5k
+SEED   ?= 0
+
+.PHONY: install run test lint bench bench-store bench-agent compare clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade "pip>=24"
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/lifelong run --stream $(STREAM) --seed $(SEED) --out $(RUN)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench-store: $(STAMP)
+	$(BIN)/python bench/store_bench.py
+
+bench-agent: $(STAMP)
+	$(BIN)/python bench/agent_bench.py
+
+bench: bench-store bench-agent
+
+compare: $(STAMP)
+	$(BIN)/lifelong compare --stream $(STREAM) --seeds 0-4 --memory 500
+
+clean:
+	rm -rf $(VENV) runs

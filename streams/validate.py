@@ -1,0 +1,55 @@
+"""Checks on user data, each error naming the array, the experience and the first bad index."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from streams.errors import StreamError
+
+
+def as_features(x, what: str) -> torch.Tensor:
+    """float32 tensor with finite values, else a StreamError naming ``what`` and the index."""
+    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    if not (
+        t.is_floating_point()
+        or t.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+    ):
+        raise StreamError(f"{what}: features must be numeric, got dtype {t.dtype}")
+    t = t.to(torch.float32)
+    if t.ndim < 2:
+        raise StreamError(f"{what}: expected shape (N, ...features), got {tuple(t.shape)}")
+    bad = ~torch.isfinite(t.flatten(1)).all(dim=1)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        raise StreamError(f"{what}: example {i} has NaN or inf values")
+    return t
+
+
+def as_labels(y, what: str, n_classes: int | None) -> torch.Tensor:
+    """int64 label tensor in [0, n_classes), else a StreamError naming the bad label."""
+    arr = y.numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+    if arr.ndim != 1:
+        raise StreamError(f"{what}: labels must be 1-D, got shape {arr.shape}")
+    if arr.dtype.kind == "f":
+        frac = ~np.isfinite(arr) | (arr != np.round(arr))
+        if frac.any():
+            i = int(np.flatnonzero(frac)[0])
+            raise StreamError(f"{what}: label at index {i} is {arr[i].item()!r}, not an integer")
+    elif arr.dtype.kind not in "iub":
+        raise StreamError(f"{what}: labels must be integers, got dtype {arr.dtype}")
+    t = torch.as_tensor(arr.astype(np.int64))
+    if t.numel() and int(t.min()) < 0:
+        i = int((t < 0).nonzero()[0])
+        raise StreamError(f"{what}: label at index {i} is {int(t[i])}, labels must be >= 0")
+    if n_classes is not None and t.numel() and int(t.max()) >= n_classes:
+        i = int((t >= n_classes).nonzero()[0])
+        raise StreamError(
+            f"{what}: label at index {i} is {int(t[i])}, out of range for {n_classes} classes"
+        )
+    return t
+
+
+def check_pair(x: torch.Tensor, y: torch.Tensor, what: str) -> None:
+    if x.shape[0] != y.shape[0]:
+        raise StreamError(f"{what}: x has {x.shape[0]} examples but y has {y.shape[0]}")
