@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from lifelong import memory_cli
 from streams.errors import StreamError
 
 
@@ -81,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     sdl.add_argument("source", choices=["mnist", "fashion-mnist", "cifar10", "cifar100"])
     sdl.add_argument("--data-root", default=None)
     sdl.set_defaults(func=_streams_download)
+
+    memory_cli.add_parser(sub)
     return p
 
 
@@ -88,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except StreamError as exc:
+    except (StreamError, *memory_cli.ERRORS) as exc:
         print(f"lifelong: error: {exc}", file=sys.stderr)
         return 2
 

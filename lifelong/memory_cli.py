@@ -1,0 +1,149 @@
+"""``lifelong memory ...``: look inside a store folder (a run's ``memory/`` or any store)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from stores import EpisodicStore, StoreError
+
+
+def add_parser(sub) -> None:
+    m = sub.add_parser("memory", help="inspect an episodic memory store")
+    msub = m.add_subparsers(dest="memory_command", required=True)
+
+    def cmd(name: str, func, help_: str) -> argparse.ArgumentParser:
+        p = msub.add_parser(name, help=help_)
+        p.add_argument("path", help="store folder, e.g. runs/NAME/memory")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.set_defaults(func=func)
+        return p
+
+    cmd("stats", stats, "counts, settings and file sizes")
+    q = cmd("query", query, "nearest memories of a stored memory's key or of a .npy key")
+    src = q.add_mutually_exclusive_group(required=True)
+    src.add_argument("--id", type=int, help="use this memory's key as the query")
+    src.add_argument("--key", help=".npy file holding one key (or several, one per row)")
+    q.add_argument("-k", type=int, default=10)
+    _filters(q)
+    s = cmd("sample", sample, "a random batch of memories")
+    s.add_argument("-n", type=int, default=10)
+    s.add_argument("--policy", default="uniform",
+                   choices=["uniform", "class-balanced", "task-balanced"])
+    s.add_argument("--seed", type=int, default=0)
+    _filters(s)
+    e = cmd("export", export, "write every memory to .npz (keys, values, fields) or .csv")
+    e.add_argument("out", help="output file ending in .npz or .csv")
+    cmd("verify", verify, "check index and database agree (exit 1 with the differences)")
+    cmd("reindex", reindex, "rebuild the key index from the database")
+
+
+def _filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", type=int, action="append", help="keep this task (repeatable)")
+    p.add_argument("--label", type=int, action="append", help="keep this label (repeatable)")
+    p.add_argument("--experience", type=int, action="append", help="keep this experience")
+    p.add_argument("--positions", help="stream position range START:STOP")
+
+
+def _where(args) -> dict:
+    where = {f: getattr(args, f) for f in ("task", "label", "experience") if getattr(args, f)}
+    if args.positions:
+        lo, _, hi = args.positions.partition(":")
+        where["position"] = (int(lo) if lo else None, int(hi) if hi else None)
+    return where
+
+
+def _table(rows: list[dict]) -> None:
+    if not rows:
+        print("(no memories)")
+        return
+    cols = list(rows[0])
+    widths = {c: max(len(c), *(len(_fmt(r[c], c)) for r in rows)) for c in cols}
+    print("  ".join(c.rjust(widths[c]) for c in cols))
+    for r in rows:
+        print("  ".join(_fmt(r[c], c).rjust(widths[c]) for c in cols))
+
+
+def _fmt(v, col: str = "") -> str:
+    if col == "written_at" and v is not None:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v))
+    if v is None or (isinstance(v, (int, np.integer)) and v == -1):
+        return "-"
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def stats(args) -> int:
+    with EpisodicStore.open(args.path, readonly=True) as st:
+        info = st.stats()
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for k, v in info.items():
+            print(f"{k:>14}: {v}")
+    return 0
+
+
+def query(args) -> int:
+    with EpisodicStore.open(args.path, readonly=True) as st:
+        keys = st.keys_of([args.id]) if args.id is not None else np.load(args.key)
+        res = st.search(keys, args.k, where=_where(args))
+        out = []
+        for qi in range(res.ids.shape[0]):
+            found = res.ids[qi] >= 0
+            recs = {r["id"]: r for r in st.records(res.ids[qi][found])}
+            for rank, (i, d) in enumerate(zip(res.ids[qi][found], res.distances[qi][found],
+                                              strict=True)):
+                out.append({"query": qi, "rank": rank, "distance": float(d), **recs[int(i)]})
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        _table(out)
+    return 0
+
+
+def sample(args) -> int:
+    with EpisodicStore.open(args.path, readonly=True) as st:
+        b = st.sample(args.n, args.policy, rng=np.random.default_rng(args.seed),
+                      where=_where(args), with_values=False)
+        out = st.records(b.ids)
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        _table(out)
+    return 0
+
+
+def export(args) -> int:
+    with EpisodicStore.open(args.path, readonly=True) as st:
+        path = st.export(args.out)
+        n = len(st)
+    print(json.dumps({"exported": n, "file": str(path)}) if args.json
+          else f"exported {n} memories to {path}")
+    return 0
+
+
+def verify(args) -> int:
+    with EpisodicStore.open(args.path, readonly=True) as st:
+        report = st.verify()
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"{'OK' if report['ok'] else 'FAILED'}: {report['memories']} memories, "
+              f"{report['index_entries']} index entries; index file {report['index_file']}")
+        for p in report["problems"]:
+            print(f"  problem: {p}")
+    return 0 if report["ok"] else 1
+
+
+def reindex(args) -> int:
+    with EpisodicStore.open(args.path) as st:
+        st.reindex()
+        n = len(st)
+    print(json.dumps({"reindexed": n}) if args.json else f"reindexed {n} memories")
+    return 0
+
+
+ERRORS = (StoreError,)

@@ -1,0 +1,219 @@
+"""The FAISS index over memory keys: a persisted, rebuildable cache of the database.
+
+FAISS ids are the SQLite primary keys (``IndexIDMap2``). The file holds a small JSON header
+(which database version and ids it covers, a CRC of the index bytes) and the serialized index,
+written to a temporary name and renamed, so a reader sees the old file or the new one, never
+half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from stores.errors import StoreError
+
+MAGIC = b"LLKEYIDX1\n"
+KINDS = ("flat", "hnsw", "ivf")
+METRICS = ("l2", "ip")
+
+
+@dataclass
+class IndexSpec:
+    """How to index keys; recorded in the store so every process builds the same thing."""
+
+    dim: int
+    metric: str = "l2"
+    kind: str = "flat"
+    hnsw_m: int = 32
+    ef_construction: int = 80
+    ef_search: int = 64
+    nlist: int = 0  # IVF lists; 0 = about 4*sqrt(n) when trained
+    nprobe: int = 16
+    train_min: int = 10_000  # IVF trains once this many keys exist; exact search before
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise StoreError(f"unknown index kind {self.kind!r}; expected one of {KINDS}")
+        if self.metric not in METRICS:
+            raise StoreError(f"unknown metric {self.metric!r}; expected one of {METRICS}")
+        if self.dim <= 0:
+            raise StoreError(f"key dimension must be positive, got {self.dim}")
+
+    @property
+    def faiss_metric(self) -> int:
+        return faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
+
+
+@dataclass
+class Coverage:
+    """Which database state an index reflects: the data version and the largest id."""
+
+    version: int = 0
+    max_id: int = -1
+    tombstones: list[int] = field(default_factory=list)
+
+
+class KeyIndex:
+    """Add, remove and search keys by memory id; save and load atomically."""
+
+    def __init__(self, spec: IndexSpec) -> None:
+        self.spec = spec
+        self.coverage = Coverage()
+        self.tombstones: set[int] = set()  # HNSW cannot delete: removed ids are masked
+        self.index = self._new_exact() if spec.kind != "hnsw" else self._new_hnsw()
+        self.trained_ivf = False
+
+    # -- construction -------------------------------------------------------------------
+    def _new_exact(self) -> faiss.Index:
+        return faiss.IndexIDMap2(faiss.IndexFlat(self.spec.dim, self.spec.faiss_metric))
+
+    def _new_hnsw(self) -> faiss.Index:
+        inner = faiss.IndexHNSWFlat(self.spec.dim, self.spec.hnsw_m, self.spec.faiss_metric)
+        inner.hnsw.efConstruction = self.spec.ef_construction
+        inner.hnsw.efSearch = self.spec.ef_search
+        return faiss.IndexIDMap2(inner)
+
+    def _maybe_train_ivf(self) -> None:
+        """Swap the exact index for IVF once enough keys exist to train its centroids."""
+        n = self.index.ntotal
+        if self.spec.kind != "ivf" or self.trained_ivf or n < self.spec.train_min:
+            return
+        ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        keys = self.index.index.reconstruct_n(0, n)
+        # about 4*sqrt(n) lists, each with >= 39 training points as k-means wants
+        nlist = self.spec.nlist or int(np.clip(4 * np.sqrt(n), 1, n // 39))
+        quantizer = faiss.IndexFlat(self.spec.dim, self.spec.faiss_metric)
+        ivf = faiss.IndexIVFFlat(quantizer, self.spec.dim, nlist, self.spec.faiss_metric)
+        sample = keys[np.random.default_rng(0).permutation(n)[: max(nlist * 64, 1)]]
+        ivf.train(sample)
+        ivf.nprobe = self.spec.nprobe
+        # IVF keeps our ids natively (an IDMap over IVF breaks on removal); the hashtable
+        # direct map lets verify reconstruct keys by id.
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+        ivf.add_with_ids(keys, ids)
+        self.index = ivf
+        self.trained_ivf = True
+
+    # -- mutation -------------------------------------------------------------------------
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal) - len(self.tombstones)
+
+    def add(self, ids: np.ndarray, keys: np.ndarray) -> None:
+        if len(ids) == 0:
+            return
+        self.index.add_with_ids(np.ascontiguousarray(keys, np.float32), ids.astype(np.int64))
+        self._maybe_train_ivf()
+
+    def remove(self, ids: np.ndarray) -> None:
+        if len(ids) == 0:
+            return
+        if self.spec.kind == "hnsw":
+            self.tombstones.update(int(i) for i in ids)
+        else:
+            self.index.remove_ids(np.asarray(ids, np.int64))
+
+    def ids(self) -> np.ndarray:
+        """Every live id in the index, sorted."""
+        if self.trained_ivf:
+            inv = self.index.invlists
+            parts = [faiss.rev_swig_ptr(inv.get_ids(i), inv.list_size(i)).copy()
+                     for i in range(inv.nlist) if inv.list_size(i)]
+            all_ids = np.concatenate(parts).astype(np.int64) if parts else np.empty(0, np.int64)
+        else:
+            all_ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        if self.tombstones:
+            all_ids = all_ids[~np.isin(all_ids, np.fromiter(self.tombstones, np.int64))]
+        return np.sort(all_ids)
+
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        return np.stack([self.index.reconstruct(int(i)) for i in ids]) if len(ids) else (
+            np.empty((0, self.spec.dim), np.float32))
+
+    # -- search ---------------------------------------------------------------------------
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None):
+        """k nearest live ids of each query, restricted to ``allowed`` ids when given."""
+        sel = None
+        if allowed is not None:
+            sel = faiss.IDSelectorBatch(np.asarray(allowed, np.int64))
+        elif self.tombstones:
+            dead = faiss.IDSelectorBatch(np.fromiter(self.tombstones, np.int64))
+            sel = faiss.IDSelectorNot(dead)
+            sel.keep_alive = dead  # keep the inner selector alive as long as the outer one
+        params = self._params(sel)
+        q = np.ascontiguousarray(queries, np.float32)
+        if params is None:
+            return self.index.search(q, k)
+        return self.index.search(q, k, params=params)
+
+    def _params(self, sel):
+        if self.spec.kind == "hnsw":
+            return faiss.SearchParametersHNSW(sel=sel, efSearch=max(self.spec.ef_search, 1))
+        if self.spec.kind == "ivf" and self.trained_ivf:
+            return faiss.SearchParametersIVF(sel=sel, nprobe=self.spec.nprobe)
+        return faiss.SearchParameters(sel=sel) if sel is not None else None
+
+    # -- persistence ----------------------------------------------------------------------
+    def save(self, path: Path, coverage: Coverage) -> None:
+        """Write header + index bytes to ``path`` atomically, then remember the coverage."""
+        blob = faiss.serialize_index(self.index).tobytes()
+        coverage.tombstones = sorted(self.tombstones)
+        header = json.dumps(
+            {
+                "version": coverage.version,
+                "max_id": coverage.max_id,
+                "tombstones": coverage.tombstones,
+                "trained_ivf": self.trained_ivf,
+                "spec": self.spec.__dict__,
+                "crc32": zlib.crc32(blob),
+                "size": len(blob),
+            }
+        ).encode()
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            f.write(MAGIC + struct.pack("<Q", len(header)) + header + blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        self.coverage = coverage
+
+    @classmethod
+    def load(cls, path: Path, spec: IndexSpec) -> KeyIndex:
+        """Read a saved index; StoreError naming the file if it is missing, cut short or alien."""
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise StoreError(f"index file {path} does not exist") from None
+        if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 8:
+            raise StoreError(f"index file {path} is not a lifelong key index")
+        (hlen,) = struct.unpack("<Q", data[len(MAGIC) : len(MAGIC) + 8])
+        start = len(MAGIC) + 8
+        try:
+            header = json.loads(data[start : start + hlen])
+        except ValueError:
+            raise StoreError(f"index file {path} has a corrupt header") from None
+        blob = data[start + hlen :]
+        if len(blob) != header["size"] or zlib.crc32(blob) != header["crc32"]:
+            raise StoreError(
+                f"index file {path} is truncated or corrupt "
+                f"({len(blob)} of {header['size']} bytes, checksum mismatch)"
+            )
+        saved = IndexSpec(**header["spec"])
+        if (saved.dim, saved.metric, saved.kind) != (spec.dim, spec.metric, spec.kind):
+            raise StoreError(f"index file {path} was built for {saved}, the store says {spec}")
+        out = cls(spec)
+        out.index = faiss.deserialize_index(np.frombuffer(blob, np.uint8))
+        out.trained_ivf = header["trained_ivf"]
+        out.tombstones = set(header["tombstones"])
+        out.coverage = Coverage(header["version"], header["max_id"], header["tombstones"])
+        if spec.kind == "hnsw":
+            faiss.downcast_index(out.index.index).hnsw.efSearch = spec.ef_search
+        return out

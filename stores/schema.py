@@ -1,0 +1,48 @@
+"""The SQLite schema (SQLAlchemy 2.x typed ORM): the store's source of truth.
+
+Keys and values are stored as raw little-endian bytes; their dtype and shape live in ``meta``,
+so a row is compact (a 128-d float32 key is 512 bytes) and reads back without pickles.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Float, Index, Integer, LargeBinary, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+SCHEMA_VERSION = 1
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Memory(Base):
+    """One episodic memory: key vector, payload, and what the agent knows about it."""
+
+    __tablename__ = "memories"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    key: Mapped[bytes] = mapped_column(LargeBinary)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    label: Mapped[int] = mapped_column(Integer)
+    task: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    experience: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    position: Mapped[int] = mapped_column(Integer)
+    written_at: Mapped[float] = mapped_column(Float)
+    replay_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+    # Filters read the RAM catalog; SQLite indexes here serve ad-hoc SQL and exports.
+    __table_args__ = (Index("ix_memories_label_task", "label", "task"),)
+
+
+class Meta(Base):
+    """Store-wide settings and counters as name/value text (JSON where structured)."""
+
+    __tablename__ = "meta"
+
+    name: Mapped[str] = mapped_column(String, primary_key=True)
+    value: Mapped[str] = mapped_column(String)
+
+
+MEMORY_COLUMNS = ("id", "label", "task", "experience", "position")

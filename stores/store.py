@@ -1,0 +1,632 @@
+"""``EpisodicStore``: key-value episodic memory in one folder (SQLite truth + FAISS cache).
+
+Layout of a store folder::
+
+    memory.sqlite   every memory and the store's settings (SQLAlchemy ORM, WAL journal)
+    keys.faiss      the key index with a header saying which database version it covers
+    writer.lock     held (flock) by the one process allowed to write
+
+One process writes, any number read. On open the index file is trusted only as far as its
+header says; anything newer is replayed from the database, so a kill at any moment loses
+nothing that was committed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+from sqlalchemy import create_engine, delete, event, func, insert, select, text, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
+
+from stores import eviction
+from stores.catalog import NO_TASK, Catalog
+from stores.errors import StoreError
+from stores.key_index import Coverage, IndexSpec, KeyIndex
+from stores.schema import SCHEMA_VERSION, Base, Memory, Meta
+from stores.validate import check_where, int_column, keys_array, values_array
+
+DB_NAME, INDEX_NAME, LOCK_NAME = "memory.sqlite", "keys.faiss", "writer.lock"
+EXACT_FILTER_LIMIT = 50_000  # filtered ANN searches over fewer candidates are done exactly
+SAMPLE_POLICIES = ("uniform", "class-balanced", "task-balanced")
+
+
+@dataclass
+class Batch:
+    """Memories fetched by id or sampled: metadata columns and (optionally) values."""
+
+    ids: np.ndarray
+    labels: np.ndarray
+    tasks: np.ndarray  # -1 where written without a task id
+    experiences: np.ndarray
+    positions: np.ndarray
+    values: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+
+@dataclass
+class SearchResult:
+    """k nearest memories per query: (n, k) arrays, id -1 where fewer than k matched.
+
+    Distances are squared L2 for metric "l2" and inner products for "ip", as FAISS gives them.
+    """
+
+    ids: np.ndarray
+    distances: np.ndarray
+    labels: np.ndarray
+    tasks: np.ndarray
+    experiences: np.ndarray
+    positions: np.ndarray
+
+
+@dataclass
+class WriteResult:
+    ids: np.ndarray  # ids given to the written rows (those the eviction policy kept)
+    kept: np.ndarray  # indices into the incoming batch that were written
+    evicted: np.ndarray  # ids deleted to make room
+
+
+def _on_connect(dbapi_conn, _record) -> None:
+    # Let SQLAlchemy's BEGIN (below) start every transaction, reads included, so a reader
+    # sees one consistent snapshot across statements (pysqlite alone would not begin reads).
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA journal_mode=WAL")  # persistent; readers never block the writer
+    cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
+    cur.close()
+
+
+def _on_begin(conn) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
+class EpisodicStore:
+    """Write, search, sample, delete and re-key memories; see the module docstring."""
+
+    # -- opening ------------------------------------------------------------------------
+    def __init__(self, path: Path | None, readonly: bool, _create: dict | None = None) -> None:
+        self.path = path
+        self.readonly = readonly
+        self._lock_fd: int | None = None
+        if path is None:
+            url, kw = "sqlite://", {"poolclass": StaticPool}
+        else:
+            url, kw = f"sqlite:///{path / DB_NAME}", {}
+        self.engine = create_engine(url, **kw)
+        event.listen(self.engine, "connect", _on_connect)
+        event.listen(self.engine, "begin", _on_begin)
+        try:
+            if not readonly:
+                self._take_writer_lock()
+            if _create is not None:
+                self._initialise(_create)
+            self.meta = self._read_meta()
+        except (DatabaseError, OperationalError) as exc:
+            self.close(save=False)
+            raise StoreError(
+                f"{path / DB_NAME if path else 'in-memory store'} is not a readable SQLite "
+                f"store database or is corrupt ({exc.orig})"
+            ) from None
+        except BaseException:
+            self.close(save=False)
+            raise
+        self.spec = IndexSpec(**self.meta["index"])
+        self.value_shape = tuple(self.meta["value_shape"])
+        self.value_dtype = np.dtype(self.meta["value_dtype"])
+        self.capacity: int | None = self.meta["capacity"]
+        self.catalog = Catalog()
+        self.index = KeyIndex(self.spec)
+        # database versions the RAM catalog and index reflect (-1: nothing yet)
+        self._catalog_version = self._index_version = -1
+        self._index_max_id = -1
+        self._saved_rows = 0
+        self._load_index_file()
+        self._sync()
+
+    @classmethod
+    def create(cls, path: str | os.PathLike | None, *, dim: int, value_shape: tuple[int, ...],
+               value_dtype: str = "float32", metric: str = "l2", index: str = "flat",
+               capacity: int | None = None, eviction_policy: str = "reservoir", seed: int = 0,
+               **index_options) -> EpisodicStore:
+        """A new, empty store in folder ``path`` (created), or in RAM when ``path`` is None."""
+        spec = IndexSpec(dim=dim, metric=metric, kind=index, **index_options)
+        if eviction_policy not in eviction.POLICIES:
+            raise StoreError(f"unknown eviction policy {eviction_policy!r}; "
+                             f"expected one of {eviction.POLICIES}")
+        if capacity is not None and capacity <= 0:
+            raise StoreError(f"capacity must be positive, got {capacity}")
+        settings = {
+            "schema_version": SCHEMA_VERSION,
+            "index": spec.__dict__,
+            "value_shape": [int(s) for s in value_shape],
+            "value_dtype": np.dtype(value_dtype).str,
+            "capacity": capacity,
+            "eviction": eviction_policy,
+            "seed": seed,
+            "version": 0,
+            "destructive_version": 0,
+            "next_id": 0,
+            "seen": 0,
+            "rng_state": np.random.default_rng(seed).bit_generator.state,
+        }
+        folder = None
+        if path is not None:
+            folder = Path(path)
+            if (folder / DB_NAME).exists():
+                raise StoreError(f"{folder} already holds a store; open it instead")
+            folder.mkdir(parents=True, exist_ok=True)
+        return cls(folder, readonly=False, _create=settings)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, readonly: bool = False) -> EpisodicStore:
+        """Open an existing store folder; ``readonly`` for a reader beside a live writer."""
+        folder = Path(path)
+        if not folder.is_dir():
+            raise StoreError(f"store folder {folder} does not exist")
+        if not (folder / DB_NAME).is_file():
+            raise StoreError(f"{folder} is not a lifelong store (no {DB_NAME} inside)")
+        return cls(folder, readonly=readonly)
+
+    @classmethod
+    def open_or_create(cls, path: str | os.PathLike, **create_args) -> EpisodicStore:
+        if (Path(path) / DB_NAME).is_file():
+            return cls.open(path)
+        return cls.create(path, **create_args)
+
+    def _take_writer_lock(self) -> None:
+        if self.path is None:
+            return
+        fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreError(
+                f"{self.path} is open for writing by another process; open it with readonly=True"
+            ) from None
+        self._lock_fd = fd
+
+    def _initialise(self, settings: dict) -> None:
+        Base.metadata.create_all(self.engine)
+        with Session(self.engine) as s, s.begin():
+            s.add_all(Meta(name=k, value=json.dumps(v)) for k, v in settings.items())
+
+    def _read_meta(self, session: Session | None = None) -> dict:
+        def read(s: Session) -> dict:
+            return {m.name: json.loads(m.value) for m in s.scalars(select(Meta))}
+
+        if session is not None:
+            return read(session)
+        with Session(self.engine) as s:
+            meta = read(s)
+        if "schema_version" not in meta:
+            raise StoreError(f"{self._where()} has no store settings; it is not a lifelong store")
+        if meta["schema_version"] > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self._where()} was written by store schema version {meta['schema_version']}; "
+                f"this lifelong reads up to version {SCHEMA_VERSION}: upgrade lifelong"
+            )
+        return meta
+
+    @staticmethod
+    def _set_meta(session: Session, **values) -> None:
+        stmt = sqlite_insert(Meta).values([{"name": k, "value": json.dumps(v)}
+                                           for k, v in values.items()])
+        session.execute(stmt.on_conflict_do_update(index_elements=["name"],
+                                                   set_={"value": stmt.excluded.value}))
+
+    def _where(self) -> str:
+        return str(self.path) if self.path is not None else "in-memory store"
+
+    # -- keeping the caches in step with the database ---------------------------------------
+    def _load_index_file(self) -> None:
+        if self.path is None or not (self.path / INDEX_NAME).exists():
+            return
+        try:
+            self.index = KeyIndex.load(self.path / INDEX_NAME, self.spec)
+            self._index_version = self.index.coverage.version
+            self._index_max_id = self.index.coverage.max_id
+        except StoreError as exc:
+            warnings.warn(f"{exc}; rebuilding the index from {DB_NAME}", stacklevel=3)
+            self.index = KeyIndex(self.spec)
+
+    def _sync(self) -> None:
+        """Bring catalog and index up to the database in one read snapshot.
+
+        Where only appends happened since a cache's version, it reads just the new rows;
+        after a delete or re-key it rebuilds that cache from the database.
+        """
+        with Session(self.engine) as s:
+            self.meta = self._read_meta(s)
+            version, destructive = self.meta["version"], self.meta["destructive_version"]
+            if self._catalog_version == version and self._index_version == version:
+                return
+            cols = [func.coalesce(getattr(Memory, c), NO_TASK) for c in Catalog.FIELDS]
+            q = select(*cols).order_by(Memory.id)
+            if 0 <= destructive <= self._catalog_version:
+                last = int(self.catalog.ids[-1]) if len(self.catalog) else -1
+                q = q.where(Memory.id > last)
+            else:
+                self.catalog = Catalog()
+            self._append_catalog(np.array(s.execute(q).all(), np.int64).reshape(-1, 5))
+            q = select(Memory.id, Memory.key).order_by(Memory.id)
+            if 0 <= destructive <= self._index_version:
+                q = q.where(Memory.id > self._index_max_id)
+            else:
+                self.index = KeyIndex(self.spec)
+            for chunk in s.execute(q.execution_options(yield_per=50_000)).partitions():
+                ids = np.fromiter((r[0] for r in chunk), np.int64, len(chunk))
+                keys = np.frombuffer(b"".join(r[1] for r in chunk), np.float32)
+                self.index.add(ids, keys.reshape(len(chunk), self.spec.dim))
+                self._index_max_id = int(ids[-1])
+        self._catalog_version = self._index_version = version
+
+    def _append_catalog(self, rows: np.ndarray) -> None:
+        self.catalog.append({f: rows[:, i] for i, f in enumerate(Catalog.FIELDS)})
+
+    def refresh(self) -> None:
+        """Readers: catch up with what the writer committed since the last call."""
+        with Session(self.engine) as s:
+            version = json.loads(s.scalar(select(Meta.value).where(Meta.name == "version")))
+        if version != self._catalog_version:
+            self._sync()
+
+    def _check_writable(self) -> None:
+        if self.readonly:
+            raise StoreError(f"{self._where()} was opened read-only")
+
+    # -- writing --------------------------------------------------------------------------
+    def write(self, keys, values, labels, *, tasks=None, experiences=None,
+              positions=None) -> WriteResult:
+        """Write a batch in one transaction; with a capacity, the eviction policy decides what
+        stays. Everything is validated before anything is written."""
+        self._check_writable()
+        keys = keys_array(keys, self.spec.dim)
+        n = keys.shape[0]
+        vals = values_array(values, n, self.value_shape, self.value_dtype)
+        labels = int_column(labels, n, "labels", allow_none=False)
+        tasks = int_column(tasks, n, "tasks", allow_none=True)
+        exps = int_column(experiences, n, "experiences", allow_none=True)
+        seen = self.meta["seen"]
+        pos = (np.arange(seen, seen + n, dtype=np.int64) if positions is None
+               else int_column(positions, n, "positions", allow_none=False))
+        rng = np.random.default_rng()
+        rng.bit_generator.state = self.meta["rng_state"]
+        plan = self._plan(n, labels, seen, rng)
+        keep = plan.keep_new
+        ids = np.arange(self.meta["next_id"], self.meta["next_id"] + len(keep), dtype=np.int64)
+        now = time.time()
+        rows = [
+            {"id": int(i), "key": keys[k].tobytes(), "value": vals[k].tobytes(),
+             "label": int(labels[k]), "task": None if tasks[k] < 0 else int(tasks[k]),
+             "experience": None if exps[k] < 0 else int(exps[k]), "position": int(pos[k]),
+             "written_at": now, "replay_count": 0, "last_loss": None}
+            for i, k in zip(ids, keep, strict=True)
+        ]
+        changed = len(rows) > 0 or len(plan.evict) > 0
+        version = self.meta["version"] + (1 if changed else 0)
+        updates = {"seen": plan.seen, "rng_state": rng.bit_generator.state, "version": version,
+                   "next_id": int(self.meta["next_id"] + len(keep))}
+        if len(plan.evict):
+            updates["destructive_version"] = version
+        with Session(self.engine) as s, s.begin():
+            if len(plan.evict):
+                s.execute(delete(Memory).where(Memory.id.in_(plan.evict.tolist())))
+            if rows:
+                s.execute(insert(Memory), rows)
+            self._set_meta(s, **updates)
+        self.meta.update(updates)
+        self._apply_locally(plan.evict, ids, keys[keep], labels[keep], tasks[keep], exps[keep],
+                            pos[keep], version)
+        return WriteResult(ids, keep, plan.evict)
+
+    def _plan(self, n: int, labels: np.ndarray, seen: int, rng) -> eviction.Plan:
+        cap = self.capacity
+        if cap is None:
+            return eviction.Plan(np.arange(n, dtype=np.int64), np.empty(0, np.int64), seen + n)
+        if self.meta["eviction"] == "reservoir":
+            return eviction.plan_reservoir(self.catalog.ids, n, seen, cap, rng)
+        return eviction.plan_class_balanced(self.catalog.ids, self.catalog.cols["label"],
+                                            labels, seen, cap, rng)
+
+    def _apply_locally(self, evicted, ids, keys, labels, tasks, exps, pos, version) -> None:
+        """Mirror a committed change into the catalog and index, so no re-read is needed."""
+        if len(evicted):
+            self.catalog.remove(evicted)
+            self.index.remove(evicted)
+        if len(ids):
+            self._append_catalog(np.stack([ids, labels, tasks, exps, pos], axis=1))
+            self.index.add(ids, keys)
+            self._index_max_id = int(ids[-1])
+        self._catalog_version = self._index_version = version
+        if len(self.catalog) - self._saved_rows > max(20_000, self._saved_rows):
+            self.flush()
+
+    def delete(self, ids) -> None:
+        """Delete memories by id from the database and the index together."""
+        self._check_writable()
+        ids = np.unique(int_column(ids, len(np.atleast_1d(ids)), "ids", allow_none=False))
+        missing = ids[self.catalog.rows_of(ids) < 0]
+        if len(missing):
+            raise StoreError(f"no memories with ids {missing[:10].tolist()}")
+        version = self.meta["version"] + 1
+        with Session(self.engine) as s, s.begin():
+            s.execute(delete(Memory).where(Memory.id.in_(ids.tolist())))
+            self._set_meta(s, version=version, destructive_version=version)
+        self.meta.update(version=version, destructive_version=version)
+        empty = np.empty(0, np.int64)
+        self._apply_locally(ids, empty, empty, empty, empty, empty, empty, version)
+
+    def rekey(self, ids, keys) -> None:
+        """Replace the keys of many memories at once (the encoder drifted)."""
+        self._check_writable()
+        ids = int_column(ids, len(np.atleast_1d(ids)), "ids", allow_none=False)
+        keys = keys_array(keys, self.spec.dim)
+        if len(ids) != len(keys):
+            raise StoreError(f"rekey: {len(ids)} ids but {len(keys)} keys")
+        if len(np.unique(ids)) != len(ids):
+            raise StoreError("rekey: ids must be unique")
+        missing = ids[self.catalog.rows_of(ids) < 0]
+        if len(missing):
+            raise StoreError(f"no memories with ids {missing[:10].tolist()}")
+        version = self.meta["version"] + 1
+        with Session(self.engine) as s, s.begin():
+            s.execute(update(Memory), [{"id": int(i), "key": k.tobytes()}
+                                       for i, k in zip(ids, keys, strict=True)])
+            self._set_meta(s, version=version, destructive_version=version)
+        self.meta.update(version=version, destructive_version=version)
+        if self.spec.kind == "hnsw":  # HNSW cannot replace a vector: rebuild from the truth
+            self._index_version = -1
+            self._sync()
+        else:
+            self.index.remove(ids)
+            self.index.add(ids, keys)
+            self._catalog_version = self._index_version = version
+
+    def record_replay(self, ids, losses) -> None:
+        """Count a replay of each memory and remember its latest loss."""
+        self._check_writable()
+        ids = np.asarray(ids, np.int64)
+        losses = np.asarray(losses, np.float64)
+        if len(ids) == 0:
+            return
+        with Session(self.engine) as s, s.begin():
+            s.connection().execute(
+                text("UPDATE memories SET replay_count = replay_count + 1, last_loss = :loss "
+                     "WHERE id = :id"),
+                [{"id": int(i), "loss": float(v)} for i, v in zip(ids, losses, strict=True)],
+            )
+
+    # -- reading --------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.catalog)
+
+    def _maybe_refresh(self) -> None:
+        if self.readonly:
+            self.refresh()
+
+    def fetch(self, ids, *, with_values: bool = True) -> Batch:
+        """Memories by id, in the order asked; StoreError for ids not in the store."""
+        self._maybe_refresh()
+        ids = np.asarray(ids, np.int64).reshape(-1)
+        rows = self.catalog.rows_of(ids)
+        if (rows < 0).any():
+            raise StoreError(f"no memories with ids {ids[rows < 0][:10].tolist()}")
+        return self._batch(ids, rows, with_values)
+
+    def _batch(self, ids: np.ndarray, rows: np.ndarray, with_values: bool) -> Batch:
+        c = self.catalog.cols
+        values = self._values(ids) if with_values else None
+        return Batch(ids, c["label"][rows], c["task"][rows], c["experience"][rows],
+                     c["position"][rows], values)
+
+    def _values(self, ids: np.ndarray) -> np.ndarray:
+        with Session(self.engine) as s:
+            got = dict(s.execute(select(Memory.id, Memory.value)
+                                 .where(Memory.id.in_(np.unique(ids).tolist()))).tuples().all())
+        if len(got) < len(np.unique(ids)):
+            raise StoreError("memories vanished while reading; call refresh() and retry")
+        flat = np.frombuffer(b"".join(got[int(i)] for i in ids), self.value_dtype)
+        return flat.reshape(len(ids), *self.value_shape)
+
+    def records(self, ids) -> list[dict]:
+        """Every stored field but key and value, for display and export."""
+        ids = [int(i) for i in np.atleast_1d(ids)]
+        cols = [Memory.id, Memory.label, Memory.task, Memory.experience, Memory.position,
+                Memory.written_at, Memory.replay_count, Memory.last_loss]
+        with Session(self.engine) as s:
+            got = {r.id: r._asdict() for r in s.execute(select(*cols).where(Memory.id.in_(ids)))}
+        return [got[i] for i in ids if i in got]
+
+    def keys_of(self, ids) -> np.ndarray:
+        """The stored key vectors of ids (from the database, the source of truth)."""
+        ids = [int(i) for i in np.atleast_1d(ids)]
+        with Session(self.engine) as s:
+            got = dict(s.execute(select(Memory.id, Memory.key).where(Memory.id.in_(ids))).all())
+        missing = [i for i in ids if i not in got]
+        if missing:
+            raise StoreError(f"no memories with ids {missing[:10]}")
+        return np.frombuffer(b"".join(got[i] for i in ids), np.float32).reshape(len(ids), -1)
+
+    def search(self, queries, k: int = 10, *, where: dict | None = None) -> SearchResult:
+        """k nearest memories of each query key, optionally filtered by task, label,
+        experience (a value or a list) or position range (start, stop)."""
+        self._maybe_refresh()
+        q = keys_array(queries, self.spec.dim, "queries")
+        if k <= 0:
+            raise StoreError(f"k must be positive, got {k}")
+        where = check_where(where)
+        allowed = self.catalog.ids[self.catalog.mask(**where)] if where else None
+        if allowed is not None and self.spec.kind != "flat" and len(allowed) <= EXACT_FILTER_LIMIT:
+            dist, ids = self._exact_search(q, k, allowed)
+        elif allowed is not None and len(allowed) == 0:
+            dist = np.full((len(q), k), np.inf, np.float32)
+            ids = np.full((len(q), k), -1, np.int64)
+        else:
+            dist, ids = self.index.search(q, k, allowed)
+        col = self.catalog.column
+        return SearchResult(ids, dist, col("label", ids), col("task", ids),
+                            col("experience", ids), col("position", ids))
+
+    def _exact_search(self, q: np.ndarray, k: int, allowed: np.ndarray):
+        """Exact search over a filtered subset, whose keys are read from the database."""
+        keys = self.keys_of(allowed) if len(allowed) else np.empty((0, self.spec.dim), np.float32)
+        flat = faiss.IndexFlat(self.spec.dim, self.spec.faiss_metric)
+        flat.add(keys)
+        dist, rows = flat.search(q, k)
+        return dist, np.where(rows >= 0, allowed[np.maximum(rows, 0)], -1)
+
+    def sample(self, n: int, policy: str = "uniform", *, rng: np.random.Generator | None = None,
+               where: dict | None = None, with_values: bool = True) -> Batch:
+        """Up to n distinct memories: uniform, or balanced over classes or tasks."""
+        self._maybe_refresh()
+        if policy not in SAMPLE_POLICIES:
+            raise StoreError(f"unknown sampling policy {policy!r}; expected one of "
+                             f"{SAMPLE_POLICIES}")
+        rng = rng if rng is not None else np.random.default_rng()
+        where = check_where(where)
+        pool = np.flatnonzero(self.catalog.mask(**where)) if where else None
+        size = len(self.catalog) if pool is None else len(pool)
+        if size == 0 or n <= 0:
+            rows = np.empty(0, np.int64)
+        elif policy == "uniform" or pool is not None:
+            rows = rng.choice(size, min(n, size), replace=False)
+            rows = rows if pool is None else pool[rows]
+        else:
+            rows = self._balanced_rows(n, "label" if policy == "class-balanced" else "task", rng)
+        return self._batch(self.catalog.ids[rows], rows, with_values)
+
+    def _balanced_rows(self, n: int, field: str, rng: np.random.Generator) -> np.ndarray:
+        """Each draw picks a group uniformly, then distinct members within the group."""
+        _, bounds, order = self.catalog.groups(field)
+        sizes = np.diff(bounds)
+        quota = np.bincount(rng.integers(0, len(sizes), n), minlength=len(sizes))
+        quota = np.minimum(quota, sizes)
+        picks = [order[bounds[g] + rng.choice(sizes[g], quota[g], replace=False)]
+                 for g in np.flatnonzero(quota)]
+        return np.concatenate(picks) if picks else np.empty(0, np.int64)
+
+    # -- housekeeping ---------------------------------------------------------------------
+    def stats(self) -> dict:
+        """Counts, settings and file sizes, JSON-able."""
+        self._maybe_refresh()
+        files = {}
+        if self.path is not None:
+            for name in (DB_NAME, DB_NAME + "-wal", INDEX_NAME):
+                p = self.path / name
+                files[name] = p.stat().st_size if p.exists() else 0
+        return {
+            "path": self._where(),
+            "memories": len(self.catalog),
+            "capacity": self.capacity,
+            "eviction": self.meta["eviction"],
+            "seen": self.meta["seen"],
+            "version": self.meta["version"],
+            "key_dim": self.spec.dim,
+            "metric": self.spec.metric,
+            "index": self.spec.kind,
+            "index_entries": self.index.ntotal,
+            "value_shape": list(self.value_shape),
+            "value_dtype": self.value_dtype.str,
+            "labels": self.catalog.counts("label"),
+            "tasks": self.catalog.counts("task"),
+            "files_bytes": files,
+        }
+
+    def verify(self, sample: int = 1000) -> dict:
+        """Check the database, the RAM index and the saved index file agree; never mutates."""
+        problems: list[str] = []
+        with Session(self.engine) as s:
+            check = s.execute(text("PRAGMA quick_check")).scalar()
+            if check != "ok":
+                problems.append(f"database integrity: {check}")
+            db_ids = np.array(s.scalars(select(Memory.id).order_by(Memory.id)).all(), np.int64)
+        index_ids = self.index.ids()
+        if not np.array_equal(db_ids, index_ids):
+            extra = np.setdiff1d(index_ids, db_ids)[:10].tolist()
+            lost = np.setdiff1d(db_ids, index_ids)[:10].tolist()
+            problems.append(f"index and database differ: in index only {extra}, "
+                            f"in database only {lost}")
+        if not np.array_equal(db_ids, self.catalog.ids):
+            problems.append("catalog and database ids differ")
+        if len(db_ids) and not problems:
+            pick = np.random.default_rng(0).choice(db_ids, min(sample, len(db_ids)), replace=False)
+            if not np.allclose(self.index.reconstruct(pick), self.keys_of(pick)):
+                problems.append("index keys differ from database keys")
+        file_state = "none (in memory)" if self.path is None else "missing"
+        if self.path is not None and (self.path / INDEX_NAME).exists():
+            try:
+                saved = KeyIndex.load(self.path / INDEX_NAME, self.spec)
+                behind = self.meta["version"] - saved.coverage.version
+                file_state = "current" if behind == 0 else f"{behind} versions behind (caught up on open)"
+            except StoreError as exc:
+                file_state = f"unreadable: {exc} (rebuilt from the database on open)"
+        return {"ok": not problems, "problems": problems, "memories": int(len(db_ids)),
+                "index_entries": int(len(index_ids)), "index_file": file_state}
+
+    def reindex(self) -> None:
+        """Rebuild the index from the database and save it."""
+        self._check_writable()
+        self._index_version = -1
+        self._sync()
+        self.index.coverage = Coverage(version=-1)  # force the save
+        self.flush()
+
+    def flush(self) -> None:
+        """Save the index file if it is behind the database (the database is always committed)."""
+        if self.readonly or self.path is None:
+            return
+        if self.index.coverage.version == self.meta["version"] and (self.path / INDEX_NAME).exists():
+            return
+        max_id = int(self.catalog.ids[-1]) if len(self.catalog) else -1
+        self.index.save(self.path / INDEX_NAME, Coverage(self.meta["version"], max_id))
+        self._saved_rows = len(self.catalog)
+
+    def export(self, out: str | os.PathLike) -> Path:
+        """Everything to .npz (keys, values, metadata) or metadata to .csv, by the suffix."""
+        out = Path(out)
+        ids = self.catalog.ids
+        recs = self.records(ids)
+        if out.suffix == ".csv":
+            import csv
+
+            with open(out, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(recs[0]) if recs else ["id"])
+                w.writeheader()
+                w.writerows(recs)
+            return out
+        if out.suffix != ".npz":
+            raise StoreError(f"export format of {out.name!r} unknown: use .npz or .csv")
+        cols = {k: np.array([r[k] if r[k] is not None else -1 for r in recs]) for k in
+                (recs[0] if recs else {})}
+        np.savez_compressed(out, keys=self.keys_of(ids) if len(ids) else np.empty(0),
+                            values=self._values(ids) if len(ids) else np.empty(0), **cols)
+        return out
+
+    def close(self, save: bool = True) -> None:
+        if save and hasattr(self, "meta") and not self.readonly:
+            self.flush()
+        self.engine.dispose()
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> EpisodicStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
