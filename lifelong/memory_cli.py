@@ -31,8 +31,9 @@ def add_parser(sub) -> None:
     _filters(q)
     s = cmd("sample", sample, "a random batch of memories")
     s.add_argument("-n", type=int, default=10)
-    s.add_argument("--policy", default="uniform",
-                   choices=["uniform", "class-balanced", "task-balanced"])
+    s.add_argument(
+        "--policy", default="uniform", choices=["uniform", "class-balanced", "task-balanced"]
+    )
     s.add_argument("--seed", type=int, default=0)
     _filters(s)
     e = cmd("export", export, "write every memory to .npz (keys, values, fields) or .csv")
@@ -94,8 +95,9 @@ def query(args) -> int:
         for qi in range(res.ids.shape[0]):
             found = res.ids[qi] >= 0
             recs = {r["id"]: r for r in st.records(res.ids[qi][found])}
-            for rank, (i, d) in enumerate(zip(res.ids[qi][found], res.distances[qi][found],
-                                              strict=True)):
+            for rank, (i, d) in enumerate(
+                zip(res.ids[qi][found], res.distances[qi][found], strict=True)
+            ):
                 out.append({"query": qi, "rank": rank, "distance": float(d), **recs[int(i)]})
     if args.json:
         print(json.dumps(out, indent=2))
@@ -106,8 +108,13 @@ def query(args) -> int:
 
 def sample(args) -> int:
     with EpisodicStore.open(args.path, readonly=True) as st:
-        b = st.sample(args.n, args.policy, rng=np.random.default_rng(args.seed),
-                      where=_where(args), with_values=False)
+        b = st.sample(
+            args.n,
+            args.policy,
+            rng=np.random.default_rng(args.seed),
+            where=_where(args),
+            with_values=False,
+        )
         out = st.records(b.ids)
     if args.json:
         print(json.dumps(out, indent=2))
@@ -120,8 +127,11 @@ def export(args) -> int:
     with EpisodicStore.open(args.path, readonly=True) as st:
         path = st.export(args.out)
         n = len(st)
-    print(json.dumps({"exported": n, "file": str(path)}) if args.json
-          else f"exported {n} memories to {path}")
+    print(
+        json.dumps({"exported": n, "file": str(path)})
+        if args.json
+        else f"exported {n} memories to {path}"
+    )
     return 0
 
 
@@ -131,8 +141,10 @@ def verify(args) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(f"{'OK' if report['ok'] else 'FAILED'}: {report['memories']} memories, "
-              f"{report['index_entries']} index entries; index file {report['index_file']}")
+        print(
+            f"{'OK' if report['ok'] else 'FAILED'}: {report['memories']} memories, "
+            f"{report['index_entries']} index entries; index file {report['index_file']}"
+        )
         for p in report["problems"]:
             print(f"  problem: {p}")
     return 0 if report["ok"] else 1

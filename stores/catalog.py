@@ -41,18 +41,26 @@ class Catalog:
         self._groups.clear()
 
     def rows_of(self, ids: np.ndarray) -> np.ndarray:
-        """Row positions of ids (each must be present); -1 ids map to -1."""
+        """Row positions of ids; -1 for ids not present (including the -1 padding ids)."""
         ids = np.asarray(ids, np.int64)
-        pos = np.searchsorted(self.cols["id"], ids)
-        pos = np.clip(pos, 0, max(len(self) - 1, 0))
-        found = (ids >= 0) & (len(self) > 0)
-        found &= self.cols["id"][pos] == ids if len(self) else False
-        return np.where(found, pos, -1)
+        if not len(self):
+            return np.full(ids.shape, -1, np.int64)
+        all_ids = self.cols["id"]
+        pos = np.minimum(np.searchsorted(all_ids, ids), len(all_ids) - 1)
+        return np.where(all_ids[pos] == ids, pos, -1)
 
-    def column(self, field: str, ids: np.ndarray) -> np.ndarray:
+    def gather(self, ids: np.ndarray, fields: tuple[str, ...]) -> list[np.ndarray]:
+        """Columns ``fields`` for ids, -1 where an id is not present."""
         rows = self.rows_of(ids)
-        out = self.cols[field][np.maximum(rows, 0)] if len(self) else np.zeros_like(rows)
-        return np.where(rows >= 0, out, -1)
+        if not len(self):
+            return [rows.copy() for _ in fields]
+        safe, missing = np.maximum(rows, 0), rows < 0
+        out = []
+        for f in fields:
+            col = self.cols[f][safe]
+            col[missing] = -1
+            out.append(col)
+        return out
 
     def groups(self, field: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(values, starts, order): rows grouped by ``field``, cached until the next change."""

@@ -21,8 +21,9 @@ class Plan:
     seen: int  # stream count after the batch
 
 
-def plan_reservoir(ids: np.ndarray, n_new: int, seen: int, capacity: int,
-                   rng: np.random.Generator) -> Plan:
+def plan_reservoir(
+    ids: np.ndarray, n_new: int, seen: int, capacity: int, rng: np.random.Generator
+) -> Plan:
     """Reservoir sampling over the stream (Vitter's algorithm R).
 
     Every example seen so far is in memory with equal probability capacity/seen. New items
@@ -40,8 +41,14 @@ def plan_reservoir(ids: np.ndarray, n_new: int, seen: int, capacity: int,
     return _finish(ids, slots, seen)
 
 
-def plan_class_balanced(ids: np.ndarray, labels: np.ndarray, new_labels: np.ndarray, seen: int,
-                        capacity: int, rng: np.random.Generator) -> Plan:
+def plan_class_balanced(
+    ids: np.ndarray,
+    labels: np.ndarray,
+    new_labels: np.ndarray,
+    seen: int,
+    capacity: int,
+    rng: np.random.Generator,
+) -> Plan:
     """Keep classes equally represented: when full, a new example of a class that is not the
     largest evicts a random member of the largest class; otherwise it is dropped (as GDumb)."""
     members: dict[int, list[int]] = {}

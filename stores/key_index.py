@@ -125,8 +125,11 @@ class KeyIndex:
         """Every live id in the index, sorted."""
         if self.trained_ivf:
             inv = self.index.invlists
-            parts = [faiss.rev_swig_ptr(inv.get_ids(i), inv.list_size(i)).copy()
-                     for i in range(inv.nlist) if inv.list_size(i)]
+            parts = [
+                faiss.rev_swig_ptr(inv.get_ids(i), inv.list_size(i)).copy()
+                for i in range(inv.nlist)
+                if inv.list_size(i)
+            ]
             all_ids = np.concatenate(parts).astype(np.int64) if parts else np.empty(0, np.int64)
         else:
             all_ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
@@ -135,8 +138,11 @@ class KeyIndex:
         return np.sort(all_ids)
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
-        return np.stack([self.index.reconstruct(int(i)) for i in ids]) if len(ids) else (
-            np.empty((0, self.spec.dim), np.float32))
+        return (
+            np.stack([self.index.reconstruct(int(i)) for i in ids])
+            if len(ids)
+            else (np.empty((0, self.spec.dim), np.float32))
+        )
 
     # -- search ---------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None):

@@ -18,15 +18,26 @@ import json
 import os
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
-from sqlalchemy import create_engine, delete, event, func, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DatabaseError, OperationalError
-from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
 from stores import eviction
@@ -78,6 +89,22 @@ class WriteResult:
     evicted: np.ndarray  # ids deleted to make room
 
 
+# Ids travel as one bound JSON array that SQLite expands: one cached statement however many
+# ids, and nothing pasted into SQL.
+_IDS = "(SELECT value FROM json_each(:ids))"
+_DELETE_IDS = text(f"DELETE FROM memories WHERE id IN {_IDS}")
+_VALUES_OF = text(f"SELECT id, value FROM memories WHERE id IN {_IDS}")
+_KEYS_OF = text(f"SELECT id, key FROM memories WHERE id IN {_IDS}")
+_RECORDS_OF = text(
+    "SELECT id, label, task, experience, position, written_at, replay_count, "
+    f"last_loss FROM memories WHERE id IN {_IDS}"
+)
+_INSERT_ROWS = (
+    "INSERT INTO memories (id, key, value, label, task, experience, position, "
+    "written_at, replay_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)"
+)
+
+
 def _on_connect(dbapi_conn, _record) -> None:
     # Let SQLAlchemy's BEGIN (below) start every transaction, reads included, so a reader
     # sees one consistent snapshot across statements (pysqlite alone would not begin reads).
@@ -109,6 +136,7 @@ class EpisodicStore:
         event.listen(self.engine, "connect", _on_connect)
         event.listen(self.engine, "begin", _on_begin)
         try:
+            self._conn = self.engine.connect()
             if not readonly:
                 self._take_writer_lock()
             if _create is not None:
@@ -137,15 +165,26 @@ class EpisodicStore:
         self._sync()
 
     @classmethod
-    def create(cls, path: str | os.PathLike | None, *, dim: int, value_shape: tuple[int, ...],
-               value_dtype: str = "float32", metric: str = "l2", index: str = "flat",
-               capacity: int | None = None, eviction_policy: str = "reservoir", seed: int = 0,
-               **index_options) -> EpisodicStore:
+    def create(
+        cls,
+        path: str | os.PathLike | None,
+        *,
+        dim: int,
+        value_shape: tuple[int, ...],
+        value_dtype: str = "float32",
+        metric: str = "l2",
+        index: str = "flat",
+        capacity: int | None = None,
+        eviction_policy: str = "reservoir",
+        seed: int = 0,
+        **index_options,
+    ) -> EpisodicStore:
         """A new, empty store in folder ``path`` (created), or in RAM when ``path`` is None."""
         spec = IndexSpec(dim=dim, metric=metric, kind=index, **index_options)
         if eviction_policy not in eviction.POLICIES:
-            raise StoreError(f"unknown eviction policy {eviction_policy!r}; "
-                             f"expected one of {eviction.POLICIES}")
+            raise StoreError(
+                f"unknown eviction policy {eviction_policy!r}; expected one of {eviction.POLICIES}"
+            )
         if capacity is not None and capacity <= 0:
             raise StoreError(f"capacity must be positive, got {capacity}")
         settings = {
@@ -201,17 +240,25 @@ class EpisodicStore:
 
     def _initialise(self, settings: dict) -> None:
         Base.metadata.create_all(self.engine)
-        with Session(self.engine) as s, s.begin():
-            s.add_all(Meta(name=k, value=json.dumps(v)) for k, v in settings.items())
+        with self._tx() as c:
+            c.execute(
+                insert(Meta), [{"name": k, "value": json.dumps(v)} for k, v in settings.items()]
+            )
 
-    def _read_meta(self, session: Session | None = None) -> dict:
-        def read(s: Session) -> dict:
-            return {m.name: json.loads(m.value) for m in s.scalars(select(Meta))}
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        """One transaction on the store's connection: commits on success, rolls back on error."""
+        with self._conn.begin():
+            yield self._conn
 
-        if session is not None:
-            return read(session)
-        with Session(self.engine) as s:
-            meta = read(s)
+    def _read_meta(self, conn: Connection | None = None) -> dict:
+        def read(c: Connection) -> dict:
+            return {name: json.loads(v) for name, v in c.execute(select(Meta.name, Meta.value))}
+
+        if conn is not None:
+            return read(conn)
+        with self._tx() as c:
+            meta = read(c)
         if "schema_version" not in meta:
             raise StoreError(f"{self._where()} has no store settings; it is not a lifelong store")
         if meta["schema_version"] > SCHEMA_VERSION:
@@ -222,11 +269,13 @@ class EpisodicStore:
         return meta
 
     @staticmethod
-    def _set_meta(session: Session, **values) -> None:
-        stmt = sqlite_insert(Meta).values([{"name": k, "value": json.dumps(v)}
-                                           for k, v in values.items()])
-        session.execute(stmt.on_conflict_do_update(index_elements=["name"],
-                                                   set_={"value": stmt.excluded.value}))
+    def _set_meta(conn: Connection, **values) -> None:
+        stmt = sqlite_insert(Meta).values(
+            [{"name": k, "value": json.dumps(v)} for k, v in values.items()]
+        )
+        conn.execute(
+            stmt.on_conflict_do_update(index_elements=["name"], set_={"value": stmt.excluded.value})
+        )
 
     def _where(self) -> str:
         return str(self.path) if self.path is not None else "in-memory store"
@@ -249,7 +298,7 @@ class EpisodicStore:
         Where only appends happened since a cache's version, it reads just the new rows;
         after a delete or re-key it rebuilds that cache from the database.
         """
-        with Session(self.engine) as s:
+        with self._tx() as s:
             self.meta = self._read_meta(s)
             version, destructive = self.meta["version"], self.meta["destructive_version"]
             if self._catalog_version == version and self._index_version == version:
@@ -279,7 +328,7 @@ class EpisodicStore:
 
     def refresh(self) -> None:
         """Readers: catch up with what the writer committed since the last call."""
-        with Session(self.engine) as s:
+        with self._tx() as s:
             version = json.loads(s.scalar(select(Meta.value).where(Meta.name == "version")))
         if version != self._catalog_version:
             self._sync()
@@ -289,8 +338,9 @@ class EpisodicStore:
             raise StoreError(f"{self._where()} was opened read-only")
 
     # -- writing --------------------------------------------------------------------------
-    def write(self, keys, values, labels, *, tasks=None, experiences=None,
-              positions=None) -> WriteResult:
+    def write(
+        self, keys, values, labels, *, tasks=None, experiences=None, positions=None
+    ) -> WriteResult:
         """Write a batch in one transaction; with a capacity, the eviction policy decides what
         stays. Everything is validated before anything is written."""
         self._check_writable()
@@ -301,8 +351,11 @@ class EpisodicStore:
         tasks = int_column(tasks, n, "tasks", allow_none=True)
         exps = int_column(experiences, n, "experiences", allow_none=True)
         seen = self.meta["seen"]
-        pos = (np.arange(seen, seen + n, dtype=np.int64) if positions is None
-               else int_column(positions, n, "positions", allow_none=False))
+        pos = (
+            np.arange(seen, seen + n, dtype=np.int64)
+            if positions is None
+            else int_column(positions, n, "positions", allow_none=False)
+        )
         rng = np.random.default_rng()
         rng.bit_generator.state = self.meta["rng_state"]
         plan = self._plan(n, labels, seen, rng)
@@ -310,27 +363,46 @@ class EpisodicStore:
         ids = np.arange(self.meta["next_id"], self.meta["next_id"] + len(keep), dtype=np.int64)
         now = time.time()
         rows = [
-            {"id": int(i), "key": keys[k].tobytes(), "value": vals[k].tobytes(),
-             "label": int(labels[k]), "task": None if tasks[k] < 0 else int(tasks[k]),
-             "experience": None if exps[k] < 0 else int(exps[k]), "position": int(pos[k]),
-             "written_at": now, "replay_count": 0, "last_loss": None}
-            for i, k in zip(ids, keep, strict=True)
+            (
+                i,
+                keys[k].tobytes(),
+                vals[k].tobytes(),
+                lab,
+                None if t < 0 else t,
+                None if e < 0 else e,
+                p,
+                now,
+            )
+            for i, k, lab, t, e, p in zip(
+                ids.tolist(),
+                keep.tolist(),
+                labels[keep].tolist(),
+                tasks[keep].tolist(),
+                exps[keep].tolist(),
+                pos[keep].tolist(),
+                strict=True,
+            )
         ]
         changed = len(rows) > 0 or len(plan.evict) > 0
         version = self.meta["version"] + (1 if changed else 0)
-        updates = {"seen": plan.seen, "rng_state": rng.bit_generator.state, "version": version,
-                   "next_id": int(self.meta["next_id"] + len(keep))}
+        updates = {
+            "seen": plan.seen,
+            "rng_state": rng.bit_generator.state,
+            "version": version,
+            "next_id": int(self.meta["next_id"] + len(keep)),
+        }
         if len(plan.evict):
             updates["destructive_version"] = version
-        with Session(self.engine) as s, s.begin():
+        with self._tx() as c:
             if len(plan.evict):
-                s.execute(delete(Memory).where(Memory.id.in_(plan.evict.tolist())))
-            if rows:
-                s.execute(insert(Memory), rows)
-            self._set_meta(s, **updates)
+                c.execute(_DELETE_IDS, {"ids": json.dumps(plan.evict.tolist())})
+            if rows:  # the hot path: plain executemany, no per-row ORM bookkeeping
+                c.exec_driver_sql(_INSERT_ROWS, rows)
+            self._set_meta(c, **updates)
         self.meta.update(updates)
-        self._apply_locally(plan.evict, ids, keys[keep], labels[keep], tasks[keep], exps[keep],
-                            pos[keep], version)
+        self._apply_locally(
+            plan.evict, ids, keys[keep], labels[keep], tasks[keep], exps[keep], pos[keep], version
+        )
         return WriteResult(ids, keep, plan.evict)
 
     def _plan(self, n: int, labels: np.ndarray, seen: int, rng) -> eviction.Plan:
@@ -339,8 +411,9 @@ class EpisodicStore:
             return eviction.Plan(np.arange(n, dtype=np.int64), np.empty(0, np.int64), seen + n)
         if self.meta["eviction"] == "reservoir":
             return eviction.plan_reservoir(self.catalog.ids, n, seen, cap, rng)
-        return eviction.plan_class_balanced(self.catalog.ids, self.catalog.cols["label"],
-                                            labels, seen, cap, rng)
+        return eviction.plan_class_balanced(
+            self.catalog.ids, self.catalog.cols["label"], labels, seen, cap, rng
+        )
 
     def _apply_locally(self, evicted, ids, keys, labels, tasks, exps, pos, version) -> None:
         """Mirror a committed change into the catalog and index, so no re-read is needed."""
@@ -363,9 +436,9 @@ class EpisodicStore:
         if len(missing):
             raise StoreError(f"no memories with ids {missing[:10].tolist()}")
         version = self.meta["version"] + 1
-        with Session(self.engine) as s, s.begin():
-            s.execute(delete(Memory).where(Memory.id.in_(ids.tolist())))
-            self._set_meta(s, version=version, destructive_version=version)
+        with self._tx() as c:
+            c.execute(_DELETE_IDS, {"ids": json.dumps(ids.tolist())})
+            self._set_meta(c, version=version, destructive_version=version)
         self.meta.update(version=version, destructive_version=version)
         empty = np.empty(0, np.int64)
         self._apply_locally(ids, empty, empty, empty, empty, empty, empty, version)
@@ -383,10 +456,12 @@ class EpisodicStore:
         if len(missing):
             raise StoreError(f"no memories with ids {missing[:10].tolist()}")
         version = self.meta["version"] + 1
-        with Session(self.engine) as s, s.begin():
-            s.execute(update(Memory), [{"id": int(i), "key": k.tobytes()}
-                                       for i, k in zip(ids, keys, strict=True)])
-            self._set_meta(s, version=version, destructive_version=version)
+        with self._tx() as c:
+            c.execute(
+                update(Memory).where(Memory.id == bindparam("b_id")).values(key=bindparam("b_key")),
+                [{"b_id": int(i), "b_key": k.tobytes()} for i, k in zip(ids, keys, strict=True)],
+            )
+            self._set_meta(c, version=version, destructive_version=version)
         self.meta.update(version=version, destructive_version=version)
         if self.spec.kind == "hnsw":  # HNSW cannot replace a vector: rebuild from the truth
             self._index_version = -1
@@ -403,10 +478,12 @@ class EpisodicStore:
         losses = np.asarray(losses, np.float64)
         if len(ids) == 0:
             return
-        with Session(self.engine) as s, s.begin():
-            s.connection().execute(
-                text("UPDATE memories SET replay_count = replay_count + 1, last_loss = :loss "
-                     "WHERE id = :id"),
+        with self._tx() as c:
+            c.execute(
+                text(
+                    "UPDATE memories SET replay_count = replay_count + 1, last_loss = :loss "
+                    "WHERE id = :id"
+                ),
                 [{"id": int(i), "loss": float(v)} for i, v in zip(ids, losses, strict=True)],
             )
 
@@ -430,13 +507,18 @@ class EpisodicStore:
     def _batch(self, ids: np.ndarray, rows: np.ndarray, with_values: bool) -> Batch:
         c = self.catalog.cols
         values = self._values(ids) if with_values else None
-        return Batch(ids, c["label"][rows], c["task"][rows], c["experience"][rows],
-                     c["position"][rows], values)
+        return Batch(
+            ids,
+            c["label"][rows],
+            c["task"][rows],
+            c["experience"][rows],
+            c["position"][rows],
+            values,
+        )
 
     def _values(self, ids: np.ndarray) -> np.ndarray:
-        with Session(self.engine) as s:
-            got = dict(s.execute(select(Memory.id, Memory.value)
-                                 .where(Memory.id.in_(np.unique(ids).tolist()))).tuples().all())
+        with self._tx() as c:
+            got = dict(c.execute(_VALUES_OF, {"ids": json.dumps(np.unique(ids).tolist())}).all())
         if len(got) < len(np.unique(ids)):
             raise StoreError("memories vanished while reading; call refresh() and retry")
         flat = np.frombuffer(b"".join(got[int(i)] for i in ids), self.value_dtype)
@@ -445,17 +527,15 @@ class EpisodicStore:
     def records(self, ids) -> list[dict]:
         """Every stored field but key and value, for display and export."""
         ids = [int(i) for i in np.atleast_1d(ids)]
-        cols = [Memory.id, Memory.label, Memory.task, Memory.experience, Memory.position,
-                Memory.written_at, Memory.replay_count, Memory.last_loss]
-        with Session(self.engine) as s:
-            got = {r.id: r._asdict() for r in s.execute(select(*cols).where(Memory.id.in_(ids)))}
+        with self._tx() as c:
+            got = {r.id: r._asdict() for r in c.execute(_RECORDS_OF, {"ids": json.dumps(ids)})}
         return [got[i] for i in ids if i in got]
 
     def keys_of(self, ids) -> np.ndarray:
         """The stored key vectors of ids (from the database, the source of truth)."""
         ids = [int(i) for i in np.atleast_1d(ids)]
-        with Session(self.engine) as s:
-            got = dict(s.execute(select(Memory.id, Memory.key).where(Memory.id.in_(ids))).all())
+        with self._tx() as c:
+            got = dict(c.execute(_KEYS_OF, {"ids": json.dumps(ids)}).all())
         missing = [i for i in ids if i not in got]
         if missing:
             raise StoreError(f"no memories with ids {missing[:10]}")
@@ -477,9 +557,10 @@ class EpisodicStore:
             ids = np.full((len(q), k), -1, np.int64)
         else:
             dist, ids = self.index.search(q, k, allowed)
-        col = self.catalog.column
-        return SearchResult(ids, dist, col("label", ids), col("task", ids),
-                            col("experience", ids), col("position", ids))
+        labels, tasks, exps, pos = self.catalog.gather(
+            ids, ("label", "task", "experience", "position")
+        )
+        return SearchResult(ids, dist, labels, tasks, exps, pos)
 
     def _exact_search(self, q: np.ndarray, k: int, allowed: np.ndarray):
         """Exact search over a filtered subset, whose keys are read from the database."""
@@ -489,13 +570,21 @@ class EpisodicStore:
         dist, rows = flat.search(q, k)
         return dist, np.where(rows >= 0, allowed[np.maximum(rows, 0)], -1)
 
-    def sample(self, n: int, policy: str = "uniform", *, rng: np.random.Generator | None = None,
-               where: dict | None = None, with_values: bool = True) -> Batch:
+    def sample(
+        self,
+        n: int,
+        policy: str = "uniform",
+        *,
+        rng: np.random.Generator | None = None,
+        where: dict | None = None,
+        with_values: bool = True,
+    ) -> Batch:
         """Up to n distinct memories: uniform, or balanced over classes or tasks."""
         self._maybe_refresh()
         if policy not in SAMPLE_POLICIES:
-            raise StoreError(f"unknown sampling policy {policy!r}; expected one of "
-                             f"{SAMPLE_POLICIES}")
+            raise StoreError(
+                f"unknown sampling policy {policy!r}; expected one of {SAMPLE_POLICIES}"
+            )
         rng = rng if rng is not None else np.random.default_rng()
         where = check_where(where)
         pool = np.flatnonzero(self.catalog.mask(**where)) if where else None
@@ -515,8 +604,10 @@ class EpisodicStore:
         sizes = np.diff(bounds)
         quota = np.bincount(rng.integers(0, len(sizes), n), minlength=len(sizes))
         quota = np.minimum(quota, sizes)
-        picks = [order[bounds[g] + rng.choice(sizes[g], quota[g], replace=False)]
-                 for g in np.flatnonzero(quota)]
+        picks = [
+            order[bounds[g] + rng.choice(sizes[g], quota[g], replace=False)]
+            for g in np.flatnonzero(quota)
+        ]
         return np.concatenate(picks) if picks else np.empty(0, np.int64)
 
     # -- housekeeping ---------------------------------------------------------------------
@@ -549,7 +640,7 @@ class EpisodicStore:
     def verify(self, sample: int = 1000) -> dict:
         """Check the database, the RAM index and the saved index file agree; never mutates."""
         problems: list[str] = []
-        with Session(self.engine) as s:
+        with self._tx() as s:
             check = s.execute(text("PRAGMA quick_check")).scalar()
             if check != "ok":
                 problems.append(f"database integrity: {check}")
@@ -558,8 +649,9 @@ class EpisodicStore:
         if not np.array_equal(db_ids, index_ids):
             extra = np.setdiff1d(index_ids, db_ids)[:10].tolist()
             lost = np.setdiff1d(db_ids, index_ids)[:10].tolist()
-            problems.append(f"index and database differ: in index only {extra}, "
-                            f"in database only {lost}")
+            problems.append(
+                f"index and database differ: in index only {extra}, in database only {lost}"
+            )
         if not np.array_equal(db_ids, self.catalog.ids):
             problems.append("catalog and database ids differ")
         if len(db_ids) and not problems:
@@ -571,15 +663,30 @@ class EpisodicStore:
             try:
                 saved = KeyIndex.load(self.path / INDEX_NAME, self.spec)
                 behind = self.meta["version"] - saved.coverage.version
-                file_state = "current" if behind == 0 else f"{behind} versions behind (caught up on open)"
+                file_state = (
+                    "current" if behind == 0 else f"{behind} versions behind (caught up on open)"
+                )
             except StoreError as exc:
                 file_state = f"unreadable: {exc} (rebuilt from the database on open)"
-        return {"ok": not problems, "problems": problems, "memories": int(len(db_ids)),
-                "index_entries": int(len(index_ids)), "index_file": file_state}
+        return {
+            "ok": not problems,
+            "problems": problems,
+            "memories": int(len(db_ids)),
+            "index_entries": int(len(index_ids)),
+            "index_file": file_state,
+        }
 
-    def reindex(self) -> None:
-        """Rebuild the index from the database and save it."""
+    def reindex(self, index: str | None = None, **options) -> None:
+        """Rebuild the index from the database and save it, optionally as another kind
+        (``index="hnsw"``, ``nprobe=32``, ...); the new choice is recorded in the store."""
         self._check_writable()
+        if index is not None or options:
+            spec = IndexSpec(**{**self.spec.__dict__, **options, "kind": index or self.spec.kind})
+            with self._tx() as c:
+                self._set_meta(c, index=spec.__dict__)
+            self.spec = spec
+            self.meta["index"] = spec.__dict__
+        self.index = KeyIndex(self.spec)
         self._index_version = -1
         self._sync()
         self.index.coverage = Coverage(version=-1)  # force the save
@@ -589,7 +696,8 @@ class EpisodicStore:
         """Save the index file if it is behind the database (the database is always committed)."""
         if self.readonly or self.path is None:
             return
-        if self.index.coverage.version == self.meta["version"] and (self.path / INDEX_NAME).exists():
+        current = self.index.coverage.version == self.meta["version"]
+        if current and (self.path / INDEX_NAME).exists():
             return
         max_id = int(self.catalog.ids[-1]) if len(self.catalog) else -1
         self.index.save(self.path / INDEX_NAME, Coverage(self.meta["version"], max_id))
@@ -610,15 +718,23 @@ class EpisodicStore:
             return out
         if out.suffix != ".npz":
             raise StoreError(f"export format of {out.name!r} unknown: use .npz or .csv")
-        cols = {k: np.array([r[k] if r[k] is not None else -1 for r in recs]) for k in
-                (recs[0] if recs else {})}
-        np.savez_compressed(out, keys=self.keys_of(ids) if len(ids) else np.empty(0),
-                            values=self._values(ids) if len(ids) else np.empty(0), **cols)
+        cols = {
+            k: np.array([r[k] if r[k] is not None else -1 for r in recs])
+            for k in (recs[0] if recs else {})
+        }
+        np.savez_compressed(
+            out,
+            keys=self.keys_of(ids) if len(ids) else np.empty(0),
+            values=self._values(ids) if len(ids) else np.empty(0),
+            **cols,
+        )
         return out
 
     def close(self, save: bool = True) -> None:
         if save and hasattr(self, "meta") and not self.readonly:
             self.flush()
+        if hasattr(self, "_conn"):
+            self._conn.close()
         self.engine.dispose()
         if self._lock_fd is not None:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)

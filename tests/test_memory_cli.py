@@ -36,16 +36,25 @@ def test_stats(store_dir, capsys):
 def test_query_by_id_and_by_npy_with_filter(store_dir, capsys):
     code, rows = run_json(capsys, "memory", "query", str(store_dir / "mem"), "--id", "5", "-k", "3")
     assert code == 0 and rows[0]["id"] == 5 and rows[0]["distance"] == 0.0 and len(rows) == 3
-    code, rows = run_json(capsys, "memory", "query", str(store_dir / "mem"), "--key",
-                          str(store_dir / "q.npy"), "--task", "1")
+    code, rows = run_json(
+        capsys,
+        "memory",
+        "query",
+        str(store_dir / "mem"),
+        "--key",
+        str(store_dir / "q.npy"),
+        "--task",
+        "1",
+    )
     assert code == 0 and {r["task"] for r in rows} == {1} and len(rows) == 10
     assert main(["memory", "query", str(store_dir / "mem"), "--id", "5"]) == 0
     assert "distance" in capsys.readouterr().out
 
 
 def test_sample(store_dir, capsys):
-    code, rows = run_json(capsys, "memory", "sample", str(store_dir / "mem"), "-n", "7",
-                          "--positions", "0:20")
+    code, rows = run_json(
+        capsys, "memory", "sample", str(store_dir / "mem"), "-n", "7", "--positions", "0:20"
+    )
     assert code == 0 and len(rows) == 7 and all(r["position"] < 20 for r in rows)
 
 

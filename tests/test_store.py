@@ -33,8 +33,14 @@ def test_round_trip_every_field(tmp_path):
     rng = np.random.default_rng(0)
     keys, values, labels = batch(rng, 50)
     with make(tmp_path) as st:
-        r = st.write(keys, values, labels, tasks=3, experiences=np.arange(50) % 5,
-                     positions=np.arange(100, 150))
+        r = st.write(
+            keys,
+            values,
+            labels,
+            tasks=3,
+            experiences=np.arange(50) % 5,
+            positions=np.arange(100, 150),
+        )
         st.record_replay(r.ids[:5], np.linspace(0.1, 0.5, 5))
     with EpisodicStore.open(tmp_path / "mem") as st:
         got = st.fetch(r.ids)
@@ -70,10 +76,11 @@ def test_search_matches_brute_force(tmp_path, kind):
         recall = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(res.ids, want, strict=True)])
         assert recall == 1.0 if kind == "flat" else recall >= 0.9
         # filtered searches are exact for every index kind
-        for where, mask in [({"task": 1}, np.arange(600) // 200 == 1),
-                            ({"label": [0, 2]}, np.isin(labels, [0, 2])),
-                            ({"position": (100, 250)}, (np.arange(600) >= 100) &
-                             (np.arange(600) < 250))]:
+        for where, mask in [
+            ({"task": 1}, np.arange(600) // 200 == 1),
+            ({"label": [0, 2]}, np.isin(labels, [0, 2])),
+            ({"position": (100, 250)}, (np.arange(600) >= 100) & (np.arange(600) < 250)),
+        ]:
             res = st.search(q, 5, where=where)
             assert np.array_equal(res.ids, brute_force(keys[mask], ids[mask], q, 5)), where
         assert np.array_equal(res.labels, labels[res.ids])
@@ -99,8 +106,7 @@ def test_sampling_policies_balance(tmp_path):
         st.write(k, v, labels, tasks=(labels > 0).astype(int))
         uni = st.sample(64, rng=rng)
         assert len(set(uni.ids.tolist())) == 64
-        draws = np.concatenate([st.sample(40, "class-balanced", rng=rng).labels
-                                for _ in range(50)])
+        draws = np.concatenate([st.sample(40, "class-balanced", rng=rng).labels for _ in range(50)])
         share = np.bincount(draws, minlength=4) / len(draws)
         assert np.all(np.abs(share - 0.25) < 0.05), share
         draws = np.concatenate([st.sample(40, "task-balanced", rng=rng).tasks for _ in range(50)])
@@ -149,8 +155,7 @@ def test_class_balanced_eviction(tmp_path):
 def test_same_seed_same_eviction(tmp_path):
     def run(folder):
         rng = np.random.default_rng(8)
-        with EpisodicStore.create(folder, dim=DIM, value_shape=VSHAPE, capacity=30,
-                                  seed=4) as st:
+        with EpisodicStore.create(folder, dim=DIM, value_shape=VSHAPE, capacity=30, seed=4) as st:
             for _ in range(10):
                 st.write(*batch(rng, 13))
             return st.catalog.ids.copy()
@@ -202,10 +207,14 @@ def test_reopen_catches_up_on_rows_newer_than_index_file(tmp_path):
     "args, message",
     [
         (lambda k, v, y: (k[:, :5], v, y), r"keys: expected shape \(n, 8\)"),
-        (lambda k, v, y: (np.where(np.arange(4)[:, None] == 2, np.nan, k), v, y),
-         "keys: row 2 has NaN or inf"),
-        (lambda k, v, y: (k, np.where(np.arange(4)[:, None, None] == 1, np.inf, v), y),
-         "values: row 1 has NaN or inf"),
+        (
+            lambda k, v, y: (np.where(np.arange(4)[:, None] == 2, np.nan, k), v, y),
+            "keys: row 2 has NaN or inf",
+        ),
+        (
+            lambda k, v, y: (k, np.where(np.arange(4)[:, None, None] == 1, np.inf, v), y),
+            "values: row 1 has NaN or inf",
+        ),
         (lambda k, v, y: (k, v[:, :1], y), r"values: expected shape \(4, 2, 3\)"),
         (lambda k, v, y: (k, v, y[:3]), "labels: expected 4 entries"),
         (lambda k, v, y: (k, v, np.array([0.5, 1, 2, 3])), "labels: must be integers"),
@@ -283,12 +292,19 @@ def test_newer_schema_refused(tmp_path):
 def test_second_writer_refused_reader_allowed(tmp_path):
     st = make(tmp_path)
     st.write(*batch(np.random.default_rng(0), 5))
-    code = ("import sys; from stores import EpisodicStore, StoreError\n"
-            "try:\n    EpisodicStore.open(sys.argv[1])\nexcept StoreError as e:\n"
-            "    print('refused:', e)\n"
-            "r = EpisodicStore.open(sys.argv[1], readonly=True); print('reader sees', len(r))")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "mem")], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120).stdout
+    code = (
+        "import sys; from stores import EpisodicStore, StoreError\n"
+        "try:\n    EpisodicStore.open(sys.argv[1])\nexcept StoreError as e:\n"
+        "    print('refused:', e)\n"
+        "r = EpisodicStore.open(sys.argv[1], readonly=True); print('reader sees', len(r))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "mem")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     assert "refused:" in out and "open for writing by another process" in out
     assert "reader sees 5" in out
     st.close()
@@ -296,8 +312,10 @@ def test_second_writer_refused_reader_allowed(tmp_path):
 
 def test_readonly_store_refuses_writes(tmp_path):
     make(tmp_path).close()
-    with EpisodicStore.open(tmp_path / "mem", readonly=True) as st, \
-            pytest.raises(StoreError, match="read-only"):
+    with (
+        EpisodicStore.open(tmp_path / "mem", readonly=True) as st,
+        pytest.raises(StoreError, match="read-only"),
+    ):
         st.write(*batch(np.random.default_rng(0), 2))
 
 
@@ -318,8 +336,9 @@ for b in range(100000):
 
 def test_sigkill_during_writes_then_reopen(tmp_path):
     folder = tmp_path / "mem"
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(folder)], cwd=ROOT,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(folder)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
     committed = -1
     for line in proc.stdout:
         committed = int(line)
@@ -362,8 +381,13 @@ def test_reader_process_while_writer_writes(tmp_path):
     rng = np.random.default_rng(14)
     st = make(tmp_path)
     st.write(*batch(rng, 20))
-    reader = subprocess.Popen([sys.executable, "-c", READER, str(tmp_path / "mem")], cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(tmp_path / "mem")],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     while reader.poll() is None:
         st.write(*batch(rng, 20))
         if len(st) % 400 == 0:
