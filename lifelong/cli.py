@@ -6,7 +6,9 @@ import argparse
 import json
 import sys
 
-from lifelong import memory_cli
+from lifelong import memory_cli, run_cli
+from lifelong.agent import BadBatchError
+from lifelong.config import ConfigError
 from streams.errors import StreamError
 
 
@@ -84,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     sdl.set_defaults(func=_streams_download)
 
     memory_cli.add_parser(sub)
+    run_cli.add_parser(sub)
     return p
 
 
@@ -91,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (StreamError, *memory_cli.ERRORS) as exc:
+    except (StreamError, ConfigError, BadBatchError, FileNotFoundError,
+            *memory_cli.ERRORS) as exc:
         print(f"lifelong: error: {exc}", file=sys.stderr)
         return 2
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import time
 import warnings
 from collections.abc import Iterator
@@ -339,10 +340,15 @@ class EpisodicStore:
 
     # -- writing --------------------------------------------------------------------------
     def write(
-        self, keys, values, labels, *, tasks=None, experiences=None, positions=None
+        self, keys, values, labels, *, tasks=None, experiences=None, positions=None,
+        replayed: tuple | None = None,
     ) -> WriteResult:
         """Write a batch in one transaction; with a capacity, the eviction policy decides what
-        stays. Everything is validated before anything is written."""
+        stays. Everything is validated before anything is written.
+
+        ``replayed=(ids, losses)`` also counts a replay of those memories in the same
+        transaction (see ``record_replay``), saving the agent a commit per step.
+        """
         self._check_writable()
         keys = keys_array(keys, self.spec.dim)
         n = keys.shape[0]
@@ -398,6 +404,8 @@ class EpisodicStore:
                 c.execute(_DELETE_IDS, {"ids": json.dumps(plan.evict.tolist())})
             if rows:  # the hot path: plain executemany, no per-row ORM bookkeeping
                 c.exec_driver_sql(_INSERT_ROWS, rows)
+            if replayed is not None:
+                self._count_replays(c, *replayed)
             self._set_meta(c, **updates)
         self.meta.update(updates)
         self._apply_locally(
@@ -474,18 +482,20 @@ class EpisodicStore:
     def record_replay(self, ids, losses) -> None:
         """Count a replay of each memory and remember its latest loss."""
         self._check_writable()
-        ids = np.asarray(ids, np.int64)
-        losses = np.asarray(losses, np.float64)
+        with self._tx() as c:
+            self._count_replays(c, ids, losses)
+
+    @staticmethod
+    def _count_replays(conn: Connection, ids, losses) -> None:
+        ids = np.asarray(ids, np.int64).reshape(-1)
         if len(ids) == 0:
             return
-        with self._tx() as c:
-            c.execute(
-                text(
-                    "UPDATE memories SET replay_count = replay_count + 1, last_loss = :loss "
-                    "WHERE id = :id"
-                ),
-                [{"id": int(i), "loss": float(v)} for i, v in zip(ids, losses, strict=True)],
-            )
+        losses = np.full(len(ids), np.nan) if losses is None else np.asarray(losses, float)
+        conn.exec_driver_sql(
+            "UPDATE memories SET replay_count = replay_count + 1, "
+            "last_loss = coalesce(?, last_loss) WHERE id = ?",
+            [(None if np.isnan(v) else float(v), int(i)) for i, v in zip(ids, losses)],
+        )
 
     # -- reading --------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -522,7 +532,7 @@ class EpisodicStore:
         if len(got) < len(np.unique(ids)):
             raise StoreError("memories vanished while reading; call refresh() and retry")
         flat = np.frombuffer(b"".join(got[int(i)] for i in ids), self.value_dtype)
-        return flat.reshape(len(ids), *self.value_shape)
+        return flat.reshape(len(ids), *self.value_shape).copy()  # writable, like any array
 
     def records(self, ids) -> list[dict]:
         """Every stored field but key and value, for display and export."""
@@ -702,6 +712,28 @@ class EpisodicStore:
         max_id = int(self.catalog.ids[-1]) if len(self.catalog) else -1
         self.index.save(self.path / INDEX_NAME, Coverage(self.meta["version"], max_id))
         self._saved_rows = len(self.catalog)
+
+    def snapshot(self, dest: str | os.PathLike) -> None:
+        """A consistent copy of the database (SQLite's online backup) at ``dest``."""
+        import sqlite3
+
+        dest_conn = sqlite3.connect(dest)
+        try:
+            with self._tx() as c:
+                c.connection.driver_connection.backup(dest_conn)
+        finally:
+            dest_conn.close()
+
+    @staticmethod
+    def restore(folder: str | os.PathLike, snapshot: str | os.PathLike) -> None:
+        """Make ``folder`` hold exactly the store in ``snapshot`` (its index is rebuilt on open)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm", INDEX_NAME):
+            (folder / name).unlink(missing_ok=True)
+        tmp = folder / (DB_NAME + ".restore")
+        shutil.copyfile(snapshot, tmp)
+        os.replace(tmp, folder / DB_NAME)
 
     def export(self, out: str | os.PathLike) -> Path:
         """Everything to .npz (keys, values, metadata) or metadata to .csv, by the suffix."""

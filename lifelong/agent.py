@@ -1,0 +1,237 @@
+"""``Agent``: learns each incoming batch once, remembers it, and replays memories.
+
+The page to read is ``observe``: draw replay, update (learned controller or plain replay),
+write memories. Everything else is bookkeeping around it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lifelong.adaptation import adapted_logits
+from lifelong.config import RunConfig
+from lifelong.controller import LearnedRates, _clip_, lamaml_step
+from lifelong.losses import mask_to, replay_loss
+from lifelong.models import build_model
+from stores import EpisodicStore
+
+FIXED_KEY_DIM = 128
+
+
+class BadBatchError(ValueError):
+    """An incoming batch the agent refuses: names the experience and the example."""
+
+
+@dataclass
+class StreamSpec:
+    """What the agent must know of a stream before it sees any data."""
+
+    input_shape: tuple[int, ...]
+    n_classes: int
+    task_aware: bool  # task ids given at train and test time (task-incremental)
+
+
+class Agent:
+    def __init__(self, cfg: RunConfig, spec: StreamSpec, store: EpisodicStore) -> None:
+        self.cfg, self.spec, self.store = cfg, spec, store
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(cfg.model, spec.input_shape, spec.n_classes, cfg.hidden)
+        self.rates = LearnedRates(self.model, cfg.alpha_init) if cfg.controller else None
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr)
+        self.np_rng = np.random.default_rng(cfg.seed)
+        self.task_classes = torch.zeros(0, spec.n_classes, dtype=torch.bool)
+        self.steps = 0
+        self.grad_steps = 0
+        self.examples = 0
+        if cfg.key_source == "fixed":
+            gen = torch.Generator().manual_seed(10_000 + cfg.seed)
+            dim = math.prod(spec.input_shape)
+            self.projection = torch.randn(dim, FIXED_KEY_DIM, generator=gen) / math.sqrt(dim)
+
+    @staticmethod
+    def key_dim(cfg: RunConfig, spec: StreamSpec) -> int:
+        return FIXED_KEY_DIM if cfg.key_source == "fixed" else cfg.hidden
+
+    # -- the step -------------------------------------------------------------------------
+    def observe(self, x: torch.Tensor, y: torch.Tensor, task_id: int | None, experience: int,
+                position: int) -> float:
+        """Learn one incoming batch (single pass), then write it to memory. Returns the loss."""
+        self._check_batch(x, y, experience, position)
+        self._note_task(task_id, y)
+        self.model.train()
+        loss, replayed = torch.tensor(0.0), None
+        for _ in range(self.cfg.iters):
+            mem = self._replay(x)
+            x_mem, y_mem, t_mem = (mem[0], mem[1], mem[2]) if mem else (None, None, None)
+            loss_fn = self._loss_fn(task_id, t_mem)
+            if self.rates is not None:
+                loss = lamaml_step(self.model, self.rates, loss_fn, x, y, x_mem, y_mem,
+                                   inner_steps=self.cfg.inner_steps,
+                                   second_order=self.cfg.second_order,
+                                   rate_lr=self.cfg.alpha_lr, grad_clip=self.cfg.grad_clip)
+            else:
+                loss = self._replay_step(loss_fn, x, y, x_mem, y_mem)
+            self.grad_steps += 1
+            replayed = mem
+        self._remember(x, y, task_id, experience, position, replayed)
+        self.steps += 1
+        self.examples += len(y)
+        if self.cfg.rekey_every and self.steps % self.cfg.rekey_every == 0:
+            self.rekey()
+        return float(loss)
+
+    def _replay_step(self, loss_fn, x, y, x_mem, y_mem) -> torch.Tensor:
+        """Plain experience replay: one SGD step on incoming + replayed examples."""
+        if x_mem is None:
+            logits, logits_mem = self.model(x), None
+        else:
+            both = self.model(torch.cat([x, x_mem]))
+            logits, logits_mem = both[: len(y)], both[len(y):]
+        loss = loss_fn(logits, y, logits_mem, y_mem)
+        self.opt.zero_grad(set_to_none=False)
+        loss.backward()
+        _clip_([p.grad for p in self.model.parameters()], self.cfg.grad_clip)
+        self.opt.step()
+        return loss.detach()
+
+    def _loss_fn(self, task_id, t_mem):
+        mask_in = self._task_mask(torch.full((1,), task_id)) if self._masked(task_id) else None
+        mask_mem = self._task_mask(t_mem) if self.spec.task_aware and t_mem is not None else None
+
+        def loss_fn(logits_in, y_in, logits_mem, y_mem):
+            return replay_loss(logits_in, y_in, logits_mem, y_mem, ace=self.cfg.ace,
+                               mask_in=mask_in, mask_mem=mask_mem)
+
+        return loss_fn
+
+    # -- memory ---------------------------------------------------------------------------
+    def _replay(self, x: torch.Tensor):
+        """A replay batch (x, y, task, ids) from the store, or None while it is empty."""
+        if len(self.store) == 0:
+            return None
+        n = self.cfg.replay_batch
+        if self.cfg.replay_policy == "retrieval":
+            res = self.store.search(self.keys(x), max(1, math.ceil(n / len(x))))
+            ids = np.unique(res.ids[res.ids >= 0])
+            ids = self.np_rng.permutation(ids)[:n]
+            batch = self.store.fetch(np.sort(ids))
+        else:
+            batch = self.store.sample(n, self.cfg.replay_policy, rng=self.np_rng)
+        return (torch.from_numpy(batch.values),
+                torch.from_numpy(batch.labels), torch.from_numpy(batch.tasks), batch.ids)
+
+    @torch.no_grad()
+    def keys(self, x: torch.Tensor) -> np.ndarray:
+        """Memory keys: the network's embedding, or a fixed random projection of the input."""
+        if self.cfg.key_source == "fixed":
+            return (x.reshape(len(x), -1) @ self.projection).numpy()
+        self.model.eval()
+        out = self.model.embed(x).numpy()
+        self.model.train()
+        return out
+
+    def _remember(self, x, y, task_id, experience, position, replayed) -> None:
+        with torch.no_grad():
+            keys = self.keys(x)
+        losses = None
+        if replayed is not None:
+            with torch.no_grad():
+                logits = self.model(replayed[0])
+                losses = torch.nn.functional.cross_entropy(logits, replayed[1],
+                                                           reduction="none").numpy()
+        self.store.write(keys, x.numpy(), y.numpy(), tasks=task_id, experiences=experience,
+                         positions=np.arange(position, position + len(y)),
+                         replayed=(replayed[3], losses) if replayed is not None else None)
+
+    def rekey(self) -> None:
+        """Recompute every memory's key with the current encoder (it drifts as it learns)."""
+        if self.cfg.key_source == "fixed" or len(self.store) == 0:
+            return
+        ids = self.store.catalog.ids.copy()
+        values = self.store.fetch(ids).values
+        self.store.rekey(ids, self.keys(torch.from_numpy(np.ascontiguousarray(values))))
+
+    # -- task masks (task-incremental streams only) ---------------------------------------
+    def _masked(self, task_id) -> bool:
+        return self.spec.task_aware and task_id is not None
+
+    def _note_task(self, task_id, y) -> None:
+        if not self._masked(task_id):
+            return
+        if task_id >= len(self.task_classes):
+            grow = torch.zeros(task_id + 1 - len(self.task_classes), self.spec.n_classes,
+                               dtype=torch.bool)
+            self.task_classes = torch.cat([self.task_classes, grow])
+        self.task_classes[task_id, y] = True
+
+    def _task_mask(self, tasks: torch.Tensor) -> torch.Tensor:
+        known = (tasks >= 0) & (tasks < len(self.task_classes))
+        masks = torch.ones(len(tasks), self.spec.n_classes, dtype=torch.bool)
+        masks[known] = self.task_classes[tasks[known]]
+        return masks
+
+    # -- prediction -----------------------------------------------------------------------
+    def predict(self, x: torch.Tensor, task_id: int | None = None, *,
+                adapt: bool | None = None) -> torch.Tensor:
+        """Class predictions; with ``adapt`` (MbPA++), each example is predicted by weights
+        briefly tuned on its nearest memories, which are then thrown away."""
+        adapt = self.cfg.local_adapt if adapt is None else adapt
+        self.model.eval()
+        out = []
+        for xb in x.split(500):
+            if adapt and len(self.store):
+                logits = adapted_logits(self.model, self.store, xb, self.keys(xb), self.cfg)
+            else:
+                with torch.no_grad():
+                    logits = self.model(xb)
+            if self._masked(task_id):
+                logits = mask_to(logits, self._task_mask(torch.full((len(xb),), task_id)))
+            out.append(logits.argmax(1))
+        self.model.train()
+        return torch.cat(out) if out else torch.empty(0, dtype=torch.int64)
+
+    def accuracy(self, x: torch.Tensor, y: torch.Tensor, task_id: int | None = None) -> float:
+        return float((self.predict(x, task_id) == y).float().mean())
+
+    # -- input checks ---------------------------------------------------------------------
+    def _check_batch(self, x, y, experience, position) -> None:
+        where = f"experience {experience}"
+        if tuple(x.shape[1:]) != tuple(self.spec.input_shape):
+            raise BadBatchError(f"{where}: example {position} has shape {tuple(x.shape[1:])}, "
+                                f"expected {tuple(self.spec.input_shape)}")
+        bad = ~torch.isfinite(x.flatten(1)).all(1)
+        if bool(bad.any()):
+            i = position + int(bad.nonzero()[0])
+            raise BadBatchError(f"{where}: example {i} has NaN or inf values")
+        out = (y < 0) | (y >= self.spec.n_classes)
+        if bool(out.any()):
+            i = int(out.nonzero()[0])
+            raise BadBatchError(f"{where}: example {position + i} has label {int(y[i])}, "
+                                f"outside 0..{self.spec.n_classes - 1}")
+
+    # -- checkpoint state (plain tensors and JSON text: loadable with weights_only=True) ---
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "rates": self.rates.state_dict() if self.rates is not None else {},
+            "optimizer": self.opt.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": json.dumps(self.np_rng.bit_generator.state),
+            "task_classes": self.task_classes.clone(),
+            "counters": torch.tensor([self.steps, self.grad_steps, self.examples]),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        if self.rates is not None:
+            self.rates.load_state_dict(state["rates"])
+        self.opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        self.np_rng.bit_generator.state = json.loads(state["numpy_rng"])
+        self.task_classes = state["task_classes"].clone()
+        self.steps, self.grad_steps, self.examples = (int(v) for v in state["counters"])

@@ -1,0 +1,86 @@
+"""Continual-learning metrics from the accuracy matrix, each named after its definition.
+
+``R[i][j]`` is the accuracy on experience j's test set after training through experience i.
+A matrix may be partial: t rows (experiences trained so far) by T columns (all test sets);
+every metric then speaks of the t experiences seen. Where papers and libraries disagree, the
+name says whose definition it is:
+
+- ``forgetting_chaudhry2018``: mean over j < t-1 of max_{l < t-1} R[l][j] - R[t-1][j]
+- ``forgetting_avalanche``: mean over j < t-1 of R[j][j] - R[t-1][j] (Avalanche's
+  "forgetting"; its "BWT" is the negative, which equals ``bwt_lopezpaz2017``)
+- ``bwt_lopezpaz2017``: mean over j < t-1 of R[t-1][j] - R[j][j]
+- ``fwt_lopezpaz2017``: mean over 0 < j < t of R[j-1][j] - b[j], b the untrained accuracies
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _matrix(R) -> np.ndarray:
+    R = np.asarray(R, dtype=float)
+    if R.ndim != 2 or R.shape[0] == 0:
+        raise ValueError(f"accuracy matrix must be 2-D with at least one row, got {R.shape}")
+    if R.shape[0] > R.shape[1]:
+        raise ValueError(f"accuracy matrix has {R.shape[0]} rows but only {R.shape[1]} columns")
+    return R
+
+
+def average_accuracy(R) -> float:
+    R = _matrix(R)
+    t = R.shape[0]
+    return float(R[t - 1, :t].mean())
+
+
+def learning_accuracy(R) -> float:
+    R = _matrix(R)
+    t = R.shape[0]
+    return float(np.mean([R[j, j] for j in range(t)]))
+
+
+def forgetting_chaudhry2018(R) -> float:
+    R = _matrix(R)
+    t = R.shape[0]
+    if t < 2:
+        return 0.0
+    return float(np.mean([R[: t - 1, j].max() - R[t - 1, j] for j in range(t - 1)]))
+
+
+def bwt_lopezpaz2017(R) -> float:
+    R = _matrix(R)
+    t = R.shape[0]
+    if t < 2:
+        return 0.0
+    return float(np.mean([R[t - 1, j] - R[j, j] for j in range(t - 1)]))
+
+
+def forgetting_avalanche(R) -> float:
+    return -bwt_lopezpaz2017(R)
+
+
+def fwt_lopezpaz2017(R, untrained) -> float | None:
+    R = _matrix(R)
+    t = R.shape[0]
+    if untrained is None or t < 2 or R.shape[1] < 2:
+        return None
+    b = np.asarray(untrained, dtype=float)
+    return float(np.mean([R[j - 1, j] - b[j] for j in range(1, t)]))
+
+
+def forgetting_curves(R) -> dict[int, list[float]]:
+    """Experience j's accuracy along the stream: R[i][j] for every trained i."""
+    R = _matrix(R)
+    return {j: R[:, j].tolist() for j in range(R.shape[1])}
+
+
+def summary(R, untrained=None) -> dict:
+    """Every metric above, JSON-able."""
+    return {
+        "experiences_trained": int(_matrix(R).shape[0]),
+        "average_accuracy": average_accuracy(R),
+        "learning_accuracy": learning_accuracy(R),
+        "forgetting_chaudhry2018": forgetting_chaudhry2018(R),
+        "forgetting_avalanche": forgetting_avalanche(R),
+        "bwt_lopezpaz2017": bwt_lopezpaz2017(R),
+        "fwt_lopezpaz2017": fwt_lopezpaz2017(R, untrained),
+    }

@@ -1,0 +1,77 @@
+"""``lifelong run`` and ``lifelong report``: flags are generated from ``RunConfig``'s fields."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from lifelong.config import RunConfig
+
+HELP = {
+    "stream": "named stream, e.g. split-mnist5k (see `lifelong streams list`)",
+    "follow": "folder of .npz task files to follow (waits for new files until stopped)",
+    "controller": "La-MAML learned learning rates (--no-controller: plain experience replay)",
+    "memory": "episodic memory capacity",
+    "iters": "gradient steps per incoming batch",
+    "local_adapt": "MbPA++ local adaptation at prediction time",
+}
+
+
+def add_parser(sub) -> None:
+    r = sub.add_parser("run", help="train the agent on a stream in a run folder (resumable)")
+    r.add_argument("--out", required=True, help="run folder, e.g. runs/NAME")
+    r.add_argument("--config", help="TOML file with RunConfig keys; flags override it")
+    r.add_argument("--max-experiences", type=int, help="follow mode: stop after this many")
+    r.add_argument("--idle-timeout", type=float, help="follow mode: stop after idle seconds")
+    r.add_argument("--poll", type=float, default=1.0, help="follow mode: seconds between looks")
+    for f in fields(RunConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            r.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                           help=HELP.get(f.name))
+        else:
+            kind = {"int": int, "float": float, "str": str}[str(f.type)]
+            r.add_argument(flag, type=kind, default=None, help=HELP.get(f.name))
+    r.set_defaults(func=run_command)
+
+    p = sub.add_parser("report", help="plots and an HTML page for one run, or several overlaid")
+    p.add_argument("runs", nargs="+", help="run folders")
+    p.add_argument("--out", help="output folder when comparing several runs")
+    p.set_defaults(func=report_command)
+
+
+def config_from_args(args) -> RunConfig:
+    base = RunConfig.load(args.config).to_dict() if args.config else RunConfig().to_dict()
+    for f in fields(RunConfig):
+        v = getattr(args, f.name)
+        if v is not None:
+            base[f.name] = v
+    return RunConfig.from_dict(base)
+
+
+def run_command(args) -> int:
+    from lifelong.runner import format_summary, run
+
+    cfg = config_from_args(args)
+    follow = {k: v for k, v in (("max_experiences", args.max_experiences),
+                                ("idle_timeout", args.idle_timeout),
+                                ("poll_seconds", args.poll)) if v is not None}
+    result = run(cfg, args.out, follow_options=follow,
+                 echo=lambda m: print(m, file=sys.stderr))
+    print(format_summary(result))
+    return 130 if result.interrupted else 0
+
+
+def report_command(args) -> int:
+    from lifelong import report
+
+    if len(args.runs) == 1 and not args.out:
+        paths = report.write_report(args.runs[0])
+    else:
+        out = Path(args.out or "runs/compared")
+        paths = report.write_comparison(args.runs, out)
+    for k, v in paths.items():
+        print(f"{k}: {v}")
+    return 0

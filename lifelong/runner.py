@@ -1,0 +1,301 @@
+"""``run``: drive an agent through a stream inside a run folder, resumably.
+
+A run folder holds ``config.toml``, ``metrics.jsonl`` (one JSON event a line),
+``accuracy_matrix.csv``, ``summary.json``, ``checkpoint/`` and ``memory/`` (the store), and
+``report/``. Running again on the same folder resumes from the last checkpoint; a folder
+made with a different config is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from lifelong import checkpoint, metrics
+from lifelong.agent import Agent, StreamSpec
+from lifelong.config import ConfigError, RunConfig
+from lifelong.follow import FolderStream
+from stores import EpisodicStore
+from streams import Experience, Stream, get_stream
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    matrix: np.ndarray  # rows: after experience i; columns: test set j (NaN: not known yet)
+    untrained: list[float]
+    summary: dict
+    interrupted: bool = False
+    report: dict = field(default_factory=dict)
+
+
+class _StopFlag:
+    """Ctrl-C / SIGTERM ask the loop to stop after the current step and checkpoint."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict = {}
+
+    def __enter__(self) -> _StopFlag:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _check_config(cfg: RunConfig, run_dir: Path) -> None:
+    saved_path = run_dir / "config.toml"
+    if saved_path.exists():
+        diffs = RunConfig.load(saved_path).differences(cfg)
+        if diffs:
+            lines = ", ".join(f"{k}: {a!r} (folder) vs {b!r} (now)" for k, (a, b) in diffs.items())
+            raise ConfigError(
+                f"run folder {run_dir} was made with a different config ({lines}); "
+                "use another --out, or delete the folder to start over"
+            )
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.dump(saved_path)
+
+
+class _Source:
+    """A named stream (every test set known from the start) or a followed folder."""
+
+    def __init__(self, cfg: RunConfig, stop: _StopFlag, follow_options: dict,
+                 stream: Stream | None) -> None:
+        if cfg.follow:
+            self.folder = FolderStream(cfg.follow, cfg.n_classes, should_stop=lambda: stop.requested,
+                                       **follow_options)
+            first = self.folder.get(0)
+            if first is None:
+                raise ConfigError(f"no task file appeared in {cfg.follow}")
+            self.spec = StreamSpec(tuple(first.x_train.shape[1:]), cfg.n_classes, False)
+            self.total = None
+        else:
+            self.folder = None
+            if stream is None:
+                stream = get_stream(cfg.stream, experiences=cfg.experiences or None,
+                                    seed=cfg.seed)
+            self.experiences = list(stream)
+            self.spec = StreamSpec(stream.input_shape, stream.n_classes, stream.task_aware)
+            self.total = sum(e.n_train for e in self.experiences)
+
+    def get(self, i: int) -> Experience | None:
+        if self.folder is not None:
+            return self.folder.get(i)
+        return self.experiences[i] if i < len(self.experiences) else None
+
+    def test_sets(self) -> list[Experience]:
+        return self.folder.known() if self.folder is not None else self.experiences
+
+
+class _Log:
+    """metrics.jsonl: append-only events; truncated back to the checkpoint on resume."""
+
+    def __init__(self, path: Path, keep_bytes: int) -> None:
+        self.path = path
+        with open(path, "a+b") as f:
+            f.truncate(keep_bytes)
+
+    def write(self, event: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(event) + "\n")
+
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+
+def evaluate(agent: Agent, tests: list[Experience]) -> list[float]:
+    return [agent.accuracy(e.x_test, e.y_test, e.task_id) for e in tests]
+
+
+def run(cfg: RunConfig, run_dir: str | Path, *, stream: Stream | None = None,
+        follow_options: dict | None = None, echo=print) -> RunResult:
+    """Train ``cfg``'s agent through its stream in ``run_dir``, resuming if it can.
+
+    ``stream`` runs any Stream object (e.g. from ``streams.from_arrays``) instead of the
+    named ``cfg.stream``; its name is recorded in the run's config.
+    """
+    cfg.validate()
+    if stream is not None:
+        cfg.stream = stream.name
+    run_dir = Path(run_dir)
+    _check_config(cfg, run_dir)
+    with _StopFlag() as stop:
+        source = _Source(cfg, stop, follow_options or {}, stream)
+        saved = checkpoint.load(run_dir)
+        memory_dir = run_dir / "memory"
+        if saved is not None:
+            state, progress, snapshot = saved
+            EpisodicStore.restore(memory_dir, snapshot)
+        else:  # never checkpointed: whatever a killed first attempt left is discarded
+            state, progress = None, None
+            shutil.rmtree(memory_dir, ignore_errors=True)
+        store = EpisodicStore.open_or_create(
+            memory_dir, dim=Agent.key_dim(cfg, source.spec), value_shape=source.spec.input_shape,
+            capacity=cfg.memory, eviction_policy=cfg.write_policy, seed=cfg.seed, index=cfg.index)
+        try:
+            agent = Agent(cfg, source.spec, store)
+            if state is not None:
+                agent.load_state_dict(state)
+            progress = progress or {"experience": 0, "batch": 0, "position": 0, "rows": [],
+                                    "untrained": None, "train_seconds": 0.0, "done": False,
+                                    "metrics_bytes": 0}
+            log = _Log(run_dir / "metrics.jsonl", progress["metrics_bytes"])
+            if saved is not None and not progress["done"]:
+                echo(f"resuming {run_dir} at experience {progress['experience']}, "
+                     f"batch {progress['batch']} (step {agent.steps})")
+            interrupted = False
+            if not progress["done"]:
+                interrupted = _train(cfg, agent, source, progress, log, run_dir, stop, echo)
+        finally:
+            store.close()
+    return _finish(cfg, run_dir, progress, agent, interrupted)
+
+
+def _train(cfg, agent, source, progress, log, run_dir, stop, echo) -> bool:
+    """The loop; returns True if stopped early (after writing a checkpoint)."""
+
+    def save() -> None:
+        progress["metrics_bytes"] = log.size()
+        checkpoint.save(run_dir, agent.state_dict(), progress, agent.store)
+
+    if progress["untrained"] is None:
+        progress["untrained"] = evaluate(agent, source.test_sets())
+        log.write({"type": "untrained", "accuracies": progress["untrained"]})
+    bar = tqdm(total=source.total, initial=progress["position"], unit="ex",
+               disable=not cfg.progress, dynamic_ncols=True, desc="training")
+    started = time.perf_counter() - progress["train_seconds"]
+    i = progress["experience"]
+    loss = float("nan")
+    try:
+        while (exp := source.get(i)) is not None:
+            gen = torch.Generator().manual_seed(cfg.seed * 100_003 + i)
+            order = torch.randperm(exp.n_train, generator=gen)
+            n_batches = math.ceil(exp.n_train / cfg.batch_size)
+            for b in range(progress["batch"], n_batches):
+                idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+                loss = agent.observe(exp.x_train[idx], exp.y_train[idx], exp.task_id, i,
+                                     progress["position"])
+                progress["position"] += len(idx)
+                progress["batch"] = b + 1
+                progress["train_seconds"] = time.perf_counter() - started
+                bar.update(len(idx))
+                if agent.steps % 10 == 0:
+                    bar.set_postfix(exp=i, loss=f"{loss:.3f}", refresh=False)
+                if cfg.eval_every and agent.steps % cfg.eval_every == 0:
+                    log.write({"type": "curve", "step": agent.steps, "experience": i,
+                               "position": progress["position"],
+                               "accuracies": evaluate(agent, source.test_sets())})
+                if stop.requested:
+                    save()
+                    bar.close()
+                    echo(f"stopped; checkpoint written to {run_dir / 'checkpoint'} "
+                         "(run the same command to resume)")
+                    return True
+                if cfg.checkpoint_every and agent.steps % cfg.checkpoint_every == 0:
+                    save()
+            agent.rekey()
+            row = evaluate(agent, source.test_sets())
+            progress["rows"].append(row)
+            log.write({"type": "experience_end", "experience": i, "step": agent.steps,
+                       "position": progress["position"], "accuracies": row,
+                       "loss": loss, "seconds": progress["train_seconds"]})
+            progress["experience"], progress["batch"] = i + 1, 0
+            save()
+            i += 1
+        progress["done"] = True
+        save()
+    finally:
+        bar.close()
+    return False
+
+
+def _matrix(rows: list[list[float]]) -> np.ndarray:
+    width = max((len(r) for r in rows), default=0)
+    R = np.full((len(rows), width), np.nan)
+    for i, r in enumerate(rows):
+        R[i, : len(r)] = r
+    return R
+
+
+def _finish(cfg, run_dir, progress, agent, interrupted) -> RunResult:
+    from lifelong import report
+
+    R = _matrix(progress["rows"])
+    summary: dict = {}
+    if len(R):
+        summary = metrics.summary(R, progress["untrained"])
+    seconds = progress["train_seconds"]
+    summary.update({
+        "examples": agent.examples,
+        "gradient_steps": agent.grad_steps,
+        "gradient_steps_per_example": agent.grad_steps / max(agent.examples, 1),
+        "train_seconds": seconds,
+        "samples_per_second": agent.examples / seconds if seconds else None,
+        "complete": progress["done"],
+        "memories": len(agent.store),
+    })
+    header = ["after_experience"] + [f"exp_{j}" for j in range(R.shape[1] if len(R) else 0)]
+    lines = [",".join(header)] + [
+        ",".join([str(i)] + ["" if np.isnan(v) else f"{v:.6f}" for v in row])
+        for i, row in enumerate(R)
+    ]
+    (run_dir / "accuracy_matrix.csv").write_text("\n".join(lines) + "\n")
+    (run_dir / "summary.json").write_text(json.dumps({"summary": summary, "matrix": R.tolist(),
+                                                      "untrained": progress["untrained"],
+                                                      "config": cfg.to_dict()}, indent=2,
+                                                     default=_json_nan))
+    paths = report.write_report(run_dir) if len(R) else {}
+    return RunResult(run_dir, R, progress["untrained"], summary, interrupted, paths)
+
+
+def _json_nan(v):
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
+def format_summary(result: RunResult) -> str:
+    """The one-screen summary printed at the end of ``lifelong run``."""
+    R, s = result.matrix, result.summary
+    out = []
+    if len(R):
+        out.append("accuracy matrix (row: after experience i, column: test set of experience j)")
+        out.append("      " + " ".join(f"{j:>6}" for j in range(R.shape[1])))
+        for i, row in enumerate(R):
+            out.append(f"{i:>5} " + " ".join("     -" if np.isnan(v) else f"{v:6.3f}" for v in row))
+        out.append("")
+        out.append(f"average accuracy           {s['average_accuracy']:.4f}")
+        out.append(f"forgetting (Chaudhry 2018) {s['forgetting_chaudhry2018']:.4f}")
+        out.append(f"BWT (Lopez-Paz 2017)       {s['bwt_lopezpaz2017']:+.4f}")
+        if s.get("fwt_lopezpaz2017") is not None:
+            out.append(f"FWT (Lopez-Paz 2017)       {s['fwt_lopezpaz2017']:+.4f}")
+    out.append(f"gradient steps per example {s['gradient_steps_per_example']:.2f}")
+    if s.get("samples_per_second"):
+        out.append(f"training throughput        {s['samples_per_second']:.0f} examples/s "
+                   f"({s['train_seconds']:.1f} s)")
+    out.append(f"results in {result.run_dir}  (summary.json, accuracy_matrix.csv, metrics.jsonl)")
+    if "forgetting_curves" in result.report:
+        out.append(f"forgetting curves: {result.report['forgetting_curves']}")
+    if "html" in result.report:
+        out.append(f"report: {result.report['html']}")
+    return "\n".join(out)
