@@ -37,5 +37,9 @@ def adapted_logits(model, store, x: torch.Tensor, keys: np.ndarray, cfg) -> torc
         return functional_call(model, {**params, **buffers}, (xq.unsqueeze(0),))[0]
 
     with torch.no_grad():
-        return torch.cat([vmap(adapt_one)(xc, mc, yc) for xc, mc, yc in
-                          zip(x.split(64), mem_x.split(64), mem_y.split(64))])
+        return torch.cat(
+            [
+                vmap(adapt_one)(xc, mc, yc)
+                for xc, mc, yc in zip(x.split(64), mem_x.split(64), mem_y.split(64))
+            ]
+        )

@@ -58,8 +58,9 @@ class Agent:
         return FIXED_KEY_DIM if cfg.key_source == "fixed" else cfg.hidden
 
     # -- the step -------------------------------------------------------------------------
-    def observe(self, x: torch.Tensor, y: torch.Tensor, task_id: int | None, experience: int,
-                position: int) -> float:
+    def observe(
+        self, x: torch.Tensor, y: torch.Tensor, task_id: int | None, experience: int, position: int
+    ) -> float:
         """Learn one incoming batch (single pass), then write it to memory. Returns the loss."""
         self._check_batch(x, y, experience, position)
         self._note_task(task_id, y)
@@ -70,10 +71,19 @@ class Agent:
             x_mem, y_mem, t_mem = (mem[0], mem[1], mem[2]) if mem else (None, None, None)
             loss_fn = self._loss_fn(task_id, t_mem)
             if self.rates is not None:
-                loss = lamaml_step(self.model, self.rates, loss_fn, x, y, x_mem, y_mem,
-                                   inner_steps=self.cfg.inner_steps,
-                                   second_order=self.cfg.second_order,
-                                   rate_lr=self.cfg.alpha_lr, grad_clip=self.cfg.grad_clip)
+                loss = lamaml_step(
+                    self.model,
+                    self.rates,
+                    loss_fn,
+                    x,
+                    y,
+                    x_mem,
+                    y_mem,
+                    inner_steps=self.cfg.inner_steps,
+                    second_order=self.cfg.second_order,
+                    rate_lr=self.cfg.alpha_lr,
+                    grad_clip=self.cfg.grad_clip,
+                )
             else:
                 loss = self._replay_step(loss_fn, x, y, x_mem, y_mem)
             self.grad_steps += 1
@@ -91,7 +101,7 @@ class Agent:
             logits, logits_mem = self.model(x), None
         else:
             both = self.model(torch.cat([x, x_mem]))
-            logits, logits_mem = both[: len(y)], both[len(y):]
+            logits, logits_mem = both[: len(y)], both[len(y) :]
         loss = loss_fn(logits, y, logits_mem, y_mem)
         self.opt.zero_grad(set_to_none=False)
         loss.backward()
@@ -104,8 +114,15 @@ class Agent:
         mask_mem = self._task_mask(t_mem) if self.spec.task_aware and t_mem is not None else None
 
         def loss_fn(logits_in, y_in, logits_mem, y_mem):
-            return replay_loss(logits_in, y_in, logits_mem, y_mem, ace=self.cfg.ace,
-                               mask_in=mask_in, mask_mem=mask_mem)
+            return replay_loss(
+                logits_in,
+                y_in,
+                logits_mem,
+                y_mem,
+                ace=self.cfg.ace,
+                mask_in=mask_in,
+                mask_mem=mask_mem,
+            )
 
         return loss_fn
 
@@ -122,8 +139,12 @@ class Agent:
             batch = self.store.fetch(np.sort(ids))
         else:
             batch = self.store.sample(n, self.cfg.replay_policy, rng=self.np_rng)
-        return (torch.from_numpy(batch.values),
-                torch.from_numpy(batch.labels), torch.from_numpy(batch.tasks), batch.ids)
+        return (
+            torch.from_numpy(batch.values),
+            torch.from_numpy(batch.labels),
+            torch.from_numpy(batch.tasks),
+            batch.ids,
+        )
 
     @torch.no_grad()
     def keys(self, x: torch.Tensor) -> np.ndarray:
@@ -142,11 +163,18 @@ class Agent:
         if replayed is not None:
             with torch.no_grad():
                 logits = self.model(replayed[0])
-                losses = torch.nn.functional.cross_entropy(logits, replayed[1],
-                                                           reduction="none").numpy()
-        self.store.write(keys, x.numpy(), y.numpy(), tasks=task_id, experiences=experience,
-                         positions=np.arange(position, position + len(y)),
-                         replayed=(replayed[3], losses) if replayed is not None else None)
+                losses = torch.nn.functional.cross_entropy(
+                    logits, replayed[1], reduction="none"
+                ).numpy()
+        self.store.write(
+            keys,
+            x.numpy(),
+            y.numpy(),
+            tasks=task_id,
+            experiences=experience,
+            positions=np.arange(position, position + len(y)),
+            replayed=(replayed[3], losses) if replayed is not None else None,
+        )
 
     def rekey(self) -> None:
         """Recompute every memory's key with the current encoder (it drifts as it learns)."""
@@ -164,8 +192,9 @@ class Agent:
         if not self._masked(task_id):
             return
         if task_id >= len(self.task_classes):
-            grow = torch.zeros(task_id + 1 - len(self.task_classes), self.spec.n_classes,
-                               dtype=torch.bool)
+            grow = torch.zeros(
+                task_id + 1 - len(self.task_classes), self.spec.n_classes, dtype=torch.bool
+            )
             self.task_classes = torch.cat([self.task_classes, grow])
         self.task_classes[task_id, y] = True
 
@@ -176,8 +205,9 @@ class Agent:
         return masks
 
     # -- prediction -----------------------------------------------------------------------
-    def predict(self, x: torch.Tensor, task_id: int | None = None, *,
-                adapt: bool | None = None) -> torch.Tensor:
+    def predict(
+        self, x: torch.Tensor, task_id: int | None = None, *, adapt: bool | None = None
+    ) -> torch.Tensor:
         """Class predictions; with ``adapt`` (MbPA++), each example is predicted by weights
         briefly tuned on its nearest memories, which are then thrown away."""
         adapt = self.cfg.local_adapt if adapt is None else adapt
@@ -202,8 +232,10 @@ class Agent:
     def _check_batch(self, x, y, experience, position) -> None:
         where = f"experience {experience}"
         if tuple(x.shape[1:]) != tuple(self.spec.input_shape):
-            raise BadBatchError(f"{where}: example {position} has shape {tuple(x.shape[1:])}, "
-                                f"expected {tuple(self.spec.input_shape)}")
+            raise BadBatchError(
+                f"{where}: example {position} has shape {tuple(x.shape[1:])}, "
+                f"expected {tuple(self.spec.input_shape)}"
+            )
         bad = ~torch.isfinite(x.flatten(1)).all(1)
         if bool(bad.any()):
             i = position + int(bad.nonzero()[0])
@@ -211,8 +243,10 @@ class Agent:
         out = (y < 0) | (y >= self.spec.n_classes)
         if bool(out.any()):
             i = int(out.nonzero()[0])
-            raise BadBatchError(f"{where}: example {position + i} has label {int(y[i])}, "
-                                f"outside 0..{self.spec.n_classes - 1}")
+            raise BadBatchError(
+                f"{where}: example {position + i} has label {int(y[i])}, "
+                f"outside 0..{self.spec.n_classes - 1}"
+            )
 
     # -- checkpoint state (plain tensors and JSON text: loadable with weights_only=True) ---
     def state_dict(self) -> dict:

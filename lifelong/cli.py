@@ -94,8 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (StreamError, ConfigError, BadBatchError, FileNotFoundError,
-            *memory_cli.ERRORS) as exc:
+    except (StreamError, ConfigError, BadBatchError, FileNotFoundError, *memory_cli.ERRORS) as exc:
         print(f"lifelong: error: {exc}", file=sys.stderr)
         return 2
 

@@ -28,8 +28,20 @@ class LearnedRates(nn.Module):
         return [F.relu(a) for a in self.rates]
 
 
-def lamaml_step(model: nn.Module, rates: LearnedRates, loss_fn, x_in, y_in, x_mem, y_mem, *,
-                inner_steps: int, second_order: bool, rate_lr: float, grad_clip: float):
+def lamaml_step(
+    model: nn.Module,
+    rates: LearnedRates,
+    loss_fn,
+    x_in,
+    y_in,
+    x_mem,
+    y_mem,
+    *,
+    inner_steps: int,
+    second_order: bool,
+    rate_lr: float,
+    grad_clip: float,
+):
     """One meta-update on an incoming batch; returns the meta-loss.
 
     ``loss_fn(logits_in, y_in, logits_mem, y_mem)`` is the replay loss (ER-ACE by default);
@@ -54,7 +66,7 @@ def lamaml_step(model: nn.Module, rates: LearnedRates, loss_fn, x_in, y_in, x_me
     meta = torch.stack(meta_losses).mean()
     params = weights + list(rates.rates)
     grads = torch.autograd.grad(meta, params)
-    w_grads, a_grads = grads[: len(weights)], grads[len(weights):]
+    w_grads, a_grads = grads[: len(weights)], grads[len(weights) :]
     _clip_(w_grads, grad_clip)
     _clip_(a_grads, grad_clip)
     with torch.no_grad():

@@ -15,13 +15,21 @@ import numpy as np
 from streams import Experience, StreamError
 from streams.validate import as_features, as_labels, check_pair
 
+REQUIRED = ("x", "y", "x_test", "y_test")
+
 
 class FolderStream:
     """Experience i is the i-th ``.npz`` file by name; ``get`` blocks until it exists."""
 
-    def __init__(self, folder: str | Path, n_classes: int, poll_seconds: float = 1.0,
-                 max_experiences: int | None = None, idle_timeout: float | None = None,
-                 should_stop: Callable[[], bool] = lambda: False) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        n_classes: int,
+        poll_seconds: float = 1.0,
+        max_experiences: int | None = None,
+        idle_timeout: float | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise StreamError(f"follow folder {self.folder} does not exist")
@@ -46,8 +54,9 @@ class FolderStream:
             files = self.files()
             if len(files) > i:
                 break
-            if self.should_stop() or (self.idle_timeout is not None and
-                                      waited >= self.idle_timeout):
+            if self.should_stop() or (
+                self.idle_timeout is not None and waited >= self.idle_timeout
+            ):
                 return None
             time.sleep(self.poll)
             waited += self.poll
@@ -65,12 +74,17 @@ class FolderStream:
     def _load(self, path: Path, i: int) -> Experience:
         try:
             with np.load(path) as data:
-                arrays = {k: data[k] for k in ("x", "y", "x_test", "y_test")}
-                task = int(data["task_id"]) if "task_id" in data else 0
-        except KeyError as exc:
-            raise StreamError(f"{path.name}: missing array {exc}; need x, y, x_test, y_test") \
-                from None
+                missing = [k for k in REQUIRED if k not in data.files]
+                if missing:
+                    raise StreamError(
+                        f"{path.name}: missing array(s) {missing}; "
+                        f"a task file needs {list(REQUIRED)}"
+                    )
+                arrays = {k: data[k] for k in REQUIRED}
+                task = int(data["task_id"]) if "task_id" in data.files else 0
         except (OSError, ValueError) as exc:
+            if isinstance(exc, StreamError):
+                raise
             raise StreamError(f"{path.name}: not a readable .npz file ({exc})") from None
         what = path.name
         x = as_features(arrays["x"], f"{what} x")

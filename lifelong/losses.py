@@ -22,8 +22,17 @@ def present_classes(y: torch.Tensor, n_classes: int) -> torch.Tensor:
     return m
 
 
-def replay_loss(logits_in, y_in, logits_mem, y_mem, *, ace: bool,
-                mask_in=None, mask_mem=None, reduction: str = "mean"):
+def replay_loss(
+    logits_in,
+    y_in,
+    logits_mem,
+    y_mem,
+    *,
+    ace: bool,
+    mask_in=None,
+    mask_mem=None,
+    reduction: str = "mean",
+):
     """Cross-entropy on incoming + replayed examples.
 
     With ``ace`` (Caccia et al. 2022, ER-ACE) the incoming examples only compete with the

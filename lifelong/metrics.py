@@ -43,7 +43,8 @@ def forgetting_chaudhry2018(R) -> float:
     t = R.shape[0]
     if t < 2:
         return 0.0
-    return float(np.mean([R[: t - 1, j].max() - R[t - 1, j] for j in range(t - 1)]))
+    # nanmax: in a followed folder a test set is unknown (NaN) before its experience arrives
+    return float(np.mean([np.nanmax(R[: t - 1, j]) - R[t - 1, j] for j in range(t - 1)]))
 
 
 def bwt_lopezpaz2017(R) -> float:
@@ -64,7 +65,10 @@ def fwt_lopezpaz2017(R, untrained) -> float | None:
     if untrained is None or t < 2 or R.shape[1] < 2:
         return None
     b = np.asarray(untrained, dtype=float)
-    return float(np.mean([R[j - 1, j] - b[j] for j in range(1, t)]))
+    if len(b) < t:  # a followed folder: later test sets were unknown before training
+        return None
+    gains = [R[j - 1, j] - b[j] for j in range(1, t)]
+    return None if np.isnan(gains).any() else float(np.mean(gains))
 
 
 def forgetting_curves(R) -> dict[int, list[float]]:

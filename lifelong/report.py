@@ -31,8 +31,15 @@ def load_run(run_dir: str | Path) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"{run_dir} has no summary.json: is it a lifelong run folder?")
     data = json.loads(path.read_text())
-    events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
-              if line.strip()] if (run_dir / "metrics.jsonl").exists() else []
+    events = (
+        [
+            json.loads(line)
+            for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+            if line.strip()
+        ]
+        if (run_dir / "metrics.jsonl").exists()
+        else []
+    )
     data["events"] = events
     data["name"] = run_dir.name
     return data
@@ -60,8 +67,14 @@ def plot_forgetting_curves(run: dict, path: Path) -> Path:
     cmap = plt.get_cmap("tab10" if width <= 10 else "tab20")
     for j in range(width):
         pts = [(x, y[j]) for x, y in zip(xs, ys) if len(y) > j]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3,
-                color=cmap(j % cmap.N), label=f"experience {j}")
+        ax.plot(
+            [p[0] for p in pts],
+            [p[1] for p in pts],
+            marker="o",
+            ms=3,
+            color=cmap(j % cmap.N),
+            label=f"experience {j}",
+        )
     for end in ends[:-1]:
         ax.axvline(end, color="grey", ls="--", lw=0.8)
     ax.set_xlabel("training examples seen (dashed: experience boundaries)")
@@ -83,8 +96,15 @@ def plot_matrix(run: dict, path: Path) -> Path:
     for i in range(R.shape[0]):
         for j in range(R.shape[1]):
             if not np.isnan(R[i, j]):
-                ax.text(j, i, f"{R[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                        color="white" if R[i, j] < 0.6 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{R[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if R[i, j] < 0.6 else "black",
+                )
     ax.set_xlabel("test set of experience j")
     ax.set_ylabel("after training experience i")
     ax.set_title("Accuracy matrix R[i][j]")
@@ -108,12 +128,16 @@ def _summary_table(runs: list[dict]) -> str:
 
 
 def _page(title: str, body: str) -> str:
-    style = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto}"
-             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;"
-             "text-align:right}img{max-width:100%}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-            f"</title><style>{style}</style></head><body><h1>{html.escape(title)}</h1>"
-            f"{body}</body></html>")
+    style = (
+        "body{font-family:sans-serif;max-width:1000px;margin:2em auto}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;"
+        "text-align:right}img{max-width:100%}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+        f"</title><style>{style}</style></head><body><h1>{html.escape(title)}</h1>"
+        f"{body}</body></html>"
+    )
 
 
 def write_report(run_dir: str | Path) -> dict:
@@ -125,15 +149,17 @@ def write_report(run_dir: str | Path) -> dict:
     curves = plot_forgetting_curves(run, out / "forgetting_curves.png")
     matrix = plot_matrix(run, out / "accuracy_matrix.png")
     cfg = run.get("config", {})
-    body = (f"<p>stream <b>{html.escape(str(cfg.get('follow') or cfg.get('stream')))}</b>, "
-            f"seed {cfg.get('seed')}, memory {cfg.get('memory')}, controller "
-            f"{'on' if cfg.get('controller') else 'off'}</p>"
-            f"{_summary_table([run])}"
-            f"<h2>Forgetting curves</h2><img src='{curves.name}' alt='forgetting curves'>"
-            f"<h2>Accuracy matrix</h2><img src='{matrix.name}' alt='accuracy matrix'>"
-            "<p>Machine-readable: <a href='../summary.json'>summary.json</a>, "
-            "<a href='../accuracy_matrix.csv'>accuracy_matrix.csv</a>, "
-            "<a href='../metrics.jsonl'>metrics.jsonl</a></p>")
+    body = (
+        f"<p>stream <b>{html.escape(str(cfg.get('follow') or cfg.get('stream')))}</b>, "
+        f"seed {cfg.get('seed')}, memory {cfg.get('memory')}, controller "
+        f"{'on' if cfg.get('controller') else 'off'}</p>"
+        f"{_summary_table([run])}"
+        f"<h2>Forgetting curves</h2><img src='{curves.name}' alt='forgetting curves'>"
+        f"<h2>Accuracy matrix</h2><img src='{matrix.name}' alt='accuracy matrix'>"
+        "<p>Machine-readable: <a href='../summary.json'>summary.json</a>, "
+        "<a href='../accuracy_matrix.csv'>accuracy_matrix.csv</a>, "
+        "<a href='../metrics.jsonl'>metrics.jsonl</a></p>"
+    )
     page = out / "index.html"
     page.write_text(_page(f"lifelong run: {run['name']}", body))
     return {"forgetting_curves": curves, "accuracy_matrix": matrix, "html": page}
@@ -163,6 +189,10 @@ def write_comparison(run_dirs: list[str | Path], out: str | Path) -> dict:
     table = {r["name"]: r["summary"] for r in runs}
     (out / "runs_compared.json").write_text(json.dumps(table, indent=2))
     page = out / "index.html"
-    page.write_text(_page("lifelong: runs compared", _summary_table(runs) +
-                          f"<img src='{png.name}' alt='runs compared'>"))
+    page.write_text(
+        _page(
+            "lifelong: runs compared",
+            _summary_table(runs) + f"<img src='{png.name}' alt='runs compared'>",
+        )
+    )
     return {"plot": png, "json": out / "runs_compared.json", "html": page}

@@ -29,12 +29,31 @@ def add_parser(sub) -> None:
     for f in fields(RunConfig):
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):
-            r.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                           help=HELP.get(f.name))
+            r.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=None, help=HELP.get(f.name)
+            )
         else:
             kind = {"int": int, "float": float, "str": str}[str(f.type)]
             r.add_argument(flag, type=kind, default=None, help=HELP.get(f.name))
     r.set_defaults(func=run_command)
+
+    c = sub.add_parser("compare", help="our agent against Avalanche strategies, same tensors")
+    c.add_argument("--stream", default="split-mnist5k")
+    c.add_argument("--experiences", type=int, default=0)
+    c.add_argument("--seeds", default="0", help="e.g. 0-4 or 0,3")
+    c.add_argument("--memory", type=int, default=500)
+    c.add_argument(
+        "--methods",
+        default="all",
+        help="comma-separated, from: ours, ours-er (our agent without the "
+        "controller), naive, replay, er-ace, der++, lamaml, mer, a-gem, gdumb, "
+        "ewc, lwf, cumulative",
+    )
+    c.add_argument("--jobs", type=int, default=1, help="parallel processes")
+    c.add_argument("--config", help="TOML of RunConfig keys for our agent")
+    c.add_argument("--out", help="output folder (default runs/compare-STREAM)")
+    c.add_argument("--no-progress", dest="progress", action="store_false")
+    c.set_defaults(func=compare_command)
 
     p = sub.add_parser("report", help="plots and an HTML page for one run, or several overlaid")
     p.add_argument("runs", nargs="+", help="run folders")
@@ -55,11 +74,16 @@ def run_command(args) -> int:
     from lifelong.runner import format_summary, run
 
     cfg = config_from_args(args)
-    follow = {k: v for k, v in (("max_experiences", args.max_experiences),
-                                ("idle_timeout", args.idle_timeout),
-                                ("poll_seconds", args.poll)) if v is not None}
-    result = run(cfg, args.out, follow_options=follow,
-                 echo=lambda m: print(m, file=sys.stderr))
+    follow = {
+        k: v
+        for k, v in (
+            ("max_experiences", args.max_experiences),
+            ("idle_timeout", args.idle_timeout),
+            ("poll_seconds", args.poll),
+        )
+        if v is not None
+    }
+    result = run(cfg, args.out, follow_options=follow, echo=lambda m: print(m, file=sys.stderr))
     print(format_summary(result))
     return 130 if result.interrupted else 0
 
@@ -74,4 +98,23 @@ def report_command(args) -> int:
         paths = report.write_comparison(args.runs, out)
     for k, v in paths.items():
         print(f"{k}: {v}")
+    return 0
+
+
+def compare_command(args) -> int:
+    from lifelong import compare
+
+    cfg = RunConfig.load(args.config) if args.config else RunConfig()
+    cfg.experiences, cfg.progress = args.experiences, args.progress
+    methods = list(compare.METHODS) if args.methods == "all" else args.methods.split(",")
+    out = Path(args.out or f"runs/compare-{args.stream}")
+    results = compare.compare(
+        args.stream, compare.parse_seeds(args.seeds), methods, args.memory, cfg, out, jobs=args.jobs
+    )
+    rows = compare.aggregate(results)
+    print(compare.markdown_table(rows))
+    note = compare.ratio_note(rows)
+    if note:
+        print(note)
+    print(f"results in {out} (results.json, results.csv, table.md, comparison.png)")
     return 0

@@ -81,11 +81,13 @@ def _check_config(cfg: RunConfig, run_dir: Path) -> None:
 class _Source:
     """A named stream (every test set known from the start) or a followed folder."""
 
-    def __init__(self, cfg: RunConfig, stop: _StopFlag, follow_options: dict,
-                 stream: Stream | None) -> None:
+    def __init__(
+        self, cfg: RunConfig, stop: _StopFlag, follow_options: dict, stream: Stream | None
+    ) -> None:
         if cfg.follow:
-            self.folder = FolderStream(cfg.follow, cfg.n_classes, should_stop=lambda: stop.requested,
-                                       **follow_options)
+            self.folder = FolderStream(
+                cfg.follow, cfg.n_classes, should_stop=lambda: stop.requested, **follow_options
+            )
             first = self.folder.get(0)
             if first is None:
                 raise ConfigError(f"no task file appeared in {cfg.follow}")
@@ -94,8 +96,7 @@ class _Source:
         else:
             self.folder = None
             if stream is None:
-                stream = get_stream(cfg.stream, experiences=cfg.experiences or None,
-                                    seed=cfg.seed)
+                stream = get_stream(cfg.stream, experiences=cfg.experiences or None, seed=cfg.seed)
             self.experiences = list(stream)
             self.spec = StreamSpec(stream.input_shape, stream.n_classes, stream.task_aware)
             self.total = sum(e.n_train for e in self.experiences)
@@ -129,8 +130,14 @@ def evaluate(agent: Agent, tests: list[Experience]) -> list[float]:
     return [agent.accuracy(e.x_test, e.y_test, e.task_id) for e in tests]
 
 
-def run(cfg: RunConfig, run_dir: str | Path, *, stream: Stream | None = None,
-        follow_options: dict | None = None, echo=print) -> RunResult:
+def run(
+    cfg: RunConfig,
+    run_dir: str | Path,
+    *,
+    stream: Stream | None = None,
+    follow_options: dict | None = None,
+    echo=print,
+) -> RunResult:
     """Train ``cfg``'s agent through its stream in ``run_dir``, resuming if it can.
 
     ``stream`` runs any Stream object (e.g. from ``streams.from_arrays``) instead of the
@@ -152,19 +159,34 @@ def run(cfg: RunConfig, run_dir: str | Path, *, stream: Stream | None = None,
             state, progress = None, None
             shutil.rmtree(memory_dir, ignore_errors=True)
         store = EpisodicStore.open_or_create(
-            memory_dir, dim=Agent.key_dim(cfg, source.spec), value_shape=source.spec.input_shape,
-            capacity=cfg.memory, eviction_policy=cfg.write_policy, seed=cfg.seed, index=cfg.index)
+            memory_dir,
+            dim=Agent.key_dim(cfg, source.spec),
+            value_shape=source.spec.input_shape,
+            capacity=cfg.memory,
+            eviction_policy=cfg.write_policy,
+            seed=cfg.seed,
+            index=cfg.index,
+        )
         try:
             agent = Agent(cfg, source.spec, store)
             if state is not None:
                 agent.load_state_dict(state)
-            progress = progress or {"experience": 0, "batch": 0, "position": 0, "rows": [],
-                                    "untrained": None, "train_seconds": 0.0, "done": False,
-                                    "metrics_bytes": 0}
+            progress = progress or {
+                "experience": 0,
+                "batch": 0,
+                "position": 0,
+                "rows": [],
+                "untrained": None,
+                "train_seconds": 0.0,
+                "done": False,
+                "metrics_bytes": 0,
+            }
             log = _Log(run_dir / "metrics.jsonl", progress["metrics_bytes"])
             if saved is not None and not progress["done"]:
-                echo(f"resuming {run_dir} at experience {progress['experience']}, "
-                     f"batch {progress['batch']} (step {agent.steps})")
+                echo(
+                    f"resuming {run_dir} at experience {progress['experience']}, "
+                    f"batch {progress['batch']} (step {agent.steps})"
+                )
             interrupted = False
             if not progress["done"]:
                 interrupted = _train(cfg, agent, source, progress, log, run_dir, stop, echo)
@@ -183,8 +205,14 @@ def _train(cfg, agent, source, progress, log, run_dir, stop, echo) -> bool:
     if progress["untrained"] is None:
         progress["untrained"] = evaluate(agent, source.test_sets())
         log.write({"type": "untrained", "accuracies": progress["untrained"]})
-    bar = tqdm(total=source.total, initial=progress["position"], unit="ex",
-               disable=not cfg.progress, dynamic_ncols=True, desc="training")
+    bar = tqdm(
+        total=source.total,
+        initial=progress["position"],
+        unit="ex",
+        disable=not cfg.progress,
+        dynamic_ncols=True,
+        desc="training",
+    )
     started = time.perf_counter() - progress["train_seconds"]
     i = progress["experience"]
     loss = float("nan")
@@ -195,8 +223,9 @@ def _train(cfg, agent, source, progress, log, run_dir, stop, echo) -> bool:
             n_batches = math.ceil(exp.n_train / cfg.batch_size)
             for b in range(progress["batch"], n_batches):
                 idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-                loss = agent.observe(exp.x_train[idx], exp.y_train[idx], exp.task_id, i,
-                                     progress["position"])
+                loss = agent.observe(
+                    exp.x_train[idx], exp.y_train[idx], exp.task_id, i, progress["position"]
+                )
                 progress["position"] += len(idx)
                 progress["batch"] = b + 1
                 progress["train_seconds"] = time.perf_counter() - started
@@ -204,23 +233,39 @@ def _train(cfg, agent, source, progress, log, run_dir, stop, echo) -> bool:
                 if agent.steps % 10 == 0:
                     bar.set_postfix(exp=i, loss=f"{loss:.3f}", refresh=False)
                 if cfg.eval_every and agent.steps % cfg.eval_every == 0:
-                    log.write({"type": "curve", "step": agent.steps, "experience": i,
-                               "position": progress["position"],
-                               "accuracies": evaluate(agent, source.test_sets())})
+                    log.write(
+                        {
+                            "type": "curve",
+                            "step": agent.steps,
+                            "experience": i,
+                            "position": progress["position"],
+                            "accuracies": evaluate(agent, source.test_sets()),
+                        }
+                    )
                 if stop.requested:
                     save()
                     bar.close()
-                    echo(f"stopped; checkpoint written to {run_dir / 'checkpoint'} "
-                         "(run the same command to resume)")
+                    echo(
+                        f"stopped; checkpoint written to {run_dir / 'checkpoint'} "
+                        "(run the same command to resume)"
+                    )
                     return True
                 if cfg.checkpoint_every and agent.steps % cfg.checkpoint_every == 0:
                     save()
             agent.rekey()
             row = evaluate(agent, source.test_sets())
             progress["rows"].append(row)
-            log.write({"type": "experience_end", "experience": i, "step": agent.steps,
-                       "position": progress["position"], "accuracies": row,
-                       "loss": loss, "seconds": progress["train_seconds"]})
+            log.write(
+                {
+                    "type": "experience_end",
+                    "experience": i,
+                    "step": agent.steps,
+                    "position": progress["position"],
+                    "accuracies": row,
+                    "loss": loss,
+                    "seconds": progress["train_seconds"],
+                }
+            )
             progress["experience"], progress["batch"] = i + 1, 0
             save()
             i += 1
@@ -247,31 +292,43 @@ def _finish(cfg, run_dir, progress, agent, interrupted) -> RunResult:
     if len(R):
         summary = metrics.summary(R, progress["untrained"])
     seconds = progress["train_seconds"]
-    summary.update({
-        "examples": agent.examples,
-        "gradient_steps": agent.grad_steps,
-        "gradient_steps_per_example": agent.grad_steps / max(agent.examples, 1),
-        "train_seconds": seconds,
-        "samples_per_second": agent.examples / seconds if seconds else None,
-        "complete": progress["done"],
-        "memories": len(agent.store),
-    })
+    summary.update(
+        {
+            "examples": agent.examples,
+            "gradient_steps": agent.grad_steps,
+            "gradient_steps_per_example": agent.grad_steps / max(agent.examples, 1),
+            "train_seconds": seconds,
+            "samples_per_second": agent.examples / seconds if seconds else None,
+            "complete": progress["done"],
+            "memories": len(agent.store),
+        }
+    )
     header = ["after_experience"] + [f"exp_{j}" for j in range(R.shape[1] if len(R) else 0)]
     lines = [",".join(header)] + [
         ",".join([str(i)] + ["" if np.isnan(v) else f"{v:.6f}" for v in row])
         for i, row in enumerate(R)
     ]
     (run_dir / "accuracy_matrix.csv").write_text("\n".join(lines) + "\n")
-    (run_dir / "summary.json").write_text(json.dumps({"summary": summary, "matrix": R.tolist(),
-                                                      "untrained": progress["untrained"],
-                                                      "config": cfg.to_dict()}, indent=2,
-                                                     default=_json_nan))
+    record = {
+        "summary": summary,
+        "matrix": R.tolist(),
+        "untrained": progress["untrained"],
+        "config": cfg.to_dict(),
+    }
+    (run_dir / "summary.json").write_text(json.dumps(_no_nan(record), indent=2))
     paths = report.write_report(run_dir) if len(R) else {}
     return RunResult(run_dir, R, progress["untrained"], summary, interrupted, paths)
 
 
-def _json_nan(v):
-    return None if isinstance(v, float) and math.isnan(v) else v
+def _no_nan(v):
+    """NaN (a test set not known yet) as JSON null, so the file is strict JSON."""
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _no_nan(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_no_nan(x) for x in v]
+    return v
 
 
 def format_summary(result: RunResult) -> str:
@@ -291,8 +348,10 @@ def format_summary(result: RunResult) -> str:
             out.append(f"FWT (Lopez-Paz 2017)       {s['fwt_lopezpaz2017']:+.4f}")
     out.append(f"gradient steps per example {s['gradient_steps_per_example']:.2f}")
     if s.get("samples_per_second"):
-        out.append(f"training throughput        {s['samples_per_second']:.0f} examples/s "
-                   f"({s['train_seconds']:.1f} s)")
+        out.append(
+            f"training throughput        {s['samples_per_second']:.0f} examples/s "
+            f"({s['train_seconds']:.1f} s)"
+        )
     out.append(f"results in {result.run_dir}  (summary.json, accuracy_matrix.csv, metrics.jsonl)")
     if "forgetting_curves" in result.report:
         out.append(f"forgetting curves: {result.report['forgetting_curves']}")

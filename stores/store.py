@@ -340,7 +340,14 @@ class EpisodicStore:
 
     # -- writing --------------------------------------------------------------------------
     def write(
-        self, keys, values, labels, *, tasks=None, experiences=None, positions=None,
+        self,
+        keys,
+        values,
+        labels,
+        *,
+        tasks=None,
+        experiences=None,
+        positions=None,
         replayed: tuple | None = None,
     ) -> WriteResult:
         """Write a batch in one transaction; with a capacity, the eviction policy decides what

@@ -1,0 +1,331 @@
+"""``lifelong compare``: our agent against Avalanche 0.6 strategies, on the very same tensors.
+
+Every method gets the same stream (our registry's tensors, adapted to Avalanche), the same
+MLP, batch size, single pass and memory budget. Accuracy matrices are computed by one
+function for everyone, so the metrics differ only by what the methods learned.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lifelong import metrics
+from lifelong.config import RunConfig
+from lifelong.models import build_model
+
+BASELINES = (
+    "naive",
+    "replay",
+    "er-ace",
+    "der++",
+    "lamaml",
+    "mer",
+    "a-gem",
+    "gdumb",
+    "ewc",
+    "lwf",
+    "cumulative",
+)
+METHODS = ("ours", "ours-er", *BASELINES)
+
+
+def _strategy(name: str, model, n_exp: int, memory: int, batch: int, cfg: RunConfig):
+    """An Avalanche strategy with the shared protocol (SGD, batch, one epoch, memory)."""
+    import avalanche.training as T
+    from avalanche.training.plugins import EvaluationPlugin
+    from avalanche.training.supervised.lamaml_v2 import LaMAML
+
+    opt = torch.optim.SGD(model.parameters(), lr=0.1 if name != "lamaml" else cfg.alpha_init)
+    base = dict(
+        train_mb_size=batch,
+        train_epochs=1,
+        eval_mb_size=1000,
+        device="cpu",
+        evaluator=EvaluationPlugin(loggers=[]),
+    )
+    ce = torch.nn.CrossEntropyLoss()
+    make = {
+        "naive": lambda: T.Naive(model=model, optimizer=opt, criterion=ce, **base),
+        "cumulative": lambda: T.Cumulative(model=model, optimizer=opt, criterion=ce, **base),
+        "replay": lambda: T.Replay(
+            model=model, optimizer=opt, criterion=ce, mem_size=memory, **base
+        ),
+        "er-ace": lambda: T.ER_ACE(
+            model=model, optimizer=opt, criterion=ce, mem_size=memory, batch_size_mem=batch, **base
+        ),
+        "der++": lambda: T.DER(
+            model=model,
+            optimizer=opt,
+            criterion=ce,
+            mem_size=memory,
+            batch_size_mem=batch,
+            alpha=0.1,
+            beta=0.5,
+            **base,
+        ),
+        "mer": lambda: T.MER(
+            model=model, optimizer=opt, criterion=ce, mem_size=memory, batch_size_mem=batch, **base
+        ),
+        "a-gem": lambda: T.AGEM(
+            model=model,
+            optimizer=opt,
+            criterion=ce,
+            patterns_per_exp=memory // n_exp,
+            sample_size=batch * 10,
+            **base,
+        ),
+        "gdumb": lambda: T.GDumb(model=model, optimizer=opt, criterion=ce, mem_size=memory, **base),
+        "ewc": lambda: T.EWC(model=model, optimizer=opt, criterion=ce, ewc_lambda=100.0, **base),
+        "lwf": lambda: T.LwF(
+            model=model, optimizer=opt, criterion=ce, alpha=1.0, temperature=2.0, **base
+        ),
+        "lamaml": lambda: LaMAML(
+            model=model,
+            optimizer=opt,
+            criterion=ce,
+            n_inner_updates=cfg.inner_steps,
+            second_order=cfg.second_order,
+            grad_clip_norm=cfg.grad_clip,
+            learn_lr=True,
+            lr_alpha=cfg.alpha_lr,
+            alpha_init=cfg.alpha_init,
+            max_buffer_size=memory,
+            buffer_mb_size=batch,
+            **base,
+        ),
+    }
+    return make[name]()
+
+
+@torch.no_grad()
+def _accuracies(model, experiences) -> list[float]:
+    model.eval()
+    out = [float((model(e.x_test).argmax(1) == e.y_test).float().mean()) for e in experiences]
+    model.train()
+    return out
+
+
+def run_baseline(name: str, stream_name: str, seed: int, memory: int, cfg: RunConfig) -> dict:
+    """One Avalanche strategy through the stream; the accuracy matrix and training time."""
+    import warnings
+
+    import streams
+
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(1)
+    stream = streams.get_stream(stream_name, experiences=cfg.experiences or None, seed=seed)
+    experiences = list(stream)
+    bench = streams.to_avalanche(stream)
+    torch.manual_seed(seed)
+    model = build_model("mlp", stream.input_shape, stream.n_classes, cfg.hidden)
+    strategy = _strategy(name, model, len(experiences), memory, cfg.batch_size, cfg)
+    rows, untrained, seconds = [], _accuracies(model, experiences), 0.0
+    for exp in bench.train_stream:
+        t = time.perf_counter()
+        strategy.train(exp)
+        seconds += time.perf_counter() - t
+        rows.append(_accuracies(strategy.model, experiences))
+    n = sum(e.n_train for e in experiences)
+    return {
+        "method": name,
+        "seed": seed,
+        "matrix": rows,
+        "untrained": untrained,
+        "seconds": seconds,
+        "samples_per_second": n / seconds,
+    }
+
+
+def run_ours(
+    name: str, stream_name: str, seed: int, memory: int, cfg: RunConfig, out: Path
+) -> dict:
+    from lifelong.runner import run
+
+    torch.set_num_threads(1)
+    c = replace(
+        cfg,
+        stream=stream_name,
+        seed=seed,
+        memory=memory,
+        progress=False,
+        controller=(name == "ours"),
+    )
+    res = run(c, out / f"{name}-seed{seed}", echo=lambda m: None)
+    return {
+        "method": name,
+        "seed": seed,
+        "matrix": res.matrix.tolist(),
+        "untrained": res.untrained,
+        "seconds": res.summary["train_seconds"],
+        "samples_per_second": res.summary["samples_per_second"],
+        "gradient_steps_per_example": res.summary["gradient_steps_per_example"],
+    }
+
+
+def _one(job: tuple) -> dict:
+    name, stream_name, seed, memory, cfg, out = job
+    if name.startswith("ours"):
+        return run_ours(name, stream_name, seed, memory, cfg, out)
+    return run_baseline(name, stream_name, seed, memory, cfg)
+
+
+def compare(
+    stream_name: str,
+    seeds: list[int],
+    methods: list[str],
+    memory: int,
+    cfg: RunConfig,
+    out: Path,
+    jobs: int = 1,
+    echo=print,
+) -> list[dict]:
+    """Run every (method, seed); write results.json/.csv, table.md and comparison.png."""
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; known: {list(METHODS)}")
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [(m, stream_name, s, memory, cfg, out) for s in seeds for m in methods]
+    results = []
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(todo), unit="run", desc="compare", disable=not cfg.progress)
+    if jobs > 1:
+        import multiprocessing as mp
+
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+            for r in pool.map(_one, todo):
+                results.append(r)
+                bar.update()
+    else:
+        for job in todo:
+            results.append(_one(job))
+            bar.update()
+    bar.close()
+    for r in results:
+        R = np.array(r["matrix"], float)
+        r.update(metrics.summary(R, r["untrained"]))
+    write_outputs(results, stream_name, memory, out)
+    return results
+
+
+def aggregate(results: list[dict]) -> list[dict]:
+    """Mean and std over seeds per method, in the order methods first appear."""
+    keys = (
+        "average_accuracy",
+        "forgetting_chaudhry2018",
+        "bwt_lopezpaz2017",
+        "seconds",
+        "samples_per_second",
+    )
+    rows = []
+    for m in dict.fromkeys(r["method"] for r in results):
+        rs = [r for r in results if r["method"] == m]
+        row = {"method": m, "seeds": len(rs)}
+        for k in keys:
+            v = np.array([r[k] for r in rs], float)
+            row[k], row[k + "_std"] = float(v.mean()), float(v.std())
+        steps = [r.get("gradient_steps_per_example") for r in rs]
+        row["gradient_steps_per_example"] = steps[0]
+        rows.append(row)
+    return rows
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = [
+        "| method | avg accuracy | forgetting (Chaudhry) | BWT | train s | samples/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+
+        def ms(k, fmt):
+            return f"{r[k]:{fmt}} ± {r[k + '_std']:{fmt}}"
+
+        lines.append(
+            f"| {r['method']} | {ms('average_accuracy', '.3f')} | "
+            f"{ms('forgetting_chaudhry2018', '.3f')} | {ms('bwt_lopezpaz2017', '+.3f')} "
+            f"| {r['seconds']:.1f} | {r['samples_per_second']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def write_outputs(results: list[dict], stream_name: str, memory: int, out: Path) -> None:
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = aggregate(results)
+    (out / "results.json").write_text(
+        json.dumps(
+            {"stream": stream_name, "memory": memory, "runs": results, "summary": rows},
+            indent=2,
+            default=lambda v: None,
+        )
+    )
+    fields = [
+        "method",
+        "seed",
+        "average_accuracy",
+        "forgetting_chaudhry2018",
+        "bwt_lopezpaz2017",
+        "seconds",
+        "samples_per_second",
+    ]
+    with open(out / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(results)
+    (out / "table.md").write_text(markdown_table(rows) + "\n")
+    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(rows)), 4), dpi=110)
+    x = np.arange(len(rows))
+    ax.bar(
+        x - 0.2,
+        [r["average_accuracy"] for r in rows],
+        0.4,
+        yerr=[r["average_accuracy_std"] for r in rows],
+        label="average accuracy",
+    )
+    ax.bar(
+        x + 0.2,
+        [r["forgetting_chaudhry2018"] for r in rows],
+        0.4,
+        yerr=[r["forgetting_chaudhry2018_std"] for r in rows],
+        label="forgetting (Chaudhry)",
+    )
+    ax.set_xticks(x, [r["method"] for r in rows], rotation=30, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{stream_name}, memory {memory}, mean ± std over seeds")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "comparison.png")
+    plt.close(fig)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """ "0-4" or "0,2,5" or "3"."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+    return seeds
+
+
+def ratio_note(rows: list[dict]) -> str:
+    """Throughput ratios the speed goals speak of, where both sides ran."""
+    by = {r["method"]: r for r in rows}
+    notes = []
+    for ours, theirs in (("ours-er", "replay"), ("ours", "lamaml")):
+        if ours in by and theirs in by:
+            ratio = by[ours]["samples_per_second"] / by[theirs]["samples_per_second"]
+            notes.append(f"{ours} / {theirs} samples/s: {ratio:.2f}x")
+    return "; ".join(notes) if notes else ""

@@ -1,0 +1,249 @@
+"""``lifelong run`` end to end: run folders, resume after SIGKILL and Ctrl-C, follow mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import streams
+from lifelong import checkpoint
+from lifelong.agent import BadBatchError
+from lifelong.config import ConfigError, RunConfig
+from lifelong.runner import run
+from stores import EpisodicStore
+
+ROOT = Path(__file__).resolve().parents[1]
+LIFELONG = [sys.executable, "-m", "lifelong.cli"]
+SMALL = [
+    "--stream",
+    "split-digits",
+    "--experiences",
+    "3",
+    "--seed",
+    "1",
+    "--memory",
+    "100",
+    "--checkpoint-every",
+    "7",
+    "--no-progress",
+]
+
+
+def quiet(msg):
+    pass
+
+
+def small_cfg(**kw) -> RunConfig:
+    base = dict(
+        stream="split-digits", experiences=3, seed=1, memory=100, checkpoint_every=7, progress=False
+    )
+    return RunConfig(**{**base, **kw}).validate()
+
+
+def matrix(run_dir: Path) -> np.ndarray:
+    rows = json.loads((run_dir / "summary.json").read_text())["matrix"]
+    return np.array([[np.nan if v is None else v for v in r] for r in rows], float)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ref") / "run"
+    subprocess.run(
+        [*LIFELONG, "run", *SMALL, "--out", str(out)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    return out
+
+
+def test_run_folder_contents(reference):
+    for name in (
+        "config.toml",
+        "metrics.jsonl",
+        "accuracy_matrix.csv",
+        "summary.json",
+        "checkpoint/state.pt",
+        "memory/memory.sqlite",
+        "report/forgetting_curves.png",
+        "report/accuracy_matrix.png",
+        "report/index.html",
+    ):
+        assert (reference / name).exists(), name
+    R = matrix(reference)
+    assert R.shape == (3, 3) and R[-1].mean() > 0.5
+    summary = json.loads((reference / "summary.json").read_text())["summary"]
+    assert summary["gradient_steps_per_example"] == pytest.approx(0.3, abs=0.01)
+    assert summary["complete"] and summary["memories"] == 100
+    assert EpisodicStore.open(reference / "memory", readonly=True).verify()["ok"]
+    # no pickles: the checkpoint loads with weights_only=True
+    state = torch.load(reference / "checkpoint" / "state.pt", weights_only=True)
+    assert "model" in state
+
+
+def test_same_seed_same_numbers(reference, tmp_path):
+    result = run(small_cfg(), tmp_path / "again", echo=quiet)
+    assert np.array_equal(result.matrix, matrix(reference))
+
+
+def test_sigkill_then_resume_gives_same_matrix(reference, tmp_path):
+    out = tmp_path / "killed"
+    for delay in (1.5, 1.0):  # kill twice, at different moments
+        proc = subprocess.Popen(
+            [*LIFELONG, "run", *SMALL, "--out", str(out)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.time() + 120
+        while not (out / "checkpoint" / "state.pt").exists() and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(delay)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    saved = checkpoint.load(out)
+    assert saved is not None and not saved[1]["done"]  # it really was cut short
+    done = subprocess.run(
+        [*LIFELONG, "run", *SMALL, "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "resuming" in done.stderr
+    assert np.array_equal(matrix(out), matrix(reference))
+    assert EpisodicStore.open(out / "memory", readonly=True).verify()["ok"]
+
+
+def test_ctrl_c_checkpoints_then_resumes(reference, tmp_path):
+    out = tmp_path / "interrupted"
+    proc = subprocess.Popen(
+        [*LIFELONG, "run", *SMALL, "--out", str(out)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while not (out / "checkpoint" / "state.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "stopped; checkpoint written" in err
+    result = run(small_cfg(), out, echo=quiet)
+    assert np.array_equal(result.matrix, matrix(reference))
+
+
+def test_incompatible_run_folder_is_refused(reference):
+    before = (reference / "config.toml").read_text()
+    with pytest.raises(ConfigError, match=r"different config \(memory: 100 \(folder\) vs 200"):
+        run(small_cfg(memory=200), reference, echo=quiet)
+    assert (reference / "config.toml").read_text() == before
+
+
+def test_rerun_of_finished_run_changes_nothing(reference):
+    before = matrix(reference)
+    result = run(small_cfg(progress=True), reference, echo=quiet)
+    assert np.array_equal(result.matrix, before)
+
+
+def test_bad_example_mid_stream_stops_with_checkpoint_intact(tmp_path):
+    good = streams.get_stream("split-digits", experiences=2, seed=0)
+
+    def build(i):
+        e = good[i]
+        if i == 1:
+            x = e.x_train.clone()
+            x[17, 0, 3, 3] = float("inf")
+            return streams.Experience(1, x, e.y_train, e.x_test, e.y_test, 0, e.classes)
+        return e
+
+    bad = streams.Stream("bad-digits", "class", 2, 10, good.input_shape, build)
+    cfg = small_cfg(stream="bad-digits", experiences=2, checkpoint_every=0)
+    with pytest.raises(BadBatchError, match=r"experience 1: example \d+ has NaN or inf"):
+        run(cfg, tmp_path / "bad", stream=bad, echo=quiet)
+    state, progress, _ = checkpoint.load(tmp_path / "bad")
+    assert progress["experience"] == 1 and len(progress["rows"]) == 1
+    st = EpisodicStore.open(tmp_path / "bad" / "memory", readonly=True)
+    assert st.verify()["ok"] and len(st) > 0
+
+
+def _task_file(path: Path, exp: streams.Experience) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(
+            f,
+            x=exp.x_train.numpy(),
+            y=exp.y_train.numpy(),
+            x_test=exp.x_test.numpy(),
+            y_test=exp.y_test.numpy(),
+        )
+    os.replace(tmp, path)  # appear whole, as a careful producer would write it
+
+
+def test_follow_mode_picks_up_a_file_written_later(tmp_path):
+    s = streams.get_stream("split-digits", experiences=2, seed=0)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    _task_file(inbox / "task-000.npz", s[0])
+    out = tmp_path / "live"
+    proc = subprocess.Popen(
+        [
+            *LIFELONG,
+            "run",
+            "--follow",
+            str(inbox),
+            "--out",
+            str(out),
+            "--max-experiences",
+            "2",
+            "--poll",
+            "0.1",
+            "--no-progress",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until the agent finished the first file
+        if (out / "metrics.jsonl").exists() and "experience_end" in (
+            out / "metrics.jsonl"
+        ).read_text():
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None  # still running, waiting for more
+    _task_file(inbox / "task-001.npz", s[1])
+    out_text, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    R = matrix(out)
+    assert R.shape == (2, 2) and R[1, 1] > 0.5
+    assert np.isnan(R[0, 1])  # test set 1 was unknown after experience 0
+    assert "average accuracy" in out_text
+
+
+def test_follow_mode_bad_file_is_named(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    np.savez(inbox / "a.npz", x=np.zeros((4, 3)), y=np.array([0, 1, 0, 1]))
+    with pytest.raises(
+        streams.StreamError, match=r"a.npz: missing array\(s\) \['x_test', 'y_test'\]"
+    ):
+        run(
+            RunConfig(follow=str(inbox), progress=False),
+            tmp_path / "r",
+            echo=quiet,
+            follow_options={"max_experiences": 1, "poll_seconds": 0.05},
+        )
