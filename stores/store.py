@@ -96,6 +96,9 @@ _IDS = "(SELECT value FROM json_each(:ids))"
 _DELETE_IDS = text(f"DELETE FROM memories WHERE id IN {_IDS}")
 _VALUES_OF = text(f"SELECT id, value FROM memories WHERE id IN {_IDS}")
 _KEYS_OF = text(f"SELECT id, key FROM memories WHERE id IN {_IDS}")
+_CATALOG_ROWS = ("SELECT id, label, coalesce(task, -1), coalesce(experience, -1), position "
+                 "FROM memories WHERE id > ? ORDER BY id")
+_KEY_ROWS = "SELECT id, key FROM memories WHERE id > ? ORDER BY id"
 _RECORDS_OF = text(
     "SELECT id, label, task, experience, position, written_at, replay_count, "
     f"last_loss FROM memories WHERE id IN {_IDS}"
@@ -114,6 +117,9 @@ def _on_connect(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA journal_mode=WAL")  # persistent; readers never block the writer
     cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
+    # random row reads (sampling) go through the OS page cache without a syscall each
+    cur.execute("PRAGMA mmap_size=17179869184")
+    cur.execute("PRAGMA cache_size=-65536")
     cur.close()
 
 
@@ -304,20 +310,21 @@ class EpisodicStore:
             version, destructive = self.meta["version"], self.meta["destructive_version"]
             if self._catalog_version == version and self._index_version == version:
                 return
-            cols = [func.coalesce(getattr(Memory, c), NO_TASK) for c in Catalog.FIELDS]
-            q = select(*cols).order_by(Memory.id)
+            last = -1
             if 0 <= destructive <= self._catalog_version:
                 last = int(self.catalog.ids[-1]) if len(self.catalog) else -1
-                q = q.where(Memory.id > last)
             else:
                 self.catalog = Catalog()
-            self._append_catalog(np.array(s.execute(q).all(), np.int64).reshape(-1, 5))
-            q = select(Memory.id, Memory.key).order_by(Memory.id)
+            # a million rows: plain tuples from the driver, not Row objects (30x faster here)
+            rows = s.exec_driver_sql(_CATALOG_ROWS, (last,)).cursor.fetchall()
+            self._append_catalog(np.array(rows, np.int64).reshape(-1, 5))
+            start = -1
             if 0 <= destructive <= self._index_version:
-                q = q.where(Memory.id > self._index_max_id)
+                start = self._index_max_id
             else:
                 self.index = KeyIndex(self.spec)
-            for chunk in s.execute(q.execution_options(yield_per=50_000)).partitions():
+            cur = s.exec_driver_sql(_KEY_ROWS, (start,)).cursor
+            while chunk := cur.fetchmany(50_000):
                 ids = np.fromiter((r[0] for r in chunk), np.int64, len(chunk))
                 keys = np.frombuffer(b"".join(r[1] for r in chunk), np.float32)
                 self.index.add(ids, keys.reshape(len(chunk), self.spec.dim))
