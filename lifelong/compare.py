@@ -244,7 +244,7 @@ def markdown_table(rows: list[dict]) -> str:
     ]
     for r in rows:
 
-        def ms(k, fmt):
+        def ms(k, fmt, r=r):
             return f"{r[k]:{fmt}} ± {r[k + '_std']:{fmt}}"
 
         lines.append(

@@ -7,7 +7,7 @@ Flat on purpose: every key is a command-line flag of the same name, and a run fo
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 
@@ -15,45 +15,52 @@ class ConfigError(ValueError):
     """A configuration that cannot run, or that does not match an existing run folder."""
 
 
+def opt(default, help: str):
+    """A config field whose help text is also the ``lifelong run`` flag's help."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class RunConfig:
     # what to learn
-    stream: str = "split-mnist5k"
-    experiences: int = 0  # 0 = the stream's default
-    seed: int = 0
-    follow: str = ""  # a folder of .npz task files to follow instead of a named stream
-    n_classes: int = 10  # follow mode only: the label space
+    stream: str = opt("split-mnist5k", "named stream (see `lifelong streams list`)")
+    experiences: int = opt(0, "number of experiences; 0 = the stream's default")
+    seed: int = opt(0, "seed of the stream, the model and every sampler")
+    follow: str = opt("", "follow a folder of .npz task files instead of a named stream")
+    n_classes: int = opt(10, "follow mode: size of the label space")
     # the learner
-    model: str = "auto"  # auto | mlp | cnn
-    hidden: int = 100
-    controller: bool = True  # La-MAML learned per-parameter rates; False = plain replay
-    lr: float = 0.05  # replay mode's SGD rate; the controller's initial rate
-    alpha_init: float = 0.05
-    alpha_lr: float = 0.1  # step size of the learned rates
-    inner_steps: int = 2  # look-ahead steps per incoming batch (controller)
-    second_order: bool = False
-    grad_clip: float = 2.0
-    iters: int = 3  # gradient steps per incoming batch (each with a fresh replay batch)
-    batch_size: int = 10
-    ace: bool = True  # ER-ACE: the incoming loss only sees the incoming batch's classes
+    model: str = opt("auto", "auto | mlp | cnn (auto: CNN for colour images, else MLP)")
+    hidden: int = opt(100, "hidden width (MLP: input-hidden-hidden-classes)")
+    controller: bool = opt(True, "La-MAML learned per-weight rates (off: plain replay)")
+    lr: float = opt(0.05, "SGD rate of plain replay (controller off)")
+    alpha_init: float = opt(0.05, "initial learned rate of every weight (controller)")
+    alpha_lr: float = opt(0.1, "step size of the learned rates (controller)")
+    inner_steps: int = opt(2, "look-ahead steps per incoming batch (controller)")
+    second_order: bool = opt(False, "differentiate through the look-ahead (controller)")
+    grad_clip: float = opt(2.0, "clip gradient norms to this (0: off)")
+    iters: int = opt(3, "updates per incoming batch, each with a fresh replay batch")
+    batch_size: int = opt(10, "incoming batch size (the stream is seen once)")
+    ace: bool = opt(True, "ER-ACE: the incoming loss only sees its own batch's classes")
     # memory
-    memory: int = 500
-    write_policy: str = "reservoir"  # reservoir | class-balanced
-    replay_policy: str = "class-balanced"  # uniform | class-balanced | task-balanced | retrieval
-    replay_batch: int = 10
-    key_source: str = "network"  # network | fixed (a fixed random projection of the input)
-    rekey_every: int = 200  # steps between re-keying the memory with the drifted encoder
-    index: str = "flat"
+    memory: int = opt(500, "episodic memory capacity")
+    write_policy: str = opt("reservoir", "reservoir | class-balanced")
+    replay_policy: str = opt(
+        "class-balanced", "uniform | class-balanced | task-balanced | retrieval"
+    )
+    replay_batch: int = opt(10, "memories replayed per update")
+    key_source: str = opt("network", "memory keys: network (embedding) | fixed (projection)")
+    rekey_every: int = opt(200, "steps between re-keying memories (0: experience ends only)")
+    index: str = opt("flat", "FAISS index of the memory: flat | hnsw | ivf")
     # local adaptation at prediction (MbPA++)
-    local_adapt: bool = False
-    adapt_k: int = 16
-    adapt_steps: int = 5
-    adapt_lr: float = 0.05
-    adapt_l2: float = 0.1
+    local_adapt: bool = opt(False, "MbPA++ local adaptation at prediction time")
+    adapt_k: int = opt(16, "local adaptation: nearest memories per test example")
+    adapt_steps: int = opt(5, "local adaptation: gradient steps")
+    adapt_lr: float = opt(0.05, "local adaptation: step size")
+    adapt_l2: float = opt(0.1, "local adaptation: pull towards the unadapted weights")
     # bookkeeping
-    eval_every: int = 0  # steps; 0 = only after each experience
-    checkpoint_every: int = 100  # steps; checkpoints are also written after each experience
-    progress: bool = True
+    eval_every: int = opt(0, "evaluate every N steps for finer curves (0: experience ends)")
+    checkpoint_every: int = opt(100, "checkpoint every N steps (and at experience ends)")
+    progress: bool = opt(True, "show a progress bar")
 
     # keys that may differ when resuming a run folder without changing its numbers
     RESUMABLE_CHANGES = ("progress", "checkpoint_every")

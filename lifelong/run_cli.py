@@ -9,15 +9,6 @@ from pathlib import Path
 
 from lifelong.config import RunConfig
 
-HELP = {
-    "stream": "named stream, e.g. split-mnist5k (see `lifelong streams list`)",
-    "follow": "folder of .npz task files to follow (waits for new files until stopped)",
-    "controller": "La-MAML learned learning rates (--no-controller: plain experience replay)",
-    "memory": "episodic memory capacity",
-    "iters": "gradient steps per incoming batch",
-    "local_adapt": "MbPA++ local adaptation at prediction time",
-}
-
 
 def add_parser(sub) -> None:
     r = sub.add_parser("run", help="train the agent on a stream in a run folder (resumable)")
@@ -30,11 +21,11 @@ def add_parser(sub) -> None:
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):
             r.add_argument(
-                flag, action=argparse.BooleanOptionalAction, default=None, help=HELP.get(f.name)
+                flag, action=argparse.BooleanOptionalAction, default=None, help=f.metadata["help"]
             )
         else:
             kind = {"int": int, "float": float, "str": str}[str(f.type)]
-            r.add_argument(flag, type=kind, default=None, help=HELP.get(f.name))
+            r.add_argument(flag, type=kind, default=None, help=f.metadata["help"])
     r.set_defaults(func=run_command)
 
     c = sub.add_parser("compare", help="our agent against Avalanche strategies, same tensors")

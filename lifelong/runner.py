@@ -8,6 +8,7 @@ made with a different config is refused.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -47,10 +48,8 @@ class _StopFlag:
 
     def __enter__(self) -> _StopFlag:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
+            with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
                 self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
         return self
 
     def _handle(self, signum, frame) -> None:

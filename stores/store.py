@@ -31,7 +31,6 @@ from sqlalchemy import (
     bindparam,
     create_engine,
     event,
-    func,
     insert,
     select,
     text,
@@ -42,7 +41,7 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.pool import StaticPool
 
 from stores import eviction
-from stores.catalog import NO_TASK, Catalog
+from stores.catalog import Catalog
 from stores.errors import StoreError
 from stores.key_index import Coverage, IndexSpec, KeyIndex
 from stores.schema import SCHEMA_VERSION, Base, Memory, Meta
@@ -96,8 +95,10 @@ _IDS = "(SELECT value FROM json_each(:ids))"
 _DELETE_IDS = text(f"DELETE FROM memories WHERE id IN {_IDS}")
 _VALUES_OF = text(f"SELECT id, value FROM memories WHERE id IN {_IDS}")
 _KEYS_OF = text(f"SELECT id, key FROM memories WHERE id IN {_IDS}")
-_CATALOG_ROWS = ("SELECT id, label, coalesce(task, -1), coalesce(experience, -1), position "
-                 "FROM memories WHERE id > ? ORDER BY id")
+_CATALOG_ROWS = (
+    "SELECT id, label, coalesce(task, -1), coalesce(experience, -1), position "
+    "FROM memories WHERE id > ? ORDER BY id"
+)
 _KEY_ROWS = "SELECT id, key FROM memories WHERE id > ? ORDER BY id"
 _RECORDS_OF = text(
     "SELECT id, label, task, experience, position, written_at, replay_count, "

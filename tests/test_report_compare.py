@@ -1,0 +1,99 @@
+"""Reports render real PNGs with the expected curves; `lifelong compare` runs end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lifelong.cli import main
+from lifelong.config import RunConfig
+from lifelong.runner import run
+
+TAB10 = {"blue": (31, 119, 180), "orange": (255, 127, 14)}
+
+
+def _pixels_near(img: np.ndarray, rgb, tol: int = 30) -> int:
+    return int((np.abs(img[..., :3].astype(int) - np.array(rgb)).max(axis=-1) < tol).sum())
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "run"
+    cfg = RunConfig(
+        stream="split-digits",
+        experiences=2,
+        memory=100,
+        eval_every=20,
+        progress=False,
+        controller=False,
+    )
+    return run(cfg, out, echo=lambda m: None)
+
+
+def test_forgetting_curve_png(small_run):
+    path = small_run.report["forgetting_curves"]
+    img = np.asarray(Image.open(path).convert("RGB"))
+    assert img.shape[0] >= 300 and img.shape[1] >= 500
+    assert img.std() > 10  # not blank
+    # one line per experience's test set: tab10 blue (exp 0) and orange (exp 1)
+    assert _pixels_near(img, TAB10["blue"]) > 200
+    assert _pixels_near(img, TAB10["orange"]) > 200
+    lines = (small_run.run_dir / "metrics.jsonl").read_text().splitlines()
+    events = [json.loads(x) for x in lines]
+    assert sum(e["type"] == "curve" for e in events) >= 5  # finer than experience ends
+
+
+def test_matrix_png_and_html_links(small_run):
+    img = np.asarray(Image.open(small_run.report["accuracy_matrix"]).convert("RGB"))
+    assert img.std() > 10
+    page = small_run.report["html"].read_text()
+    assert "src='forgetting_curves.png'" in page and "src='accuracy_matrix.png'" in page
+    assert "forgetting (Chaudhry 2018" in page and "summary.json" in page
+
+
+def test_report_command_overlays_runs(small_run, tmp_path, capsys):
+    cfg = RunConfig(
+        stream="split-digits", experiences=2, memory=100, progress=False, controller=False, seed=3
+    )
+    other = run(cfg, tmp_path / "other", echo=lambda m: None)
+    out = tmp_path / "both"
+    assert main(["report", str(small_run.run_dir), str(other.run_dir), "--out", str(out)]) == 0
+    table = json.loads((out / "runs_compared.json").read_text())
+    assert set(table) == {"run", "other"}
+    img = np.asarray(Image.open(out / "runs_compared.png").convert("RGB"))
+    assert _pixels_near(img, TAB10["blue"]) > 100 and _pixels_near(img, TAB10["orange"]) > 100
+
+
+def test_compare_two_strategies_on_two_experiences(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    code = main(
+        [
+            "compare",
+            "--stream",
+            "split-digits",
+            "--experiences",
+            "2",
+            "--seeds",
+            "0-1",
+            "--methods",
+            "ours-er,replay",
+            "--memory",
+            "100",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "| ours-er |" in text and "| replay |" in text and "samples/s" in text
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["runs"]) == 4
+    for r in results["runs"]:
+        assert np.array(r["matrix"]).shape == (2, 2)
+        assert 0.0 <= r["average_accuracy"] <= 1.0
+    assert (out / "results.csv").read_text().count("\n") == 5
+    assert (out / "comparison.png").stat().st_size > 5000
