@@ -13,16 +13,27 @@ NO_TASK = -1  # a memory written without a task id (task-free streams)
 
 
 class Catalog:
-    """Column arrays (id, label, task, experience, position), kept sorted by id."""
+    """Column arrays (id, label, task, experience, position), kept sorted by id.
+
+    Appends go into buffers that double when full, so a million small appends cost
+    amortised O(1) each instead of copying every column every time.
+    """
 
     FIELDS = ("id", "label", "task", "experience", "position")
 
     def __init__(self) -> None:
-        self.cols: dict[str, np.ndarray] = {f: np.empty(0, np.int64) for f in self.FIELDS}
+        self._buf = np.empty((len(self.FIELDS), 0), np.int64)
+        self._n = 0
+        self.cols: dict[str, np.ndarray] = {}
         self._groups: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._views()
+
+    def _views(self) -> None:
+        self.cols = {f: self._buf[i, : self._n] for i, f in enumerate(self.FIELDS)}
+        self._groups.clear()
 
     def __len__(self) -> int:
-        return int(self.cols["id"].shape[0])
+        return self._n
 
     @property
     def ids(self) -> np.ndarray:
@@ -30,40 +41,48 @@ class Catalog:
 
     def append(self, rows: dict[str, np.ndarray]) -> None:
         """Add rows whose ids are all larger than any present (ids only grow)."""
-        for f in self.FIELDS:
-            self.cols[f] = np.concatenate([self.cols[f], np.asarray(rows[f], np.int64)])
-        self._groups.clear()
+        new = np.stack([np.asarray(rows[f], np.int64) for f in self.FIELDS])
+        m = new.shape[1]
+        if self._n + m > self._buf.shape[1]:
+            grown = np.empty(
+                (len(self.FIELDS), max(2 * self._buf.shape[1], self._n + m, 64)), np.int64
+            )
+            grown[:, : self._n] = self._buf[:, : self._n]
+            self._buf = grown
+        self._buf[:, self._n : self._n + m] = new
+        self._n += m
+        self._views()
 
     def remove(self, ids: np.ndarray) -> None:
         keep = ~np.isin(self.cols["id"], ids)
-        for f in self.FIELDS:
-            self.cols[f] = self.cols[f][keep]
-        self._groups.clear()
+        kept = self._buf[:, : self._n][:, keep]
+        self._n = kept.shape[1]
+        self._buf[:, : self._n] = kept
+        self._views()
 
     def rows_of(self, ids: np.ndarray) -> np.ndarray:
         """Row positions of ids; -1 for ids not present (including the -1 padding ids)."""
         ids = np.asarray(ids, np.int64)
-        if not len(self):
+        if not self._n:
             return np.full(ids.shape, -1, np.int64)
         all_ids = self.cols["id"]
-        pos = np.minimum(np.searchsorted(all_ids, ids), len(all_ids) - 1)
+        pos = np.minimum(np.searchsorted(all_ids, ids), self._n - 1)
         return np.where(all_ids[pos] == ids, pos, -1)
 
     def gather(self, ids: np.ndarray, fields: tuple[str, ...]) -> list[np.ndarray]:
         """Columns ``fields`` for ids, -1 where an id is not present."""
         rows = self.rows_of(ids)
-        if not len(self):
+        if not self._n:
             return [rows.copy() for _ in fields]
-        safe, missing = np.maximum(rows, 0), rows < 0
-        out = []
-        for f in fields:
-            col = self.cols[f][safe]
-            col[missing] = -1
-            out.append(col)
-        return out
+        which = [self.FIELDS.index(f) for f in fields]
+        picked = self._buf[np.ix_(which, np.maximum(rows, 0).ravel())].reshape(
+            len(fields), *rows.shape
+        )
+        picked[:, rows < 0] = -1
+        return list(picked)
 
     def groups(self, field: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(values, starts, order): rows grouped by ``field``, cached until the next change."""
+        """(values, bounds, order): rows grouped by ``field``, cached until the next change."""
         if field not in self._groups:
             col = self.cols[field]
             order = np.argsort(col, kind="stable")
@@ -77,7 +96,7 @@ class Catalog:
 
     def mask(self, *, task=None, label=None, experience=None, position=None) -> np.ndarray:
         """Boolean row mask for equality filters (a value or a list) and a position range."""
-        m = np.ones(len(self), bool)
+        m = np.ones(self._n, bool)
         for field, want in (("task", task), ("label", label), ("experience", experience)):
             if want is None:
                 continue

@@ -70,6 +70,7 @@ class KeyIndex:
         self.tombstones: set[int] = set()  # HNSW cannot delete: removed ids are masked
         self.index = self._new_exact() if spec.kind != "hnsw" else self._new_hnsw()
         self.trained_ivf = False
+        self.trained_size = 0
 
     # -- construction -------------------------------------------------------------------
     def _new_exact(self) -> faiss.Index:
@@ -82,12 +83,18 @@ class KeyIndex:
         return faiss.IndexIDMap2(inner)
 
     def _maybe_train_ivf(self) -> None:
-        """Swap the exact index for IVF once enough keys exist to train its centroids."""
+        """Swap the exact index for IVF once enough keys exist to train its centroids, and
+        retrain when the index has grown 4x since (about 4*sqrt(n) lists stay right)."""
         n = self.index.ntotal
-        if self.spec.kind != "ivf" or self.trained_ivf or n < self.spec.train_min:
+        if self.spec.kind != "ivf" or n < self.spec.train_min:
             return
-        ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
-        keys = self.index.index.reconstruct_n(0, n)
+        if not self.trained_ivf:
+            ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
+            keys = self.index.index.reconstruct_n(0, n)
+        elif not self.spec.nlist and n >= 4 * self.trained_size:
+            ids, keys = self._ivf_contents()
+        else:
+            return
         # about 4*sqrt(n) lists, each with >= 39 training points as k-means wants
         nlist = self.spec.nlist or int(np.clip(4 * np.sqrt(n), 1, n // 39))
         quantizer = faiss.IndexFlat(self.spec.dim, self.spec.faiss_metric)
@@ -101,6 +108,21 @@ class KeyIndex:
         ivf.add_with_ids(keys, ids)
         self.index = ivf
         self.trained_ivf = True
+        self.trained_size = n
+
+    def _ivf_contents(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every (id, key) stored in the IVF lists (IVFFlat codes are the raw vectors)."""
+        inv = self.index.invlists
+        ids, keys = [], []
+        for i in range(inv.nlist):
+            size = inv.list_size(i)
+            if size:
+                ids.append(faiss.rev_swig_ptr(inv.get_ids(i), size).copy())
+                codes = faiss.rev_swig_ptr(inv.get_codes(i), size * inv.code_size).copy()
+                keys.append(codes.view(np.float32).reshape(size, self.spec.dim))
+        if not ids:
+            return np.empty(0, np.int64), np.empty((0, self.spec.dim), np.float32)
+        return np.concatenate(ids).astype(np.int64), np.concatenate(keys)
 
     # -- mutation -------------------------------------------------------------------------
     @property
@@ -161,6 +183,13 @@ class KeyIndex:
         return self.index.search(q, k, params=params)
 
     def _params(self, sel):
+        if sel is None:  # the common case: build the parameter object once
+            if getattr(self, "_plain", None) is None or self._plain[0] != self.trained_ivf:
+                self._plain = (self.trained_ivf, self._new_params(None))
+            return self._plain[1]
+        return self._new_params(sel)
+
+    def _new_params(self, sel):
         if self.spec.kind == "hnsw":
             return faiss.SearchParametersHNSW(sel=sel, efSearch=max(self.spec.ef_search, 1))
         if self.spec.kind == "ivf" and self.trained_ivf:
@@ -178,6 +207,7 @@ class KeyIndex:
                 "max_id": coverage.max_id,
                 "tombstones": coverage.tombstones,
                 "trained_ivf": self.trained_ivf,
+                "trained_size": self.trained_size,
                 "spec": self.spec.__dict__,
                 "crc32": zlib.crc32(blob),
                 "size": len(blob),
@@ -218,6 +248,7 @@ class KeyIndex:
         out = cls(spec)
         out.index = faiss.deserialize_index(np.frombuffer(blob, np.uint8))
         out.trained_ivf = header["trained_ivf"]
+        out.trained_size = header.get("trained_size", 0)
         out.tombstones = set(header["tombstones"])
         out.coverage = Coverage(header["version"], header["max_id"], header["tombstones"])
         if spec.kind == "hnsw":

@@ -1,0 +1,156 @@
+"""Agent step benchmark: memory on disk against the same agent with memory in RAM.
+
+    python bench/agent_bench.py [--stream split-mnist5k] [--batches 400]
+
+For plain replay and for the learned controller, trains the agent on the stream's first
+batches twice, with the episodic store in a folder on disk and with an in-memory SQLite store,
+and times where a step goes: replay draw, update, memory write (keys + store). Prints a table
+and writes bench/results/agent.json and agent.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import streams  # noqa: E402
+from lifelong import agent as agent_mod  # noqa: E402
+from lifelong.agent import Agent, StreamSpec  # noqa: E402
+from lifelong.config import RunConfig  # noqa: E402
+from stores import EpisodicStore  # noqa: E402
+
+
+def timed(obj, name: str, clock: dict) -> None:
+    """Wrap obj.name so its seconds add up in clock[name]."""
+    fn = getattr(obj, name)
+
+    def wrapper(*a, **k):
+        t = time.perf_counter()
+        try:
+            return fn(*a, **k)
+        finally:
+            clock[name] += time.perf_counter() - t
+
+    setattr(obj, name, wrapper)
+
+
+def bench(stream, cfg: RunConfig, folder: Path | None, batches: int) -> dict:
+    spec = StreamSpec(stream.input_shape, stream.n_classes, stream.task_aware)
+    store = EpisodicStore.create(
+        folder,
+        dim=Agent.key_dim(cfg, spec),
+        value_shape=stream.input_shape,
+        capacity=cfg.memory,
+        eviction_policy=cfg.write_policy,
+        seed=0,
+    )
+    agent = Agent(cfg, spec, store)
+    clock: dict[str, float] = defaultdict(float)
+    timed(agent, "_replay", clock)
+    timed(agent, "_remember", clock)
+    timed(agent, "rekey", clock)
+    update = "lamaml_step" if cfg.controller else None
+    if update:
+        original = agent_mod.lamaml_step
+
+        def lamaml(*a, **k):
+            t = time.perf_counter()
+            out = original(*a, **k)
+            clock["update"] += time.perf_counter() - t
+            return out
+
+        agent_mod.lamaml_step = lamaml
+    else:
+        timed(agent, "_replay_step", clock)
+    xs = [e for e in stream]
+    pos, done, t0 = 0, 0, time.perf_counter()
+    for e in xs:
+        for b in range(0, e.n_train, cfg.batch_size):
+            if done == batches:
+                break
+            agent.observe(
+                e.x_train[b : b + cfg.batch_size],
+                e.y_train[b : b + cfg.batch_size],
+                e.task_id,
+                e.id,
+                pos,
+            )
+            pos += cfg.batch_size
+            done += 1
+    total = time.perf_counter() - t0
+    if update:
+        agent_mod.lamaml_step = original
+    else:
+        clock["update"] = clock.pop("_replay_step")
+    store.close()
+    ms = {k: 1e3 * v / done for k, v in clock.items()}
+    return {
+        "total_ms_per_step": 1e3 * total / done,
+        "samples_per_s": pos / total,
+        "replay_ms": ms.get("_replay", 0.0),
+        "update_ms": ms.get("update", 0.0),
+        "write_ms": ms.get("_remember", 0.0),
+        "rekey_ms": ms.get("rekey", 0.0),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--stream", default="split-mnist5k")
+    ap.add_argument("--batches", type=int, default=400)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    stream = streams.get_stream(args.stream, seed=0)
+    rows = []
+    for controller in (False, True):
+        cfg = RunConfig(stream=args.stream, controller=controller, progress=False).validate()
+        with tempfile.TemporaryDirectory() as tmp:
+            disk = bench(stream, cfg, Path(tmp) / "mem", args.batches)
+        ram = bench(stream, cfg, None, args.batches)
+        for where, r in (("disk", disk), ("RAM", ram)):
+            rows.append({"mode": "controller" if controller else "replay", "store": where, **r})
+        rows.append(
+            {
+                "mode": "controller" if controller else "replay",
+                "store": "disk/RAM",
+                "total_ms_per_step": disk["total_ms_per_step"] / ram["total_ms_per_step"],
+            }
+        )
+    cols = [
+        "mode",
+        "store",
+        "total_ms_per_step",
+        "samples_per_s",
+        "replay_ms",
+        "update_ms",
+        "write_ms",
+        "rekey_ms",
+    ]
+    table = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        table.append(
+            "| "
+            + " | ".join(
+                f"{r[c]:.3f}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in cols
+            )
+            + " |"
+        )
+    print("\n".join(table))
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "agent.json").write_text(json.dumps(rows, indent=2))
+    (out / "agent.md").write_text("\n".join(table) + "\n")
+
+
+if __name__ == "__main__":
+    main()
