@@ -34,6 +34,7 @@ class StreamSpec:
     input_shape: tuple[int, ...]
     n_classes: int
     task_aware: bool  # task ids given at train and test time (task-incremental)
+    scenario: str = "class"  # class | task | domain | task-free
 
 
 class Agent:
@@ -45,6 +46,9 @@ class Agent:
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr)
         self.np_rng = np.random.default_rng(cfg.seed)
         self.task_classes = torch.zeros(0, spec.n_classes, dtype=torch.bool)
+        # ER-ACE fights the bias towards new classes; a domain-incremental stream has none,
+        # and masking its incoming batch to the classes it happens to hold only hurts
+        self.ace = cfg.ace and spec.scenario != "domain"
         self.steps = 0
         self.grad_steps = 0
         self.examples = 0
@@ -119,7 +123,7 @@ class Agent:
                 y_in,
                 logits_mem,
                 y_mem,
-                ace=self.cfg.ace,
+                ace=self.ace,
                 mask_in=mask_in,
                 mask_mem=mask_mem,
             )

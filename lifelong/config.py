@@ -34,11 +34,11 @@ class RunConfig:
     controller: bool = opt(True, "La-MAML learned per-weight rates (off: plain replay)")
     lr: float = opt(0.05, "SGD rate of plain replay (controller off)")
     alpha_init: float = opt(0.05, "initial learned rate of every weight (controller)")
-    alpha_lr: float = opt(0.1, "step size of the learned rates (controller)")
+    alpha_lr: float = opt(0.03, "step size of the learned rates (controller)")
     inner_steps: int = opt(2, "look-ahead steps per incoming batch (controller)")
     second_order: bool = opt(False, "differentiate through the look-ahead (controller)")
     grad_clip: float = opt(2.0, "clip gradient norms to this (0: off)")
-    iters: int = opt(3, "updates per incoming batch, each with a fresh replay batch")
+    iters: int = opt(5, "updates per incoming batch, each with a fresh replay batch")
     batch_size: int = opt(10, "incoming batch size (the stream is seen once)")
     ace: bool = opt(True, "ER-ACE: the incoming loss only sees its own batch's classes")
     # memory
@@ -47,7 +47,7 @@ class RunConfig:
     replay_policy: str = opt(
         "class-balanced", "uniform | class-balanced | task-balanced | retrieval"
     )
-    replay_batch: int = opt(10, "memories replayed per update")
+    replay_batch: int = opt(32, "memories replayed per update")
     key_source: str = opt("network", "memory keys: network (embedding) | fixed (projection)")
     rekey_every: int = opt(200, "steps between re-keying memories (0: experience ends only)")
     index: str = opt("flat", "FAISS index of the memory: flat | hnsw | ivf")

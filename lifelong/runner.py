@@ -97,7 +97,9 @@ class _Source:
             if stream is None:
                 stream = get_stream(cfg.stream, experiences=cfg.experiences or None, seed=cfg.seed)
             self.experiences = list(stream)
-            self.spec = StreamSpec(stream.input_shape, stream.n_classes, stream.task_aware)
+            self.spec = StreamSpec(
+                stream.input_shape, stream.n_classes, stream.task_aware, stream.scenario
+            )
             self.total = sum(e.n_train for e in self.experiences)
 
     def get(self, i: int) -> Experience | None:
