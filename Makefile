@@ -13,7 +13,6 @@ SEED   ?= 0
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade "pip>=24"
 	$(BIN)/python -m pip install -e ".[dev]"
 	touch $(STAMP)
 

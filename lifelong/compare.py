@@ -33,7 +33,15 @@ BASELINES = (
     "lwf",
     "cumulative",
 )
-METHODS = ("ours", "ours-er", *BASELINES)
+# our agent as configured, without the controller, and both at Avalanche's compute (one update
+# per incoming batch of 10, replaying 10 memories) for like-for-like throughput
+OURS = {
+    "ours": {},
+    "ours-er": {"controller": False},
+    "ours-1x": {"iters": 1, "replay_batch": 10},
+    "ours-er-1x": {"controller": False, "iters": 1, "replay_batch": 10},
+}
+METHODS = (*OURS, *BASELINES)
 
 
 def _strategy(name: str, model, n_exp: int, memory: int, batch: int, cfg: RunConfig):
@@ -149,14 +157,7 @@ def run_ours(
     from lifelong.runner import run
 
     torch.set_num_threads(1)
-    c = replace(
-        cfg,
-        stream=stream_name,
-        seed=seed,
-        memory=memory,
-        progress=False,
-        controller=(name == "ours"),
-    )
+    c = replace(cfg, stream=stream_name, seed=seed, memory=memory, progress=False, **OURS[name])
     res = run(c, out / f"{name}-seed{seed}", echo=lambda m: None)
     return {
         "method": name,
@@ -171,7 +172,7 @@ def run_ours(
 
 def _one(job: tuple) -> dict:
     name, stream_name, seed, memory, cfg, out = job
-    if name.startswith("ours"):
+    if name in OURS:
         return run_ours(name, stream_name, seed, memory, cfg, out)
     return run_baseline(name, stream_name, seed, memory, cfg)
 
@@ -324,7 +325,12 @@ def ratio_note(rows: list[dict]) -> str:
     """Throughput ratios the speed goals speak of, where both sides ran."""
     by = {r["method"]: r for r in rows}
     notes = []
-    for ours, theirs in (("ours-er", "replay"), ("ours", "lamaml")):
+    for ours, theirs in (
+        ("ours-er", "replay"),
+        ("ours-er-1x", "replay"),
+        ("ours", "lamaml"),
+        ("ours-1x", "lamaml"),
+    ):
         if ours in by and theirs in by:
             ratio = by[ours]["samples_per_second"] / by[theirs]["samples_per_second"]
             notes.append(f"{ours} / {theirs} samples/s: {ratio:.2f}x")

@@ -84,8 +84,9 @@ def test_run_folder_contents(reference):
     assert R.shape == (3, 3) and R[-1].mean() > 0.5
     summary = json.loads((reference / "summary.json").read_text())["summary"]
     cfg = RunConfig()  # defaults: `iters` updates per incoming batch of `batch_size`
-    assert summary["gradient_steps_per_example"] == pytest.approx(cfg.iters / cfg.batch_size,
-                                                                  abs=0.01)
+    assert summary["gradient_steps_per_example"] == pytest.approx(
+        cfg.iters / cfg.batch_size, abs=0.01
+    )
     assert summary["complete"] and summary["memories"] == 100
     assert EpisodicStore.open(reference / "memory", readonly=True).verify()["ok"]
     # no pickles: the checkpoint loads with weights_only=True
