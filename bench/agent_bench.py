@@ -45,7 +45,7 @@ def timed(obj, name: str, clock: dict) -> None:
 
 
 def bench(stream, cfg: RunConfig, folder: Path | None, batches: int) -> dict:
-    spec = StreamSpec(stream.input_shape, stream.n_classes, stream.task_aware)
+    spec = StreamSpec(stream.input_shape, stream.n_classes, stream.task_aware, stream.scenario)
     store = EpisodicStore.create(
         folder,
         dim=Agent.key_dim(cfg, spec),

@@ -155,9 +155,10 @@ class Agent:
         """Memory keys: the network's embedding, or a fixed random projection of the input."""
         if self.cfg.key_source == "fixed":
             return (x.reshape(len(x), -1) @ self.projection).numpy()
+        was_training = self.model.training
         self.model.eval()
         out = self.model.embed(x).numpy()
-        self.model.train()
+        self.model.train(was_training)
         return out
 
     def _remember(self, x, y, task_id, experience, position, replayed) -> None:

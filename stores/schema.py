@@ -6,7 +6,7 @@ so a row is compact (a 128-d float32 key is 512 bytes) and reads back without pi
 
 from __future__ import annotations
 
-from sqlalchemy import Float, Index, Integer, LargeBinary, String
+from sqlalchemy import Float, Integer, LargeBinary, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SCHEMA_VERSION = 1
@@ -31,9 +31,8 @@ class Memory(Base):
     written_at: Mapped[float] = mapped_column(Float)
     replay_count: Mapped[int] = mapped_column(Integer, default=0)
     last_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
-
-    # Filters read the RAM catalog; SQLite indexes here serve ad-hoc SQL and exports.
-    __table_args__ = (Index("ix_memories_label_task", "label", "task"),)
+    # No secondary indexes: filters and sampling read the RAM catalog, and every index
+    # would be paid for on each write.
 
 
 class Meta(Base):
