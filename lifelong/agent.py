@@ -44,6 +44,10 @@ class Agent:
         self.model = build_model(cfg.model, spec.input_shape, spec.n_classes, cfg.hidden)
         self.rates = LearnedRates(self.model, cfg.alpha_init) if cfg.controller else None
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr)
+        self._mode_matters = any(
+            isinstance(m, (torch.nn.Dropout, torch.nn.modules.batchnorm._BatchNorm))
+            for m in self.model.modules()
+        )
         self.np_rng = np.random.default_rng(cfg.seed)
         self.task_classes = torch.zeros(0, spec.n_classes, dtype=torch.bool)
         # ER-ACE fights the bias towards new classes; a domain-incremental stream has none,
@@ -155,6 +159,8 @@ class Agent:
         """Memory keys: the network's embedding, or a fixed random projection of the input."""
         if self.cfg.key_source == "fixed":
             return (x.reshape(len(x), -1) @ self.projection).numpy()
+        if not self._mode_matters:  # no dropout or batch norm: skip the mode round trip
+            return self.model.embed(x).numpy()
         was_training = self.model.training
         self.model.eval()
         out = self.model.embed(x).numpy()

@@ -36,7 +36,6 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.pool import StaticPool
 
@@ -98,6 +97,10 @@ _KEYS_OF = text(f"SELECT id, key FROM memories WHERE id IN {_IDS}")
 _CATALOG_ROWS = (
     "SELECT id, label, coalesce(task, -1), coalesce(experience, -1), position "
     "FROM memories WHERE id > ? ORDER BY id"
+)
+_UPSERT_META = (
+    "INSERT INTO meta (name, value) VALUES (?, ?) "
+    "ON CONFLICT(name) DO UPDATE SET value = excluded.value"
 )
 _KEY_ROWS = "SELECT id, key FROM memories WHERE id > ? ORDER BY id"
 _RECORDS_OF = text(
@@ -278,12 +281,9 @@ class EpisodicStore:
 
     @staticmethod
     def _set_meta(conn: Connection, **values) -> None:
-        stmt = sqlite_insert(Meta).values(
-            [{"name": k, "value": json.dumps(v)} for k, v in values.items()]
-        )
-        conn.execute(
-            stmt.on_conflict_do_update(index_elements=["name"], set_={"value": stmt.excluded.value})
-        )
+        # one prepared upsert, executed many: compiling a multi-row statement each step cost
+        # more than the rest of a write
+        conn.exec_driver_sql(_UPSERT_META, [(k, json.dumps(v)) for k, v in values.items()])
 
     def _where(self) -> str:
         return str(self.path) if self.path is not None else "in-memory store"
