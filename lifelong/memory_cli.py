@@ -57,6 +57,15 @@ def _where(args) -> dict:
     return where
 
 
+def _emit(args, rows: list[dict]) -> int:
+    """Rows as JSON with --json, else as an aligned table."""
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        _table(rows)
+    return 0
+
+
 def _table(rows: list[dict]) -> None:
     if not rows:
         print("(no memories)")
@@ -99,11 +108,7 @@ def query(args) -> int:
                 zip(res.ids[qi][found], res.distances[qi][found], strict=True)
             ):
                 out.append({"query": qi, "rank": rank, "distance": float(d), **recs[int(i)]})
-    if args.json:
-        print(json.dumps(out, indent=2))
-    else:
-        _table(out)
-    return 0
+    return _emit(args, out)
 
 
 def sample(args) -> int:
@@ -116,11 +121,7 @@ def sample(args) -> int:
             with_values=False,
         )
         out = st.records(b.ids)
-    if args.json:
-        print(json.dumps(out, indent=2))
-    else:
-        _table(out)
-    return 0
+    return _emit(args, out)
 
 
 def export(args) -> int:

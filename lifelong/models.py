@@ -9,7 +9,20 @@ import torch
 from torch import nn
 
 
-class MLP(nn.Module):
+class Backbone(nn.Module):
+    """``features`` (the embedding that keys memories) followed by a linear ``head``."""
+
+    features: nn.Module
+    head: nn.Linear
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward(self, x: torch.Tensor, task_labels=None) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class MLP(Backbone):
     """The usual Split/Permuted-MNIST network: input-hidden-hidden-classes with ReLU."""
 
     def __init__(self, input_shape: tuple[int, ...], n_classes: int, hidden: int = 100):
@@ -24,15 +37,9 @@ class MLP(nn.Module):
         self.head = nn.Linear(hidden, n_classes)
         self.embedding_dim = hidden
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
 
-    def forward(self, x: torch.Tensor, task_labels=None) -> torch.Tensor:
-        return self.head(self.features(x))
-
-
-class SmallCNN(nn.Module):
-    """Four 3x3 conv layers for 32x32 colour streams (CIFAR), then a linear head."""
+class SmallCNN(Backbone):
+    """Three strided 3x3 conv layers and a hidden linear layer for 32x32 colour streams."""
 
     def __init__(self, input_shape: tuple[int, ...], n_classes: int, hidden: int = 160):
         super().__init__()
@@ -48,12 +55,6 @@ class SmallCNN(nn.Module):
         self.features.append(nn.ReLU())
         self.head = nn.Linear(hidden, n_classes)
         self.embedding_dim = hidden
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward(self, x: torch.Tensor, task_labels=None) -> torch.Tensor:
-        return self.head(self.features(x))
 
 
 def build_model(kind: str, input_shape: tuple[int, ...], n_classes: int, hidden: int) -> nn.Module:

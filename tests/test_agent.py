@@ -138,3 +138,21 @@ def test_bad_batch_is_refused_and_nothing_is_written(two_exp, mutate, message):
         agent.observe(x, y, 0, 1, 20)
     assert len(agent.store) == before[0]
     assert all(torch.equal(a, b) for a, b in zip(before[1], agent.model.parameters()))
+
+
+def test_colour_images_get_the_cnn_and_train():
+    from lifelong.models import SmallCNN
+
+    rng = np.random.default_rng(0)
+    # two separable colour classes: red-ish against blue-ish 32x32 images
+    x = rng.random((40, 3, 32, 32)).astype(np.float32) * 0.5
+    y = np.arange(40) % 2
+    x[y == 0, 0] += 0.5
+    x[y == 1, 2] += 0.5
+    s = streams.from_arrays([(x[:30], y[:30])], [(x[30:], y[30:])], n_classes=2)
+    agent = make_agent(s, controller=True, memory=20)
+    assert isinstance(agent.model, SmallCNN)
+    for _ in range(5):
+        for b in range(0, 30, 10):
+            agent.observe(s[0].x_train[b : b + 10], s[0].y_train[b : b + 10], 0, 0, b)
+    assert agent.accuracy(s[0].x_test, s[0].y_test) == 1.0
