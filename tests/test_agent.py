@@ -150,9 +150,9 @@ def test_colour_images_get_the_cnn_and_train():
     x[y == 0, 0] += 0.5
     x[y == 1, 2] += 0.5
     s = streams.from_arrays([(x[:30], y[:30])], [(x[30:], y[30:])], n_classes=2)
-    agent = make_agent(s, controller=True, memory=20)
+    agent = make_agent(s, controller=False, memory=20, lr=0.1)
     assert isinstance(agent.model, SmallCNN)
-    for _ in range(5):
+    for _ in range(20):
         for b in range(0, 30, 10):
             agent.observe(s[0].x_train[b : b + 10], s[0].y_train[b : b + 10], 0, 0, b)
     assert agent.accuracy(s[0].x_test, s[0].y_test) == 1.0
