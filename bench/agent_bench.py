@@ -11,7 +11,6 @@ and writes bench/results/agent.json and agent.md.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -24,10 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import streams  # noqa: E402
+from bench.results_table import write_table  # noqa: E402
 from lifelong import agent as agent_mod  # noqa: E402
 from lifelong.agent import Agent, StreamSpec  # noqa: E402
 from lifelong.config import RunConfig  # noqa: E402
-from stores import EpisodicStore  # noqa: E402
 
 
 def timed(obj, name: str, clock: dict) -> None:
@@ -46,14 +45,7 @@ def timed(obj, name: str, clock: dict) -> None:
 
 def bench(stream, cfg: RunConfig, folder: Path | None, batches: int) -> dict:
     spec = StreamSpec(stream.input_shape, stream.n_classes, stream.task_aware, stream.scenario)
-    store = EpisodicStore.create(
-        folder,
-        dim=Agent.key_dim(cfg, spec),
-        value_shape=stream.input_shape,
-        capacity=cfg.memory,
-        eviction_policy=cfg.write_policy,
-        seed=0,
-    )
+    store = Agent.memory_for(cfg, spec, folder)
     agent = Agent(cfg, spec, store)
     clock: dict[str, float] = defaultdict(float)
     timed(agent, "_replay", clock)
@@ -136,20 +128,7 @@ def main() -> None:
         "write_ms",
         "rekey_ms",
     ]
-    table = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        table.append(
-            "| "
-            + " | ".join(
-                f"{r[c]:.3f}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in cols
-            )
-            + " |"
-        )
-    print("\n".join(table))
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "agent.json").write_text(json.dumps(rows, indent=2))
-    (out / "agent.md").write_text("\n".join(table) + "\n")
+    write_table("agent", rows, cols)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ table into docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import signal
 import subprocess
@@ -27,6 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.results_table import write_table  # noqa: E402
 from stores import EpisodicStore  # noqa: E402
 
 DIM, VALUE = 128, (784,)
@@ -249,18 +249,7 @@ def main() -> None:
     for n in (int(s) for s in args.sizes.split(",")):
         rows += bench_size(n, workdir, args.kinds.split(","))
     cols = ["n", "op", "store", "bare", "ratio", "recall@10", "target"]
-    table = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        table.append(
-            "| "
-            + " | ".join(f"{r.get(c, ''):,}" if c == "n" else str(r.get(c, "")) for c in cols)
-            + " |"
-        )
-    print("\n".join(table))
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "store.json").write_text(json.dumps(rows, indent=2))
-    (out / "store.md").write_text("\n".join(table) + "\n")
+    write_table("store", rows, cols)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,22 @@ class Agent:
     def key_dim(cfg: RunConfig, spec: StreamSpec) -> int:
         return FIXED_KEY_DIM if cfg.key_source == "fixed" else cfg.hidden
 
+    @classmethod
+    def memory_for(cls, cfg: RunConfig, spec: StreamSpec, path=None) -> EpisodicStore:
+        """The episodic store this agent needs: opened at ``path`` if one is there, created
+        otherwise, or kept in RAM when ``path`` is None."""
+        settings = dict(
+            dim=cls.key_dim(cfg, spec),
+            value_shape=spec.input_shape,
+            capacity=cfg.memory,
+            eviction_policy=cfg.write_policy,
+            seed=cfg.seed,
+            index=cfg.index,
+        )
+        if path is None:
+            return EpisodicStore.create(None, **settings)
+        return EpisodicStore.open_or_create(path, **settings)
+
     # -- the step -------------------------------------------------------------------------
     def observe(
         self, x: torch.Tensor, y: torch.Tensor, task_id: int | None, experience: int, position: int

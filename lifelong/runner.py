@@ -159,15 +159,7 @@ def run(
         else:  # never checkpointed: whatever a killed first attempt left is discarded
             state, progress = None, None
             shutil.rmtree(memory_dir, ignore_errors=True)
-        store = EpisodicStore.open_or_create(
-            memory_dir,
-            dim=Agent.key_dim(cfg, source.spec),
-            value_shape=source.spec.input_shape,
-            capacity=cfg.memory,
-            eviction_policy=cfg.write_policy,
-            seed=cfg.seed,
-            index=cfg.index,
-        )
+        store = Agent.memory_for(cfg, source.spec, memory_dir)
         try:
             agent = Agent(cfg, source.spec, store)
             if state is not None:

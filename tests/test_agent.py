@@ -9,20 +9,12 @@ import torch
 import streams
 from lifelong.agent import Agent, BadBatchError, StreamSpec
 from lifelong.config import RunConfig
-from stores import EpisodicStore
 
 
 def make_agent(stream, **overrides) -> Agent:
     cfg = RunConfig(stream=stream.name, seed=0, **overrides).validate()
-    spec = StreamSpec(stream.input_shape, stream.n_classes, stream.task_aware)
-    store = EpisodicStore.create(
-        None,
-        dim=Agent.key_dim(cfg, spec),
-        value_shape=stream.input_shape,
-        capacity=cfg.memory,
-        eviction_policy=cfg.write_policy,
-        seed=0,
-    )
+    spec = StreamSpec(stream.input_shape, stream.n_classes, stream.task_aware, stream.scenario)
+    store = Agent.memory_for(cfg, spec)
     return Agent(cfg, spec, store)
 
 
