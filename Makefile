@@ -37,7 +37,7 @@ bench-agent: $(STAMP)
 bench: bench-store bench-agent
 
 compare: $(STAMP)
-	$(BIN)/lifelong compare --stream $(STREAM) --seeds 0-4 --memory 500
+	$(BIN)/lifelong compare --stream $(STREAM) --seeds 0-4 --memory 500 --jobs 2
 
 clean:
 	rm -rf $(VENV) runs
