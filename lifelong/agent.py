@@ -184,11 +184,10 @@ class Agent:
         return out
 
     def _remember(self, x, y, task_id, experience, position, replayed) -> None:
-        with torch.no_grad():
-            keys = self.keys(x)
+        keys = self.keys(x)  # no_grad already
         losses = None
         if replayed is not None:
-            with torch.no_grad():
+            with torch.no_grad():  # the replayed memories' loss after this step's updates
                 logits = self.model(replayed[0])
                 losses = torch.nn.functional.cross_entropy(
                     logits, replayed[1], reduction="none"

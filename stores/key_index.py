@@ -110,19 +110,22 @@ class KeyIndex:
         self.trained_ivf = True
         self.trained_size = n
 
-    def _ivf_contents(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every (id, key) stored in the IVF lists (IVFFlat codes are the raw vectors)."""
+    def _ivf_contents(self, with_keys: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """Every (id, key) stored in the IVF lists (IVFFlat codes are the raw vectors);
+        ``with_keys=False`` skips copying the vectors when only the ids are wanted."""
         inv = self.index.invlists
         ids, keys = [], []
         for i in range(inv.nlist):
             size = inv.list_size(i)
             if size:
                 ids.append(faiss.rev_swig_ptr(inv.get_ids(i), size).copy())
+                if not with_keys:
+                    continue
                 codes = faiss.rev_swig_ptr(inv.get_codes(i), size * inv.code_size).copy()
                 keys.append(codes.view(np.float32).reshape(size, self.spec.dim))
         if not ids:
             return np.empty(0, np.int64), np.empty((0, self.spec.dim), np.float32)
-        return np.concatenate(ids).astype(np.int64), np.concatenate(keys)
+        return np.concatenate(ids).astype(np.int64), np.concatenate(keys) if keys else None
 
     # -- mutation -------------------------------------------------------------------------
     @property
@@ -146,13 +149,7 @@ class KeyIndex:
     def ids(self) -> np.ndarray:
         """Every live id in the index, sorted."""
         if self.trained_ivf:
-            inv = self.index.invlists
-            parts = [
-                faiss.rev_swig_ptr(inv.get_ids(i), inv.list_size(i)).copy()
-                for i in range(inv.nlist)
-                if inv.list_size(i)
-            ]
-            all_ids = np.concatenate(parts).astype(np.int64) if parts else np.empty(0, np.int64)
+            all_ids = self._ivf_contents(with_keys=False)[0]
         else:
             all_ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
         if self.tombstones:
