@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from stores.sampling import group_rows
+
 NO_TASK = -1  # a memory written without a task id (task-free streams)
 
 
@@ -84,10 +86,7 @@ class Catalog:
     def groups(self, field: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(values, bounds, order): rows grouped by ``field``, cached until the next change."""
         if field not in self._groups:
-            col = self.cols[field]
-            order = np.argsort(col, kind="stable")
-            values, starts = np.unique(col[order], return_index=True)
-            self._groups[field] = (values, np.append(starts, len(col)), order)
+            self._groups[field] = group_rows(self.cols[field])
         return self._groups[field]
 
     def counts(self, field: str) -> dict[int, int]:

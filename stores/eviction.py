@@ -26,19 +26,22 @@ def plan_reservoir(
 ) -> Plan:
     """Reservoir sampling over the stream (Vitter's algorithm R).
 
-    Every example seen so far is in memory with equal probability capacity/seen. New items
-    are encoded as -(k+1) in the slot array so a later item of the batch can replace them.
+    Every example seen so far is in memory with equal probability capacity/seen. Position j
+    is ``ids[j]``, or incoming item k placed in free room at ``len(ids) + k``; a later item
+    of the batch can replace an earlier one. One vectorised draw serves the whole batch.
     """
-    slots = list(ids.tolist())
-    for k in range(n_new):
-        seen += 1
-        if len(slots) < capacity:
-            slots.append(-(k + 1))
-            continue
-        j = int(rng.integers(0, seen))
+    held = len(ids)
+    room = max(0, min(n_new, capacity - held))
+    late = np.arange(room, n_new)  # items that arrive when memory is full
+    draws = rng.integers(0, seen + late + 1) if len(late) else late
+    winners: dict[int, int] = {}  # position -> incoming item; the last draw of a slot wins
+    for k, j in zip(late.tolist(), draws.tolist(), strict=True):
         if j < capacity:
-            slots[j] = -(k + 1)
-    return _finish(ids, slots, seen)
+            winners[j] = k
+    placed = [k for k in range(room) if held + k not in winners]
+    keep_new = np.sort(np.asarray(placed + list(winners.values()), np.int64))
+    evict = np.sort(ids[[j for j in winners if j < held]]).astype(np.int64)
+    return Plan(keep_new, evict, seen + n_new)
 
 
 def plan_class_balanced(

@@ -43,6 +43,7 @@ from stores import eviction
 from stores.catalog import Catalog
 from stores.errors import StoreError
 from stores.key_index import Coverage, IndexSpec, KeyIndex
+from stores.sampling import balanced_rows
 from stores.schema import SCHEMA_VERSION, Base, Memory, Meta
 from stores.validate import check_where, int_column, keys_array, values_array
 
@@ -357,14 +358,17 @@ class EpisodicStore:
         experiences=None,
         positions=None,
         replayed: tuple | None = None,
+        evict=None,
     ) -> WriteResult:
         """Write a batch in one transaction; with a capacity, the eviction policy decides what
         stays. Everything is validated before anything is written.
 
-        ``replayed=(ids, losses)`` also counts a replay of those memories in the same
-        transaction (see ``record_replay``), saving the agent a commit per step.
+        ``evict`` deletes those memories in the same transaction, before the policy plans (a
+        caller that decides evictions itself, like the agent's RAM memory). ``replayed=(ids,
+        losses)`` counts a replay of those memories (see ``record_replay``), also in it.
         """
         self._check_writable()
+        evict = self._existing_ids(evict) if evict is not None else np.empty(0, np.int64)
         keys = keys_array(keys, self.spec.dim)
         n = keys.shape[0]
         vals = values_array(values, n, self.value_shape, self.value_dtype)
@@ -379,7 +383,7 @@ class EpisodicStore:
         )
         rng = np.random.default_rng()
         rng.bit_generator.state = self.meta["rng_state"]
-        plan = self._plan(n, labels, seen, rng)
+        plan = self._plan(n, labels, seen, rng, evict)
         keep = plan.keep_new
         ids = np.arange(self.meta["next_id"], self.meta["next_id"] + len(keep), dtype=np.int64)
         now = time.time()
@@ -428,15 +432,22 @@ class EpisodicStore:
         )
         return WriteResult(ids, keep, plan.evict)
 
-    def _plan(self, n: int, labels: np.ndarray, seen: int, rng) -> eviction.Plan:
+    def _plan(self, n: int, labels: np.ndarray, seen: int, rng, evict: np.ndarray):
+        """The eviction policy's plan for n new items, after ``evict`` leaves."""
+        ids, rows = self.catalog.ids, None
+        if len(evict):
+            rows = np.flatnonzero(~np.isin(ids, evict))
+            ids = ids[rows]
         cap = self.capacity
         if cap is None:
-            return eviction.Plan(np.arange(n, dtype=np.int64), np.empty(0, np.int64), seen + n)
-        if self.meta["eviction"] == "reservoir":
-            return eviction.plan_reservoir(self.catalog.ids, n, seen, cap, rng)
-        return eviction.plan_class_balanced(
-            self.catalog.ids, self.catalog.cols["label"], labels, seen, cap, rng
-        )
+            plan = eviction.Plan(np.arange(n, dtype=np.int64), np.empty(0, np.int64), seen + n)
+        elif self.meta["eviction"] == "reservoir":
+            plan = eviction.plan_reservoir(ids, n, seen, cap, rng)
+        else:
+            held = self.catalog.cols["label"] if rows is None else self.catalog.cols["label"][rows]
+            plan = eviction.plan_class_balanced(ids, held, labels, seen, cap, rng)
+        plan.evict = np.union1d(plan.evict, evict)
+        return plan
 
     def _apply_locally(self, evicted, ids, keys, labels, tasks, exps, pos, version) -> None:
         """Mirror a committed change into the catalog and index, so no re-read is needed."""
@@ -454,10 +465,7 @@ class EpisodicStore:
     def delete(self, ids) -> None:
         """Delete memories by id from the database and the index together."""
         self._check_writable()
-        ids = np.unique(int_column(ids, len(np.atleast_1d(ids)), "ids", allow_none=False))
-        missing = ids[self.catalog.rows_of(ids) < 0]
-        if len(missing):
-            raise StoreError(f"no memories with ids {missing[:10].tolist()}")
+        ids = self._existing_ids(ids)
         version = self.meta["version"] + 1
         with self._tx() as c:
             c.execute(_DELETE_IDS, {"ids": json.dumps(ids.tolist())})
@@ -465,6 +473,14 @@ class EpisodicStore:
         self.meta.update(version=version, destructive_version=version)
         empty = np.empty(0, np.int64)
         self._apply_locally(ids, empty, empty, empty, empty, empty, empty, version)
+
+    def _existing_ids(self, ids) -> np.ndarray:
+        """``ids`` as a sorted unique array; StoreError naming any that are not stored."""
+        ids = np.unique(int_column(ids, len(np.atleast_1d(ids)), "ids", allow_none=False))
+        missing = ids[self.catalog.rows_of(ids) < 0]
+        if len(missing):
+            raise StoreError(f"no memories with ids {missing[:10].tolist()}")
+        return ids
 
     def rekey(self, ids, keys) -> None:
         """Replace the keys of many memories at once (the encoder drifted)."""
@@ -624,16 +640,8 @@ class EpisodicStore:
         return self._batch(self.catalog.ids[rows], rows, with_values)
 
     def _balanced_rows(self, n: int, field: str, rng: np.random.Generator) -> np.ndarray:
-        """Each draw picks a group uniformly, then distinct members within the group."""
         _, bounds, order = self.catalog.groups(field)
-        sizes = np.diff(bounds)
-        quota = np.bincount(rng.integers(0, len(sizes), n), minlength=len(sizes))
-        quota = np.minimum(quota, sizes)
-        picks = [
-            order[bounds[g] + rng.choice(sizes[g], quota[g], replace=False)]
-            for g in np.flatnonzero(quota)
-        ]
-        return np.concatenate(picks) if picks else np.empty(0, np.int64)
+        return balanced_rows(bounds, order, n, rng)
 
     # -- housekeeping ---------------------------------------------------------------------
     def stats(self) -> dict:

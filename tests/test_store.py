@@ -190,6 +190,22 @@ def test_delete_from_both(tmp_path):
             st.delete([ids[0]])
 
 
+def test_write_with_evict_replaces_in_one_transaction(tmp_path):
+    rng = np.random.default_rng(21)
+    with make(tmp_path, capacity=10) as st:
+        first = st.write(*batch(rng, 10)).ids
+        version = st.stats()["version"]
+        with pytest.raises(StoreError, match="no memories with ids"):
+            st.write(*batch(rng, 3), evict=[first[0], 999])
+        assert st.catalog.ids.tolist() == first.tolist()  # refused whole: nothing changed
+        assert st.stats()["version"] == version
+        res = st.write(*batch(rng, 3), evict=first[:3])
+        # the evicted made room, so the eviction policy kept all three new ones
+        assert len(res.ids) == 3 and sorted(res.evicted.tolist()) == first[:3].tolist()
+        assert st.catalog.ids.tolist() == first[3:].tolist() + res.ids.tolist()
+        assert st.verify()["ok"]
+
+
 def test_reopen_catches_up_on_rows_newer_than_index_file(tmp_path):
     rng = np.random.default_rng(11)
     with make(tmp_path) as st:

@@ -1,0 +1,28 @@
+"""Drawing memories balanced over groups (classes or tasks): one rule for the store and for
+the agent's in-RAM working copy, so both replay the same way."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def group_rows(column: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(values, bounds, order): row numbers sorted by ``column``; group g is
+    ``order[bounds[g]:bounds[g + 1]]`` and holds value ``values[g]``."""
+    order = np.argsort(column, kind="stable")
+    values, starts = np.unique(column[order], return_index=True)
+    return values, np.append(starts, len(column)), order
+
+
+def balanced_rows(
+    bounds: np.ndarray, order: np.ndarray, n: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Up to n distinct rows: each draw picks a group uniformly, then a member not yet drawn."""
+    sizes = np.diff(bounds)
+    quota = np.bincount(rng.integers(0, len(sizes), n), minlength=len(sizes))
+    quota = np.minimum(quota, sizes)
+    picks = [
+        order[bounds[g] + rng.choice(sizes[g], quota[g], replace=False)]
+        for g in np.flatnonzero(quota)
+    ]
+    return np.concatenate(picks) if picks else np.empty(0, np.int64)
