@@ -1,7 +1,8 @@
 """``Agent``: learns each incoming batch once, remembers it, and replays memories.
 
 The page to read is ``observe``: draw replay, update (learned controller or plain replay),
-write memories. Everything else is bookkeeping around it.
+write memories. Memories live in a ``ReplayMemory`` (RAM) that flushes to the episodic store
+at checkpoints; everything else is bookkeeping around it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from lifelong.config import RunConfig
 from lifelong.controller import LearnedRates, _clip_, lamaml_step
 from lifelong.losses import mask_to, replay_loss
 from lifelong.models import build_model
+from lifelong.replay_memory import ReplayMemory
 from stores import EpisodicStore
 
 FIXED_KEY_DIM = 128
@@ -49,6 +51,11 @@ class Agent:
             for m in self.model.modules()
         )
         self.np_rng = np.random.default_rng(cfg.seed)
+        self.memory = ReplayMemory(
+            cfg.memory, spec.input_shape, spec.n_classes, cfg.write_policy, cfg.seed
+        )
+        if len(store):  # a store written before (by another agent, or a tool): adopt it
+            self.memory.load(store, store.catalog.ids)
         self.task_classes = torch.zeros(0, spec.n_classes, dtype=torch.bool)
         # ER-ACE fights the bias towards new classes; a domain-incremental stream has none,
         # and masking its incoming batch to the classes it happens to hold only hurts
@@ -89,11 +96,10 @@ class Agent:
         self._check_batch(x, y, experience, position)
         self._note_task(task_id, y)
         self.model.train()
-        loss, replayed = torch.tensor(0.0), None
+        loss = torch.tensor(0.0)
         for _ in range(self.cfg.iters):
-            mem = self._replay(x)
-            x_mem, y_mem, t_mem = (mem[0], mem[1], mem[2]) if mem else (None, None, None)
-            loss_fn = self._loss_fn(task_id, t_mem)
+            x_mem, y_mem, t_mem, z_mem = self._replay(x)
+            loss_fn = self._loss_fn(task_id, t_mem, z_mem)
             if self.rates is not None:
                 loss = lamaml_step(
                     self.model,
@@ -111,8 +117,9 @@ class Agent:
             else:
                 loss = self._replay_step(loss_fn, x, y, x_mem, y_mem)
             self.grad_steps += 1
-            replayed = mem
-        self._remember(x, y, task_id, experience, position, replayed)
+        self.memory.add(
+            x, y, task_id, experience, position, self._logits if self.cfg.distill else None
+        )
         self.steps += 1
         self.examples += len(y)
         if self.cfg.rekey_every and self.steps % self.cfg.rekey_every == 0:
@@ -133,7 +140,7 @@ class Agent:
         self.opt.step()
         return loss.detach()
 
-    def _loss_fn(self, task_id, t_mem):
+    def _loss_fn(self, task_id, t_mem, z_mem):
         mask_in = self._task_mask(torch.full((1,), task_id)) if self._masked(task_id) else None
         mask_mem = self._task_mask(t_mem) if self.spec.task_aware and t_mem is not None else None
 
@@ -146,29 +153,27 @@ class Agent:
                 ace=self.ace,
                 mask_in=mask_in,
                 mask_mem=mask_mem,
+                target_logits=z_mem,
+                distill=self.cfg.distill,
             )
 
         return loss_fn
 
     # -- memory ---------------------------------------------------------------------------
-    def _replay(self, x: torch.Tensor):
-        """A replay batch (x, y, task, ids) from the store, or None while it is empty."""
-        if len(self.store) == 0:
-            return None
+    def _replay(self, x: torch.Tensor) -> tuple:
+        """A replay batch (x, y, task, logits when written), or four Nones while memory is
+        empty."""
+        if len(self.memory) == 0:
+            return None, None, None, None
         n = self.cfg.replay_batch
-        if self.cfg.replay_policy == "retrieval":
+        if self.cfg.replay_policy == "retrieval":  # the store's index finds the neighbours
+            self.flush_memory()
             res = self.store.search(self.keys(x), max(1, math.ceil(n / len(x))))
             ids = np.unique(res.ids[res.ids >= 0])
-            ids = self.np_rng.permutation(ids)[:n]
-            batch = self.store.fetch(np.sort(ids))
+            slots = self.memory.slots_of(self.np_rng.permutation(ids)[:n])
         else:
-            batch = self.store.sample(n, self.cfg.replay_policy, rng=self.np_rng)
-        return (
-            torch.from_numpy(batch.values),
-            torch.from_numpy(batch.labels),
-            torch.from_numpy(batch.tasks),
-            batch.ids,
-        )
+            slots = self.memory.sample(n, self.cfg.replay_policy, self.np_rng)
+        return self.memory.replay(slots)
 
     @torch.no_grad()
     def keys(self, x: torch.Tensor) -> np.ndarray:
@@ -183,32 +188,33 @@ class Agent:
         self.model.train(was_training)
         return out
 
-    def _remember(self, x, y, task_id, experience, position, replayed) -> None:
-        keys = self.keys(x)  # no_grad already
-        losses = None
-        if replayed is not None:
-            with torch.no_grad():  # the replayed memories' loss after this step's updates
-                logits = self.model(replayed[0])
-                losses = torch.nn.functional.cross_entropy(
-                    logits, replayed[1], reduction="none"
-                ).numpy()
-        self.store.write(
-            keys,
-            x.numpy(),
-            y.numpy(),
-            tasks=task_id,
-            experiences=experience,
-            positions=np.arange(position, position + len(y)),
-            replayed=(replayed[3], losses) if replayed is not None else None,
-        )
+    @torch.no_grad()
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def _memory_losses(self, slots: np.ndarray) -> np.ndarray:
+        x, y, _, _ = self.memory.batch(slots)
+        return torch.nn.functional.cross_entropy(self._logits(x), y, reduction="none").numpy()
+
+    def flush_memory(self) -> None:
+        """Bring the store up to date with the RAM memory (the runner does it at every
+        checkpoint; a store written this way can be queried and snapshotted)."""
+        self.memory.flush(self.store, self.keys, self._memory_losses)
+
+    def end_experience(self, experience: int) -> None:
+        """What the agent does once an experience is over: refresh the logits it remembers
+        of that experience (with distillation) and re-key its memories."""
+        if self.cfg.distill and self.cfg.refresh_logits:
+            self.memory.refresh_logits(experience, self._logits)
+        self.rekey()
 
     def rekey(self) -> None:
         """Recompute every memory's key with the current encoder (it drifts as it learns)."""
-        if self.cfg.key_source == "fixed" or len(self.store) == 0:
+        self.flush_memory()
+        if self.cfg.key_source == "fixed" or len(self.memory) == 0:
             return
-        ids = self.store.catalog.ids.copy()
-        values = self.store.fetch(ids).values
-        self.store.rekey(ids, self.keys(torch.from_numpy(np.ascontiguousarray(values))))
+        n = len(self.memory)
+        self.store.rekey(self.memory.store_id[:n], self.keys(self.memory.x[:n]))
 
     # -- task masks (task-incremental streams only) ---------------------------------------
     def _masked(self, task_id) -> bool:
@@ -240,7 +246,8 @@ class Agent:
         self.model.eval()
         out = []
         for xb in x.split(500):
-            if adapt and len(self.store):
+            if adapt and len(self.memory):
+                self.flush_memory()
                 logits = adapted_logits(self.model, self.store, xb, self.keys(xb), self.cfg)
             else:
                 with torch.no_grad():
@@ -276,7 +283,10 @@ class Agent:
 
     # -- checkpoint state (plain tensors and JSON text: loadable with weights_only=True) ---
     def state_dict(self) -> dict:
+        """The agent's state; flushes the memory first, so it matches the store's contents."""
+        self.flush_memory()
         return {
+            "memory": self.memory.state_dict(),
             "model": self.model.state_dict(),
             "rates": self.rates.state_dict() if self.rates is not None else {},
             "optimizer": self.opt.state_dict(),
@@ -295,3 +305,4 @@ class Agent:
         self.np_rng.bit_generator.state = json.loads(state["numpy_rng"])
         self.task_classes = state["task_classes"].clone()
         self.steps, self.grad_steps, self.examples = (int(v) for v in state["counters"])
+        self.memory.load_state_dict(state["memory"], self.store)

@@ -32,7 +32,7 @@ class RunConfig:
     model: str = opt("auto", "auto | mlp | cnn (auto: CNN for colour images, else MLP)")
     hidden: int = opt(100, "hidden width (MLP: input-hidden-hidden-classes)")
     controller: bool = opt(True, "La-MAML learned per-weight rates (off: plain replay)")
-    lr: float = opt(0.05, "SGD rate of plain replay (controller off)")
+    lr: float = opt(0.1, "SGD rate of plain replay (controller off)")
     alpha_init: float = opt(0.05, "initial learned rate of every weight (controller)")
     alpha_lr: float = opt(0.03, "step size of the learned rates (controller)")
     inner_steps: int = opt(2, "look-ahead steps per incoming batch (controller)")
@@ -40,7 +40,9 @@ class RunConfig:
     grad_clip: float = opt(2.0, "clip gradient norms to this (0: off)")
     iters: int = opt(5, "updates per incoming batch, each with a fresh replay batch")
     batch_size: int = opt(10, "incoming batch size (the stream is seen once)")
-    ace: bool = opt(True, "ER-ACE: the incoming loss only sees its own batch's classes")
+    ace: bool = opt(False, "ER-ACE: the incoming loss only sees its own batch's classes")
+    distill: float = opt(1.0, "DER: weight of matching memories' logits from when written (MSE)")
+    refresh_logits: bool = opt(True, "with distill: renew an experience's logits at its end")
     # memory
     memory: int = opt(500, "episodic memory capacity")
     write_policy: str = opt("reservoir", "reservoir | class-balanced")
@@ -49,7 +51,7 @@ class RunConfig:
     )
     replay_batch: int = opt(32, "memories replayed per update")
     key_source: str = opt("network", "memory keys: network (embedding) | fixed (projection)")
-    rekey_every: int = opt(200, "steps between re-keying memories (0: experience ends only)")
+    rekey_every: int = opt(0, "steps between re-keying memories (0: experience ends only)")
     index: str = opt("flat", "FAISS index of the memory: flat | hnsw | ivf")
     # local adaptation at prediction (MbPA++)
     local_adapt: bool = opt(False, "MbPA++ local adaptation at prediction time")
@@ -59,11 +61,12 @@ class RunConfig:
     adapt_l2: float = opt(0.1, "local adaptation: pull towards the unadapted weights")
     # bookkeeping
     eval_every: int = opt(0, "evaluate every N steps for finer curves (0: experience ends)")
-    checkpoint_every: int = opt(100, "checkpoint every N steps (and at experience ends)")
+    checkpoint_every: int = opt(0, "also checkpoint every N steps (0: off)")
+    checkpoint_seconds: float = opt(60.0, "also checkpoint when this long since the last (0: off)")
     progress: bool = opt(True, "show a progress bar")
 
     # keys that may differ when resuming a run folder without changing its numbers
-    RESUMABLE_CHANGES = ("progress", "checkpoint_every")
+    RESUMABLE_CHANGES = ("progress", "checkpoint_every", "checkpoint_seconds")
 
     def validate(self) -> RunConfig:
         choices = {
@@ -81,6 +84,9 @@ class RunConfig:
                 raise ConfigError(f"{key} must be positive, got {getattr(self, key)}")
         if self.lr <= 0 or self.alpha_init <= 0:
             raise ConfigError("lr and alpha_init must be positive")
+        for key in ("distill", "checkpoint_seconds", "grad_clip"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key} must be zero or positive, got {getattr(self, key)}")
         return self
 
     def to_dict(self) -> dict:

@@ -31,22 +31,25 @@ def replay_loss(
     ace: bool,
     mask_in=None,
     mask_mem=None,
-    reduction: str = "mean",
+    target_logits=None,
+    distill: float = 0.0,
 ):
     """Cross-entropy on incoming + replayed examples.
 
     With ``ace`` (Caccia et al. 2022, ER-ACE) the incoming examples only compete with the
     classes present in their own batch, so new classes stop pushing old logits down: the
     main source of recency bias in class-incremental streams. Replayed examples see every
-    class. Task masks (task-incremental streams) apply on top.
+    class. Task masks (task-incremental streams) apply on top. With ``distill`` (DER++,
+    Buzzega et al. 2020) replayed logits are also pulled towards ``target_logits``, the
+    network's outputs when each memory was written.
     """
     if ace:
         present = present_classes(y_in, logits_in.shape[1])
         mask_in = present if mask_in is None else mask_in & present
-    loss_in = F.cross_entropy(mask_to(logits_in, mask_in), y_in, reduction="none")
+    loss = F.cross_entropy(mask_to(logits_in, mask_in), y_in)
     if logits_mem is None or y_mem is None or len(y_mem) == 0:
-        return loss_in.mean() if reduction == "mean" else (loss_in, None)
-    loss_mem = F.cross_entropy(mask_to(logits_mem, mask_mem), y_mem, reduction="none")
-    if reduction == "mean":
-        return loss_in.mean() + loss_mem.mean()
-    return loss_in, loss_mem
+        return loss
+    loss = loss + F.cross_entropy(mask_to(logits_mem, mask_mem), y_mem)
+    if distill and target_logits is not None:
+        loss = loss + distill * F.mse_loss(logits_mem, target_logits)
+    return loss

@@ -191,9 +191,19 @@ def run(
 def _train(cfg, agent, source, progress, log, run_dir, stop, echo) -> bool:
     """The loop; returns True if stopped early (after writing a checkpoint)."""
 
+    last_save = time.monotonic()
+
     def save() -> None:
+        nonlocal last_save
         progress["metrics_bytes"] = log.size()
         checkpoint.save(run_dir, agent.state_dict(), progress, agent.store)
+        last_save = time.monotonic()
+
+    def save_due() -> bool:
+        every, seconds = cfg.checkpoint_every, cfg.checkpoint_seconds
+        return bool(every and agent.steps % every == 0) or bool(
+            seconds and time.monotonic() - last_save >= seconds
+        )
 
     if progress["untrained"] is None:
         progress["untrained"] = evaluate(agent, source.test_sets())
@@ -207,6 +217,15 @@ def _train(cfg, agent, source, progress, log, run_dir, stop, echo) -> bool:
         desc="training",
     )
     started = time.perf_counter() - progress["train_seconds"]
+
+    def evaluate_untimed() -> list[float]:
+        """Accuracies on every test set; the time it takes is not training time."""
+        nonlocal started
+        t = time.perf_counter()
+        row = evaluate(agent, source.test_sets())
+        started += time.perf_counter() - t
+        return row
+
     i = progress["experience"]
     loss = float("nan")
     try:
@@ -232,7 +251,7 @@ def _train(cfg, agent, source, progress, log, run_dir, stop, echo) -> bool:
                             "step": agent.steps,
                             "experience": i,
                             "position": progress["position"],
-                            "accuracies": evaluate(agent, source.test_sets()),
+                            "accuracies": evaluate_untimed(),
                         }
                     )
                 if stop.requested:
@@ -243,10 +262,11 @@ def _train(cfg, agent, source, progress, log, run_dir, stop, echo) -> bool:
                         "(run the same command to resume)"
                     )
                     return True
-                if cfg.checkpoint_every and agent.steps % cfg.checkpoint_every == 0:
+                if save_due():
                     save()
-            agent.rekey()
-            row = evaluate(agent, source.test_sets())
+            agent.end_experience(i)
+            progress["train_seconds"] = time.perf_counter() - started
+            row = evaluate_untimed()
             progress["rows"].append(row)
             log.write(
                 {

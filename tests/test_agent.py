@@ -43,6 +43,8 @@ def test_learns_both_experiences_above_chance(two_exp, controller):
     # the first must survive the second thanks to replay
     assert rows[0][0] > 0.8
     assert rows[-1][0] > 0.5 and rows[-1][1] > 0.5, rows
+    assert len(agent.memory) == 200 and len(agent.store) == 0  # the store lags until a flush
+    agent.flush_memory()
     assert len(agent.store) == 200
 
 
@@ -72,6 +74,7 @@ def test_replay_policies_run(two_exp, policy):
     e = two_exp[0]
     for b in range(0, 100, 10):
         agent.observe(e.x_train[b : b + 10], e.y_train[b : b + 10], 0, 0, b)
+    agent.flush_memory()
     assert len(agent.store) == 50
     recs = agent.store.records(agent.store.catalog.ids)
     assert sum(r["replay_count"] for r in recs) > 0  # replay counters are kept
@@ -80,6 +83,10 @@ def test_replay_policies_run(two_exp, policy):
 def test_rekey_tracks_the_encoder(two_exp):
     agent = make_agent(two_exp, controller=False, memory=100, rekey_every=0)
     train(agent, two_exp, [two_exp[0]])
+    agent.flush_memory()  # keys memories with the encoder as it is now
+    with torch.no_grad():  # then the encoder drifts
+        for p in agent.model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
     ids = agent.store.catalog.ids
     values = torch.from_numpy(agent.store.fetch(ids).values)
     stale = np.abs(agent.store.keys_of(ids) - agent.keys(values)).max()
@@ -124,11 +131,11 @@ def test_bad_batch_is_refused_and_nothing_is_written(two_exp, mutate, message):
     agent = make_agent(two_exp, controller=False)
     e = two_exp[1]
     agent.observe(e.x_train[:10], e.y_train[:10], 0, 1, 10)
-    before = len(agent.store), [p.clone() for p in agent.model.parameters()]
+    before = len(agent.memory), [p.clone() for p in agent.model.parameters()]
     x, y = mutate(e.x_train[10:20], e.y_train[10:20])
     with pytest.raises(BadBatchError, match=message):
         agent.observe(x, y, 0, 1, 20)
-    assert len(agent.store) == before[0]
+    assert len(agent.memory) == before[0] and agent.memory.seen == 10
     assert all(torch.equal(a, b) for a, b in zip(before[1], agent.model.parameters()))
 
 
@@ -148,3 +155,70 @@ def test_colour_images_get_the_cnn_and_train():
         for b in range(0, 30, 10):
             agent.observe(s[0].x_train[b : b + 10], s[0].y_train[b : b + 10], 0, 0, b)
     assert agent.accuracy(s[0].x_test, s[0].y_test) == 1.0
+
+
+def _meta_batch(stream):
+    e = stream[0]
+    return e.x_train[:10], e.y_train[:10], e.x_train[10:42], e.y_train[10:42]
+
+
+def test_first_order_closed_form_equals_autograd_through_the_rates(two_exp):
+    from lifelong.controller import LearnedRates, meta_grads_autograd, meta_grads_first_order
+    from lifelong.losses import replay_loss
+    from lifelong.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("mlp", two_exp.input_shape, two_exp.n_classes, 32)
+    rates = LearnedRates(model, 0.05)
+    with torch.no_grad():  # rates of both signs, so the clip at zero is exercised
+        for a in rates.rates:
+            a.uniform_(-0.02, 0.1)
+
+    def loss_fn(a, b, c, d):
+        return replay_loss(a, b, c, d, ace=True)
+
+    args = (model, rates, loss_fn, *_meta_batch(two_exp), 3, 0.5)  # clip 0.5: it bites
+    meta_a, w_a, r_a = meta_grads_first_order(*args)
+    meta_b, w_b, r_b = meta_grads_autograd(*args, create_graph=False)
+    assert torch.allclose(meta_a, meta_b, atol=1e-6)
+    for a, b in zip(w_a + r_a, w_b + r_b):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert all((g[r <= 0] == 0).all() for g, r in zip(r_a, rates.rates))
+
+
+def test_mlp_forward_with_equals_functional_call(two_exp):
+    from torch.func import functional_call
+
+    from lifelong.models import build_model
+
+    model = build_model("mlp", two_exp.input_shape, two_exp.n_classes, 32)
+    weights = {n: p.detach() + 0.01 for n, p in model.named_parameters()}
+    x = two_exp[0].x_test[:20]
+    assert torch.allclose(model.forward_with(weights, x), functional_call(model, weights, (x,)))
+
+
+def test_distillation_term_pulls_replayed_logits_to_their_targets():
+    from lifelong.losses import replay_loss
+
+    logits_in, y_in = torch.randn(4, 5), torch.tensor([0, 1, 0, 1])
+    logits_mem, y_mem = torch.randn(3, 5), torch.tensor([2, 3, 4])
+    plain = replay_loss(logits_in, y_in, logits_mem, y_mem, ace=False)
+    same = replay_loss(
+        logits_in, y_in, logits_mem, y_mem, ace=False, target_logits=logits_mem, distill=2.0
+    )
+    moved = replay_loss(
+        logits_in, y_in, logits_mem, y_mem, ace=False, target_logits=logits_mem + 1, distill=2.0
+    )
+    assert torch.isclose(same, plain) and torch.isclose(moved, plain + 2.0)
+
+
+def test_end_of_experience_refreshes_its_memories_logits(two_exp):
+    agent = make_agent(two_exp, controller=False, memory=100, distill=1.0)
+    train(agent, two_exp, [two_exp[0]])
+    n = len(agent.memory)
+    with torch.no_grad():
+        now = agent.model(agent.memory.x[:n])
+    assert not torch.allclose(agent.memory.logits[:n], now)  # written along the way
+    agent.end_experience(0)
+    assert torch.allclose(agent.memory.logits[:n], now)
+    assert len(agent.store) == n  # and the store is up to date

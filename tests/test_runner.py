@@ -250,3 +250,15 @@ def test_follow_mode_bad_file_is_named(tmp_path):
             echo=quiet,
             follow_options={"max_experiences": 1, "poll_seconds": 0.05},
         )
+
+
+@pytest.mark.parametrize("seconds", [0.0, 1e-9])
+def test_checkpoints_by_elapsed_time(tmp_path, monkeypatch, seconds):
+    saves = []
+    real = checkpoint.save
+    monkeypatch.setattr(checkpoint, "save", lambda *a: (saves.append(1), real(*a)))
+    cfg = small_cfg(experiences=2, checkpoint_every=0, checkpoint_seconds=seconds)
+    res = run(cfg, tmp_path / "run", echo=quiet)
+    steps = res.summary["gradient_steps"] // cfg.iters
+    ends = 2 + 1  # each experience's end, and the run's
+    assert len(saves) == (ends if seconds == 0 else steps + ends)

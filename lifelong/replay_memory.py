@@ -1,0 +1,202 @@
+"""``ReplayMemory``: the agent's working copy of its episodic memory, in RAM.
+
+Every update draws a replay batch and every incoming example meets the write policy; doing
+either through SQLite costs more than the learning step itself. So the agent keeps its
+memories in RAM tensors, decides writes there (with the store's own reservoir and
+class-balanced plans) and hands the store the net change at flush points: every
+checkpoint, re-key and experience end. The store stays the durable truth that checkpoints
+snapshot and other processes query; between flushes it lags by at most one checkpoint
+interval, which a resumed run never sees, since it resumes from the checkpoint and its
+snapshot of the store.
+
+Each memory also keeps the logits the network gave it when it was written (DER,
+Buzzega et al. 2020): replaying them as targets is cheap and holds old decision boundaries.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from stores import EpisodicStore, StoreError
+from stores.eviction import plan_class_balanced, plan_reservoir
+from stores.sampling import balanced_rows, group_rows
+
+
+class ReplayMemory:
+    def __init__(
+        self,
+        capacity: int,
+        input_shape: tuple[int, ...],
+        n_classes: int,
+        write_policy: str,
+        seed: int,
+    ) -> None:
+        self.capacity, self.write_policy = capacity, write_policy
+        self.x = torch.zeros(capacity, *input_shape)
+        self.y = torch.zeros(capacity, dtype=torch.int64)
+        self.task = torch.full((capacity,), -1, dtype=torch.int64)  # -1: no task id
+        self.logits = torch.zeros(capacity, n_classes)
+        self.experience = np.zeros(capacity, np.int64)
+        self.position = np.zeros(capacity, np.int64)
+        self.store_id = np.full(capacity, -1, np.int64)  # -1: written since the last flush
+        self.replays = np.zeros(capacity, np.int64)  # replays since the last flush
+        self.evicted: list[int] = []  # store ids to delete at the next flush
+        self.size = 0
+        self.seen = 0
+        self.rng = np.random.default_rng([seed, 20_202])
+
+    def __len__(self) -> int:
+        return self.size
+
+    # -- writing --------------------------------------------------------------------------
+    def add(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        task_id: int | None,
+        experience: int,
+        position: int,
+        logits_of: Callable[[torch.Tensor], torch.Tensor] | None,
+    ) -> int:
+        """Offer an incoming batch to the write policy; returns how many were kept.
+        ``logits_of`` (None: not kept) is only called on the kept examples."""
+        held = np.arange(self.size)
+        if self.write_policy == "reservoir":
+            plan = plan_reservoir(held, len(y), self.seen, self.capacity, self.rng)
+        else:
+            labels = self.y[: self.size].numpy()
+            plan = plan_class_balanced(held, labels, y.numpy(), self.seen, self.capacity, self.rng)
+        self.seen = plan.seen
+        keep = torch.from_numpy(plan.keep_new)
+        if len(keep) == 0:
+            return 0
+        fresh = np.arange(self.size, self.size + len(keep) - len(plan.evict))
+        slots = np.concatenate([plan.evict, fresh])
+        gone = self.store_id[plan.evict]
+        self.evicted += gone[gone >= 0].tolist()
+        self.x[slots] = x[keep]
+        self.y[slots] = y[keep]
+        self.task[slots] = -1 if task_id is None else task_id
+        self.logits[slots] = 0.0 if logits_of is None else logits_of(x[keep])
+        self.experience[slots] = experience
+        self.position[slots] = position + plan.keep_new
+        self.store_id[slots] = -1
+        self.replays[slots] = 0
+        self.size += len(fresh)
+        return len(keep)
+
+    def refresh_logits(
+        self, experience: int, logits_of: Callable[[torch.Tensor], torch.Tensor]
+    ) -> None:
+        """Give the memories written during ``experience`` the logits of the network as it is
+        now, at its end: it knows that experience best now, so those are the targets worth
+        holding on to (the update of X-DER, Boschini et al. 2022, for the current task)."""
+        slots = torch.from_numpy(np.flatnonzero(self.experience[: self.size] == experience))
+        if len(slots):
+            self.logits[slots] = logits_of(self.x[slots])
+
+    # -- replay ---------------------------------------------------------------------------
+    def sample(self, n: int, policy: str, rng: np.random.Generator) -> np.ndarray:
+        """Up to n distinct slots: uniform, or balanced over classes or tasks."""
+        if policy == "uniform":
+            slots = rng.choice(self.size, min(n, self.size), replace=False)
+        else:
+            column = self.y if policy == "class-balanced" else self.task
+            _, bounds, order = group_rows(column[: self.size].numpy())
+            slots = balanced_rows(bounds, order, n, rng)
+        return slots
+
+    def replay(self, slots: np.ndarray) -> tuple[torch.Tensor, ...]:
+        """The batch of these slots, counted as replayed (the store hears at the flush)."""
+        self.replays[slots] += 1
+        return self.batch(slots)
+
+    def batch(self, slots: np.ndarray) -> tuple[torch.Tensor, ...]:
+        """(x, y, task, logits) of these slots."""
+        s = torch.from_numpy(np.asarray(slots, np.int64))
+        return self.x[s], self.y[s], self.task[s], self.logits[s]
+
+    def slots_of(self, store_ids: np.ndarray) -> np.ndarray:
+        """The slots holding these store ids (all flushed, e.g. found by a store search)."""
+        order = np.argsort(self.store_id[: self.size])
+        found = order[np.searchsorted(self.store_id[: self.size], store_ids, sorter=order)]
+        return found
+
+    # -- the store ------------------------------------------------------------------------
+    def pending(self) -> bool:
+        return bool(self.evicted or (self.store_id[: self.size] < 0).any() or self.replays.any())
+
+    def flush(
+        self,
+        store: EpisodicStore,
+        keys_of: Callable[[torch.Tensor], np.ndarray],
+        loss_of: Callable[[np.ndarray], np.ndarray],
+    ) -> None:
+        """Hand the store every change since the last flush: new memories (keyed now) and
+        evictions in one transaction, then replay counts with each replayed memory's loss."""
+        new = np.flatnonzero(self.store_id[: self.size] < 0)
+        if len(new) or self.evicted:
+            s = torch.from_numpy(new)
+            result = store.write(
+                keys_of(self.x[s]),
+                self.x[s].numpy(),
+                self.y[s].numpy(),
+                tasks=self.task[s].numpy(),
+                experiences=self.experience[new],
+                positions=self.position[new],
+                evict=np.asarray(self.evicted, np.int64),
+            )
+            if len(result.ids) != len(new):
+                raise StoreError(
+                    f"the store kept {len(result.ids)} of {len(new)} memories: its capacity "
+                    f"({store.capacity}) is below the agent's memory ({self.capacity})"
+                )
+            self.store_id[new] = result.ids
+            self.evicted = []
+        counted = np.flatnonzero(self.replays[: self.size])
+        if len(counted):
+            times = self.replays[counted]
+            store.record_replay(
+                np.repeat(self.store_id[counted], times), np.repeat(loss_of(counted), times)
+            )
+            self.replays[:] = 0
+
+    def load(self, store: EpisodicStore, store_ids: np.ndarray) -> None:
+        """Fill the slots, in order, from these memories of the store (all flushed)."""
+        if len(store_ids) > self.capacity:
+            raise StoreError(
+                f"the store holds {len(store_ids)} memories, more than the agent's memory "
+                f"capacity {self.capacity}"
+            )
+        n = len(store_ids)
+        got = store.fetch(store_ids)
+        self.x[:n] = torch.from_numpy(got.values)
+        self.y[:n] = torch.from_numpy(got.labels)
+        self.task[:n] = torch.from_numpy(got.tasks)
+        self.experience[:n], self.position[:n] = got.experiences, got.positions
+        self.store_id[:] = -1
+        self.store_id[:n] = store_ids
+        self.replays[:] = 0
+        self.evicted = []
+        self.size = n
+
+    # -- checkpoint state (flush first: it records store ids, not examples) --------------
+    def state_dict(self) -> dict:
+        if self.pending():
+            raise RuntimeError("flush the replay memory to the store before saving its state")
+        return {
+            "store_ids": torch.from_numpy(self.store_id[: self.size].copy()),
+            "logits": self.logits[: self.size].clone(),
+            "seen": torch.tensor(self.seen),
+            "rng": json.dumps(self.rng.bit_generator.state),
+        }
+
+    def load_state_dict(self, state: dict, store: EpisodicStore) -> None:
+        self.load(store, state["store_ids"].numpy())
+        self.logits[: self.size] = state["logits"]
+        self.seen = int(state["seen"])
+        self.rng.bit_generator.state = json.loads(state["rng"])
