@@ -31,7 +31,7 @@ class RunConfig:
     # the learner
     model: str = opt("auto", "auto | mlp | cnn (auto: CNN for colour images, else MLP)")
     hidden: int = opt(100, "hidden width (MLP: input-hidden-hidden-classes)")
-    controller: bool = opt(True, "La-MAML learned per-weight rates (off: plain replay)")
+    controller: bool = opt(False, "La-MAML learned per-weight rates (off: replay + SGD)")
     lr: float = opt(0.1, "SGD rate of plain replay (controller off)")
     alpha_init: float = opt(0.05, "initial learned rate of every weight (controller)")
     alpha_lr: float = opt(0.03, "step size of the learned rates (controller)")

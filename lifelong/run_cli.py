@@ -36,9 +36,10 @@ def add_parser(sub) -> None:
     c.add_argument(
         "--methods",
         default="all",
-        help="comma-separated, from: ours, ours-er (our agent without the "
-        "controller), naive, replay, er-ace, der++, lamaml, mer, a-gem, gdumb, "
-        "ewc, lwf, cumulative",
+        help="comma-separated, from: ours (the default agent), ours-controller (with the "
+        "La-MAML controller), ours-1x and ours-controller-1x (one update per batch, replay "
+        "10: Avalanche's compute), naive, replay, er-ace, der++, lamaml, mer, a-gem, gdumb, "
+        "ewc, lwf, cumulative; default all",
     )
     c.add_argument("--jobs", type=int, default=1, help="parallel processes")
     c.add_argument("--config", help="TOML of RunConfig keys for our agent")

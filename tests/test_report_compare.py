@@ -79,7 +79,7 @@ def test_compare_two_strategies_on_two_experiences(tmp_path, capsys):
             "--seeds",
             "0-1",
             "--methods",
-            "ours-er,replay",
+            "ours,replay",
             "--memory",
             "100",
             "--out",
@@ -89,7 +89,7 @@ def test_compare_two_strategies_on_two_experiences(tmp_path, capsys):
     )
     assert code == 0
     text = capsys.readouterr().out
-    assert "| ours-er |" in text and "| replay |" in text and "samples/s" in text
+    assert "| ours |" in text and "| replay |" in text and "samples/s" in text
     results = json.loads((out / "results.json").read_text())
     assert len(results["runs"]) == 4
     for r in results["runs"]:
