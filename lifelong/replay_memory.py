@@ -123,8 +123,7 @@ class ReplayMemory:
     def slots_of(self, store_ids: np.ndarray) -> np.ndarray:
         """The slots holding these store ids (all flushed, e.g. found by a store search)."""
         order = np.argsort(self.store_id[: self.size])
-        found = order[np.searchsorted(self.store_id[: self.size], store_ids, sorter=order)]
-        return found
+        return order[np.searchsorted(self.store_id[: self.size], store_ids, sorter=order)]
 
     # -- the store ------------------------------------------------------------------------
     def pending(self) -> bool:

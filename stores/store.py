@@ -357,15 +357,13 @@ class EpisodicStore:
         tasks=None,
         experiences=None,
         positions=None,
-        replayed: tuple | None = None,
         evict=None,
     ) -> WriteResult:
         """Write a batch in one transaction; with a capacity, the eviction policy decides what
         stays. Everything is validated before anything is written.
 
         ``evict`` deletes those memories in the same transaction, before the policy plans (a
-        caller that decides evictions itself, like the agent's RAM memory). ``replayed=(ids,
-        losses)`` counts a replay of those memories (see ``record_replay``), also in it.
+        caller that decides evictions itself, like the agent's RAM memory).
         """
         self._check_writable()
         evict = self._existing_ids(evict) if evict is not None else np.empty(0, np.int64)
@@ -423,8 +421,6 @@ class EpisodicStore:
                 c.execute(_DELETE_IDS, {"ids": json.dumps(plan.evict.tolist())})
             if rows:  # the hot path: plain executemany, no per-row ORM bookkeeping
                 c.exec_driver_sql(_INSERT_ROWS, rows)
-            if replayed is not None:
-                self._count_replays(c, *replayed)
             self._set_meta(c, **updates)
         self.meta.update(updates)
         self._apply_locally(
@@ -511,22 +507,19 @@ class EpisodicStore:
             self._catalog_version = self._index_version = version
 
     def record_replay(self, ids, losses) -> None:
-        """Count a replay of each memory and remember its latest loss."""
+        """Count a replay of each memory (an id listed twice counts twice) and remember its
+        latest loss."""
         self._check_writable()
-        with self._tx() as c:
-            self._count_replays(c, ids, losses)
-
-    @staticmethod
-    def _count_replays(conn: Connection, ids, losses) -> None:
         ids = np.asarray(ids, np.int64).reshape(-1)
         if len(ids) == 0:
             return
         losses = np.full(len(ids), np.nan) if losses is None else np.asarray(losses, float)
-        conn.exec_driver_sql(
-            "UPDATE memories SET replay_count = replay_count + 1, "
-            "last_loss = coalesce(?, last_loss) WHERE id = ?",
-            [(None if np.isnan(v) else float(v), int(i)) for i, v in zip(ids, losses)],
-        )
+        with self._tx() as c:
+            c.exec_driver_sql(
+                "UPDATE memories SET replay_count = replay_count + 1, "
+                "last_loss = coalesce(?, last_loss) WHERE id = ?",
+                [(None if np.isnan(v) else float(v), int(i)) for i, v in zip(ids, losses)],
+            )
 
     # -- reading --------------------------------------------------------------------------
     def __len__(self) -> int:
