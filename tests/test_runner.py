@@ -34,6 +34,7 @@ SMALL = [
     "100",
     "--checkpoint-every",
     "7",
+    "--controller",  # the slower agent: a kill lands mid-run, and its state resumes too
     "--no-progress",
 ]
 
@@ -44,7 +45,13 @@ def quiet(msg):
 
 def small_cfg(**kw) -> RunConfig:
     base = dict(
-        stream="split-digits", experiences=3, seed=1, memory=100, checkpoint_every=7, progress=False
+        stream="split-digits",
+        experiences=3,
+        seed=1,
+        memory=100,
+        checkpoint_every=7,
+        controller=True,
+        progress=False,
     )
     return RunConfig(**{**base, **kw}).validate()
 
@@ -101,7 +108,7 @@ def test_same_seed_same_numbers(reference, tmp_path):
 
 def test_sigkill_then_resume_gives_same_matrix(reference, tmp_path):
     out = tmp_path / "killed"
-    for delay in (1.5, 1.0):  # kill twice, at different moments
+    for delay in (0.5, 2.5):  # kill twice, at different moments (the second run starts up)
         proc = subprocess.Popen(
             [*LIFELONG, "run", *SMALL, "--out", str(out)],
             cwd=ROOT,
