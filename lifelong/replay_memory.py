@@ -138,7 +138,7 @@ class ReplayMemory:
         """Hand the store every change since the last flush: new memories (keyed now) and
         evictions in one transaction, then replay counts with each replayed memory's loss."""
         new = np.flatnonzero(self.store_id[: self.size] < 0)
-        if len(new) or self.evicted:
+        if len(new) or self.evicted or store.meta["seen"] != self.seen:
             s = torch.from_numpy(new)
             result = store.write(
                 keys_of(self.x[s]),
@@ -148,6 +148,7 @@ class ReplayMemory:
                 experiences=self.experience[new],
                 positions=self.position[new],
                 evict=np.asarray(self.evicted, np.int64),
+                stream_seen=self.seen,
             )
             if len(result.ids) != len(new):
                 raise StoreError(

@@ -358,12 +358,14 @@ class EpisodicStore:
         experiences=None,
         positions=None,
         evict=None,
+        stream_seen: int | None = None,
     ) -> WriteResult:
         """Write a batch in one transaction; with a capacity, the eviction policy decides what
         stays. Everything is validated before anything is written.
 
-        ``evict`` deletes those memories in the same transaction, before the policy plans (a
-        caller that decides evictions itself, like the agent's RAM memory).
+        ``evict`` deletes those memories in the same transaction, before the policy plans, and
+        ``stream_seen`` records how many stream examples were offered so far: both for a
+        caller that runs its own write policy (the agent's RAM memory) and writes what it kept.
         """
         self._check_writable()
         evict = self._existing_ids(evict) if evict is not None else np.empty(0, np.int64)
@@ -374,6 +376,8 @@ class EpisodicStore:
         tasks = int_column(tasks, n, "tasks", allow_none=True)
         exps = int_column(experiences, n, "experiences", allow_none=True)
         seen = self.meta["seen"]
+        if stream_seen is not None and stream_seen < seen:
+            raise StoreError(f"stream_seen must not go back: {stream_seen} < {seen}")
         pos = (
             np.arange(seen, seen + n, dtype=np.int64)
             if positions is None
@@ -409,7 +413,7 @@ class EpisodicStore:
         changed = len(rows) > 0 or len(plan.evict) > 0
         version = self.meta["version"] + (1 if changed else 0)
         updates = {
-            "seen": plan.seen,
+            "seen": plan.seen if stream_seen is None else int(stream_seen),
             "rng_state": rng.bit_generator.state,
             "version": version,
             "next_id": int(self.meta["next_id"] + len(keep)),

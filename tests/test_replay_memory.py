@@ -50,6 +50,8 @@ def test_store_mirrors_memory_after_each_flush(tmp_path):
         assert not mem.pending() and len(mem) == 50 and mem.seen == 2000
         ids = mem.store_id[: len(mem)]
         assert sorted(ids.tolist()) == store.catalog.ids.tolist()  # evictions reached it
+        assert store.stats()["seen"] == 2000  # the stream's count, not the writes'
+
         got = store.fetch(ids)
         assert np.array_equal(got.values, mem.x[:50].numpy())
         assert np.array_equal(got.labels, mem.y[:50].numpy())

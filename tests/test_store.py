@@ -204,6 +204,11 @@ def test_write_with_evict_replaces_in_one_transaction(tmp_path):
         assert len(res.ids) == 3 and sorted(res.evicted.tolist()) == first[:3].tolist()
         assert st.catalog.ids.tolist() == first[3:].tolist() + res.ids.tolist()
         assert st.verify()["ok"]
+        st.write(*batch(rng, 0), stream_seen=500)  # a caller's own write policy saw 500
+        assert st.stats()["seen"] == 500
+        with pytest.raises(StoreError, match="must not go back"):
+            st.write(*batch(rng, 1), stream_seen=499)
+        assert st.stats()["seen"] == 500 and len(st) == 10
 
 
 def test_reopen_catches_up_on_rows_newer_than_index_file(tmp_path):
