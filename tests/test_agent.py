@@ -222,3 +222,14 @@ def test_end_of_experience_refreshes_its_memories_logits(two_exp):
     agent.end_experience(0)
     assert torch.allclose(agent.memory.logits[:n], now)
     assert len(agent.store) == n  # and the store is up to date
+
+
+def test_a_new_agent_adopts_the_memories_already_in_its_store(two_exp):
+    first = make_agent(two_exp, controller=False, memory=60)
+    train(first, two_exp, [two_exp[0]])
+    first.flush_memory()
+    second = Agent(first.cfg, first.spec, first.store)
+    assert len(second.memory) == 60
+    by_id = torch.from_numpy(np.argsort(first.memory.store_id[:60]))  # adopted in id order
+    assert torch.equal(second.memory.x[:60], first.memory.x[by_id])
+    assert torch.equal(second.memory.y[:60], first.memory.y[by_id])
