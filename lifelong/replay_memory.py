@@ -47,6 +47,7 @@ class ReplayMemory:
         self.evicted: list[int] = []  # store ids to delete at the next flush
         self.size = 0
         self.seen = 0
+        self._groups: dict[str, tuple] = {}  # balanced sampling's grouping, until the next write
         self.rng = np.random.default_rng([seed, 20_202])
 
     def __len__(self) -> int:
@@ -87,6 +88,7 @@ class ReplayMemory:
         self.store_id[slots] = -1
         self.replays[slots] = 0
         self.size += len(fresh)
+        self._groups.clear()
         return len(keep)
 
     def refresh_logits(
@@ -105,8 +107,10 @@ class ReplayMemory:
         if policy == "uniform":
             slots = rng.choice(self.size, min(n, self.size), replace=False)
         else:
-            column = self.y if policy == "class-balanced" else self.task
-            _, bounds, order = group_rows(column[: self.size].numpy())
+            if policy not in self._groups:
+                column = self.y if policy == "class-balanced" else self.task
+                self._groups[policy] = group_rows(column[: self.size].numpy())
+            _, bounds, order = self._groups[policy]
             slots = balanced_rows(bounds, order, n, rng)
         return slots
 
@@ -183,6 +187,7 @@ class ReplayMemory:
         self.replays[:] = 0
         self.evicted = []
         self.size = n
+        self._groups.clear()
 
     # -- checkpoint state (flush first: it records store ids, not examples) --------------
     def state_dict(self) -> dict:

@@ -137,3 +137,15 @@ def test_refresh_logits_renews_only_that_experience(tmp_path):
     new = mem.experience[:40] == 1
     assert (mem.logits[torch.from_numpy(new)] == 7).all()
     assert torch.equal(mem.logits[torch.from_numpy(~new)], before[torch.from_numpy(~new)])
+
+
+def test_balanced_draws_see_every_write():
+    rng = np.random.default_rng(6)
+    mem = ReplayMemory(100, SHAPE, CLASSES, "reservoir", seed=0)
+    x, _, _ = stream_batch(rng, 0, 20)
+    mem.add(x, torch.zeros(20, dtype=torch.int64), None, 0, 0, None)
+    draw = np.random.default_rng(0)
+    assert set(mem.y[mem.sample(10, "class-balanced", draw)].tolist()) == {0}
+    mem.add(x, torch.ones(20, dtype=torch.int64), None, 1, 20, None)
+    labels = mem.y[mem.sample(20, "class-balanced", draw)]
+    assert (labels == 1).sum() >= 5 and (labels == 0).sum() >= 5  # the new class is drawn
