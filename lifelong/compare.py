@@ -51,65 +51,44 @@ def _strategy(name: str, model, n_exp: int, memory: int, batch: int, cfg: RunCon
     from avalanche.training.supervised.lamaml_v2 import LaMAML
 
     opt = torch.optim.SGD(model.parameters(), lr=0.1 if name != "lamaml" else cfg.alpha_init)
-    base = dict(
+    shared = dict(
+        model=model,
+        optimizer=opt,
+        criterion=torch.nn.CrossEntropyLoss(),
         train_mb_size=batch,
         train_epochs=1,
         eval_mb_size=1000,
         device="cpu",
         evaluator=EvaluationPlugin(loggers=[]),
     )
-    ce = torch.nn.CrossEntropyLoss()
-    make = {
-        "naive": lambda: T.Naive(model=model, optimizer=opt, criterion=ce, **base),
-        "cumulative": lambda: T.Cumulative(model=model, optimizer=opt, criterion=ce, **base),
-        "replay": lambda: T.Replay(
-            model=model, optimizer=opt, criterion=ce, mem_size=memory, **base
-        ),
-        "er-ace": lambda: T.ER_ACE(
-            model=model, optimizer=opt, criterion=ce, mem_size=memory, batch_size_mem=batch, **base
-        ),
-        "der++": lambda: T.DER(
-            model=model,
-            optimizer=opt,
-            criterion=ce,
-            mem_size=memory,
-            batch_size_mem=batch,
-            alpha=0.1,
-            beta=0.5,
-            **base,
-        ),
-        "mer": lambda: T.MER(
-            model=model, optimizer=opt, criterion=ce, mem_size=memory, batch_size_mem=batch, **base
-        ),
-        "a-gem": lambda: T.AGEM(
-            model=model,
-            optimizer=opt,
-            criterion=ce,
-            patterns_per_exp=memory // n_exp,
-            sample_size=batch * 10,
-            **base,
-        ),
-        "gdumb": lambda: T.GDumb(model=model, optimizer=opt, criterion=ce, mem_size=memory, **base),
-        "ewc": lambda: T.EWC(model=model, optimizer=opt, criterion=ce, ewc_lambda=100.0, **base),
-        "lwf": lambda: T.LwF(
-            model=model, optimizer=opt, criterion=ce, alpha=1.0, temperature=2.0, **base
-        ),
-        "lamaml": lambda: LaMAML(
-            model=model,
-            optimizer=opt,
-            criterion=ce,
-            n_inner_updates=cfg.inner_steps,
-            second_order=cfg.second_order,
-            grad_clip_norm=cfg.grad_clip,
-            learn_lr=True,
-            lr_alpha=cfg.alpha_lr,
-            alpha_init=cfg.alpha_init,
-            max_buffer_size=memory,
-            buffer_mb_size=batch,
-            **base,
+    replay = dict(mem_size=memory, batch_size_mem=batch)
+    make = {  # each strategy's class and its own settings
+        "naive": (T.Naive, {}),
+        "cumulative": (T.Cumulative, {}),
+        "replay": (T.Replay, dict(mem_size=memory)),
+        "er-ace": (T.ER_ACE, replay),
+        "der++": (T.DER, dict(replay, alpha=0.1, beta=0.5)),
+        "mer": (T.MER, replay),
+        "a-gem": (T.AGEM, dict(patterns_per_exp=memory // n_exp, sample_size=batch * 10)),
+        "gdumb": (T.GDumb, dict(mem_size=memory)),
+        "ewc": (T.EWC, dict(ewc_lambda=100.0)),
+        "lwf": (T.LwF, dict(alpha=1.0, temperature=2.0)),
+        "lamaml": (
+            LaMAML,
+            dict(
+                n_inner_updates=cfg.inner_steps,
+                second_order=cfg.second_order,
+                grad_clip_norm=cfg.grad_clip,
+                learn_lr=True,
+                lr_alpha=cfg.alpha_lr,
+                alpha_init=cfg.alpha_init,
+                max_buffer_size=memory,
+                buffer_mb_size=batch,
+            ),
         ),
     }
-    return make[name]()
+    strategy, settings = make[name]
+    return strategy(**shared, **settings)
 
 
 @torch.no_grad()
