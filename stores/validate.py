@@ -40,7 +40,8 @@ def values_array(values, n: int, shape: tuple[int, ...], dtype: np.dtype) -> np.
 
 
 def int_column(col, n: int, what: str, allow_none: bool) -> np.ndarray:
-    """An int64 column of length n; a scalar is broadcast; None becomes -1 where allowed."""
+    """An int64 column of length n; a scalar is broadcast; None becomes -1 where allowed, and
+    there -1 entries mean "none" too (what ``fetch`` returns for them)."""
     if col is None:
         if not allow_none:
             raise StoreError(f"{what}: required")
@@ -56,8 +57,9 @@ def int_column(col, n: int, what: str, allow_none: bool) -> np.ndarray:
     elif arr.dtype.kind not in "iub":
         raise StoreError(f"{what}: must be integers, got dtype {arr.dtype}")
     arr = arr.astype(np.int64)
-    if (arr < 0).any():
-        raise StoreError(f"{what}: row {int(np.flatnonzero(arr < 0)[0])} is negative")
+    bad = arr < (-1 if allow_none else 0)
+    if bad.any():
+        raise StoreError(f"{what}: row {int(np.flatnonzero(bad)[0])} is negative")
     return arr
 
 

@@ -189,6 +189,16 @@ def test_bad_example_mid_stream_stops_with_checkpoint_intact(tmp_path):
     assert st.verify()["ok"] and len(st) > 0
 
 
+def test_task_free_stream_runs_and_its_memories_have_no_task(tmp_path):
+    """Blurry streams hide task ids: memories are written with none, through every flush."""
+    cfg = small_cfg(stream="blurry-digits", controller=False, checkpoint_every=20)
+    result = run(cfg, tmp_path / "blurry", echo=quiet)
+    assert result.summary["complete"] and result.matrix.shape == (3, 3)
+    st = EpisodicStore.open(tmp_path / "blurry" / "memory", readonly=True)
+    assert len(st) == 100 and st.verify()["ok"]
+    assert (st.fetch(st.catalog.ids).tasks == -1).all()
+
+
 def _task_file(path: Path, exp: streams.Experience) -> None:
     tmp = path.with_suffix(".tmp")
     with open(tmp, "wb") as f:
