@@ -17,7 +17,7 @@ import torch
 from lifelong.adaptation import adapted_logits
 from lifelong.config import RunConfig
 from lifelong.controller import LearnedRates, _clip_, lamaml_step
-from lifelong.losses import mask_to, replay_loss
+from lifelong.losses import ReplayLoss, mask_to
 from lifelong.models import build_model
 from lifelong.replay_memory import ReplayMemory
 from stores import EpisodicStore
@@ -45,7 +45,7 @@ class Agent:
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.model, spec.input_shape, spec.n_classes, cfg.hidden)
         self.rates = LearnedRates(self.model, cfg.alpha_init) if cfg.controller else None
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr)
+        self.weights = list(self.model.parameters())  # what the steps update, in place
         self._mode_matters = any(
             isinstance(m, (torch.nn.Dropout, torch.nn.modules.batchnorm._BatchNorm))
             for m in self.model.modules()
@@ -95,16 +95,18 @@ class Agent:
         """Learn one incoming batch (single pass), then write it to memory. Returns the loss."""
         self._check_batch(x, y, experience, position)
         self._note_task(task_id, y)
-        self.model.train()
+        if not self.model.training:  # train() walks every module: not on every batch
+            self.model.train()
         loss = torch.tensor(0.0)
+        logits_in = None  # the incoming batch's logits, which memories keep (DER)
         for _ in range(self.cfg.iters):
             x_mem, y_mem, t_mem, z_mem = self._replay(x)
-            loss_fn = self._loss_fn(task_id, t_mem, z_mem)
+            loss_of = self._replay_loss(task_id, t_mem, z_mem)
             if self.rates is not None:
                 loss = lamaml_step(
                     self.model,
                     self.rates,
-                    loss_fn,
+                    loss_of,
                     x,
                     y,
                     x_mem,
@@ -115,49 +117,38 @@ class Agent:
                     grad_clip=self.cfg.grad_clip,
                 )
             else:
-                loss = self._replay_step(loss_fn, x, y, x_mem, y_mem)
+                loss, logits_in = self._replay_step(loss_of, x, y, x_mem, y_mem)
             self.grad_steps += 1
-        self.memory.add(
-            x, y, task_id, experience, position, self._logits if self.cfg.distill else None
-        )
+        if self.cfg.distill and self.rates is not None:
+            logits_in = self._logits(x)  # the controller's forward passes used look-ahead weights
+        self.memory.add(x, y, task_id, experience, position, logits_in)
         self.steps += 1
         self.examples += len(y)
         if self.cfg.rekey_every and self.steps % self.cfg.rekey_every == 0:
             self.rekey()
         return float(loss)
 
-    def _replay_step(self, loss_fn, x, y, x_mem, y_mem) -> torch.Tensor:
-        """Plain experience replay: one SGD step on incoming + replayed examples."""
-        if x_mem is None:
-            logits, logits_mem = self.model(x), None
+    @torch.no_grad()
+    def _replay_step(self, loss_of: ReplayLoss, x, y, x_mem, y_mem) -> tuple[torch.Tensor, ...]:
+        """Plain experience replay: one clipped SGD step on incoming + replayed examples.
+        Returns the loss and the incoming examples' logits (from before the step, as DER
+        keeps them)."""
+        if x_mem is not None:
+            x, y, n_in = torch.cat([x, x_mem]), torch.cat([y, y_mem]), len(y)
         else:
-            both = self.model(torch.cat([x, x_mem]))
-            logits, logits_mem = both[: len(y)], both[len(y) :]
-        loss = loss_fn(logits, y, logits_mem, y_mem)
-        self.opt.zero_grad(set_to_none=False)
-        loss.backward()
-        _clip_([p.grad for p in self.model.parameters()], self.cfg.grad_clip)
-        self.opt.step()
-        return loss.detach()
+            n_in = len(y)
+        logits, vjp = self.model.forward_vjp(self.weights, x)
+        loss, grad_logits = loss_of.with_grad(logits, y, n_in)
+        grads = vjp(grad_logits)
+        _clip_(grads, self.cfg.grad_clip)
+        torch._foreach_add_(self.weights, grads, alpha=-self.cfg.lr)
+        return loss, logits[:n_in]
 
-    def _loss_fn(self, task_id, t_mem, z_mem):
+    def _replay_loss(self, task_id, t_mem, z_mem) -> ReplayLoss:
+        """This update's loss: ER-ACE and task masks as configured, DER's logit targets."""
         mask_in = self._task_mask(torch.full((1,), task_id)) if self._masked(task_id) else None
         mask_mem = self._task_mask(t_mem) if self.spec.task_aware and t_mem is not None else None
-
-        def loss_fn(logits_in, y_in, logits_mem, y_mem):
-            return replay_loss(
-                logits_in,
-                y_in,
-                logits_mem,
-                y_mem,
-                ace=self.ace,
-                mask_in=mask_in,
-                mask_mem=mask_mem,
-                target_logits=z_mem,
-                distill=self.cfg.distill,
-            )
-
-        return loss_fn
+        return ReplayLoss(self.ace, mask_in, mask_mem, z_mem, self.cfg.distill)
 
     # -- memory ---------------------------------------------------------------------------
     def _replay(self, x: torch.Tensor) -> tuple:
@@ -269,15 +260,21 @@ class Agent:
                 f"{where}: example {position} has shape {tuple(x.shape[1:])}, "
                 f"expected {tuple(self.spec.input_shape)}"
             )
-        bad = ~torch.isfinite(x.flatten(1)).all(1)
-        if bool(bad.any()):
-            i = position + int(bad.nonzero()[0])
-            raise BadBatchError(f"{where}: example {i} has NaN or inf values")
-        out = (y < 0) | (y >= self.spec.n_classes)
-        if bool(out.any()):
-            i = int(out.nonzero()[0])
+        if len(x) == 0:
+            raise BadBatchError(f"{where}: empty batch at example {position}")
+        if y.dim() != 1 or len(y) != len(x) or y.is_floating_point():
             raise BadBatchError(
-                f"{where}: example {position + i} has label {int(y[i])}, "
+                f"{where}: batch at example {position} has {len(x)} inputs but labels of shape "
+                f"{tuple(y.shape)} and dtype {y.dtype}; expected ({len(x)},) integers"
+            )
+        values, labels = x.detach().numpy(), y.numpy()
+        if not np.isfinite(values).all():  # numpy: a tenth of torch's time on a small batch
+            i = position + int(np.flatnonzero(~np.isfinite(values.reshape(len(x), -1)).all(1))[0])
+            raise BadBatchError(f"{where}: example {i} has NaN or inf values")
+        if len(labels) and (labels.min() < 0 or labels.max() >= self.spec.n_classes):
+            i = int(np.flatnonzero((labels < 0) | (labels >= self.spec.n_classes))[0])
+            raise BadBatchError(
+                f"{where}: example {position + i} has label {int(labels[i])}, "
                 f"outside 0..{self.spec.n_classes - 1}"
             )
 
@@ -289,7 +286,6 @@ class Agent:
             "memory": self.memory.state_dict(),
             "model": self.model.state_dict(),
             "rates": self.rates.state_dict() if self.rates is not None else {},
-            "optimizer": self.opt.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "numpy_rng": json.dumps(self.np_rng.bit_generator.state),
             "task_classes": self.task_classes.clone(),
@@ -300,7 +296,6 @@ class Agent:
         self.model.load_state_dict(state["model"])
         if self.rates is not None:
             self.rates.load_state_dict(state["rates"])
-        self.opt.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
         self.np_rng.bit_generator.state = json.loads(state["numpy_rng"])
         self.task_classes = state["task_classes"].clone()

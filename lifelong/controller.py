@@ -12,6 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lifelong.losses import ReplayLoss
+from lifelong.models import Backbone
+
 
 class LearnedRates(nn.Module):
     """One learnable rate per weight entry; applied clipped at zero (relu)."""
@@ -28,9 +31,9 @@ class LearnedRates(nn.Module):
 
 
 def lamaml_step(
-    model: nn.Module,
+    model: Backbone,
     rates: LearnedRates,
-    loss_fn,
+    loss: ReplayLoss,
     x_in,
     y_in,
     x_mem,
@@ -43,12 +46,11 @@ def lamaml_step(
 ):
     """One meta-update on an incoming batch; returns the meta-loss.
 
-    ``loss_fn(logits_in, y_in, logits_mem, y_mem)`` is the replay loss; the look-ahead steps
-    use it on their chunk of the incoming batch alone. ``grad_clip`` bounds the look-ahead
-    steps as well as the meta-gradients. ``model`` must offer ``forward_with(weights, x)``
-    (every ``lifelong.models`` backbone does).
+    ``loss`` is the step's replay loss; the look-ahead steps use it on their chunk of the
+    incoming batch alone. ``grad_clip`` bounds the look-ahead steps as well as the
+    meta-gradients.
     """
-    batch = (model, rates, loss_fn, x_in, y_in, x_mem, y_mem, inner_steps, grad_clip)
+    batch = (model, rates, loss, x_in, y_in, x_mem, y_mem, inner_steps, grad_clip)
     if second_order:
         meta, w_grads, a_grads = meta_grads_autograd(*batch, create_graph=True)
     else:
@@ -56,10 +58,8 @@ def lamaml_step(
     _clip_(w_grads, grad_clip)
     _clip_(a_grads, grad_clip)
     with torch.no_grad():
-        for a, g in zip(rates.rates, a_grads):
-            a.sub_(rate_lr * g)
-        for w, a, g in zip(model.parameters(), rates.applied(), w_grads):
-            w.sub_(a * g)
+        torch._foreach_add_(list(rates.rates), a_grads, alpha=-rate_lr)
+        torch._foreach_addcmul_(list(model.parameters()), rates.applied(), w_grads, value=-1)
     return meta
 
 
@@ -71,54 +71,52 @@ def _look_ahead_chunks(x_in, y_in, inner_steps: int):
     ]
 
 
+@torch.no_grad()
 def meta_grads_first_order(
-    model, rates, loss_fn, x_in, y_in, x_mem, y_mem, inner_steps: int, grad_clip: float
+    model, rates, loss, x_in, y_in, x_mem, y_mem, inner_steps: int, grad_clip: float
 ):
     """First-order meta-gradients in closed form, from plain backward passes.
 
     With the look-ahead gradients g_i treated as constants, the weights after k steps are
     w - relu(a) * G_k (G_k = g_1 + ... + g_k), so the k-th meta-loss m_k has
     dm_k/dw = dm_k/dw_k and dm_k/da = -G_k * dm_k/dw_k * [a > 0]. That is the same gradient
-    autograd gives through the rates, at about half the cost (no graph through them).
+    autograd gives through the rates, at about half the cost (no graph through them); the
+    backward passes themselves are the backbone's ``forward_vjp`` and the loss's closed-form
+    gradient.
     """
-    names = rates.names
-    applied = [a.detach().clamp(min=0) for a in rates.rates]
+    applied = [a.clamp(min=0) for a in rates.rates]
     x_meta = torch.cat([x_in, x_mem]) if x_mem is not None else x_in
+    y_meta = torch.cat([y_in, y_mem]) if y_mem is not None else y_in
     n_in = len(y_in)
-    fast = [p.detach() for p in model.parameters()]
+    fast = [p.detach() for p in model.parameters()]  # the look-ahead starts at the weights
     cum = w_grads = a_grads = None  # G_k, sum of dm_k/dw_k, sum of -G_k * dm_k/dw_k
     meta_losses = []
     for xc, yc in _look_ahead_chunks(x_in, y_in, inner_steps):
-        fast = [w.requires_grad_() for w in fast]
-        inner = loss_fn(model.forward_with(dict(zip(names, fast)), xc), yc, None, None)
-        grads = _clipped(torch.autograd.grad(inner, fast), grad_clip)
-        with torch.no_grad():
-            fast = [torch.addcmul(w, a, g, value=-1) for w, a, g in zip(fast, applied, grads)]
-            cum = list(grads) if cum is None else [c + g for c, g in zip(cum, grads)]
-        fast = [w.requires_grad_() for w in fast]
-        logits = model.forward_with(dict(zip(names, fast)), x_meta)
-        meta = loss_fn(logits[:n_in], y_in, logits[n_in:], y_mem)
-        grads = torch.autograd.grad(meta, fast)
-        with torch.no_grad():
-            if w_grads is None:
-                w_grads, a_grads = list(grads), [-c * g for c, g in zip(cum, grads)]
-            else:
-                for wg, ag, c, g in zip(w_grads, a_grads, cum, grads):
-                    wg.add_(g)
-                    ag.addcmul_(c, g, value=-1)
-        meta_losses.append(meta.detach())
+        logits, vjp = model.forward_vjp(fast, xc)
+        grads = _clipped(vjp(loss.with_grad(logits, yc, len(yc))[1]), grad_clip)
+        fast = list(torch._foreach_addcmul(fast, applied, grads, value=-1))
+        cum = list(grads) if cum is None else list(torch._foreach_add(cum, grads))
+        logits, vjp = model.forward_vjp(fast, x_meta)
+        meta, grad_logits = loss.with_grad(logits, y_meta, n_in)
+        grads = vjp(grad_logits)
+        if w_grads is None:
+            w_grads, a_grads = grads, list(torch._foreach_mul(cum, grads))
+            torch._foreach_neg_(a_grads)
+        else:
+            torch._foreach_add_(w_grads, grads)
+            torch._foreach_addcmul_(a_grads, cum, grads, value=-1)
+        meta_losses.append(meta)
     k = len(meta_losses)
-    with torch.no_grad():
-        for wg, ag, a in zip(w_grads, a_grads, rates.rates):
-            wg.div_(k)
-            ag.mul_((a > 0) / k)
+    torch._foreach_div_(w_grads, k)
+    torch._foreach_mul_(a_grads, torch._foreach_sign(applied))  # no gradient where a <= 0
+    torch._foreach_div_(a_grads, k)
     return torch.stack(meta_losses).mean(), w_grads, a_grads
 
 
 def meta_grads_autograd(
     model,
     rates,
-    loss_fn,
+    loss,
     x_in,
     y_in,
     x_mem,
@@ -136,13 +134,13 @@ def meta_grads_autograd(
     n_in = len(y_in)
     meta_losses = []
     for xc, yc in _look_ahead_chunks(x_in, y_in, inner_steps):
-        inner = loss_fn(model.forward_with(fast, xc), yc, None, None)
+        inner = loss(model.forward_with(fast, xc), yc)
         grads = torch.autograd.grad(inner, list(fast.values()), create_graph=create_graph)
         grads = _clipped(grads, grad_clip)
         # the rates stay in the graph even first-order: that is what their gradient flows through
         fast = {n: w - a * g for (n, w), a, g in zip(fast.items(), rates.applied(), grads)}
         logits = model.forward_with(fast, x_meta)
-        meta_losses.append(loss_fn(logits[:n_in], y_in, logits[n_in:], y_mem))
+        meta_losses.append(loss(logits[:n_in], y_in, logits[n_in:], y_mem))
     meta = torch.stack(meta_losses).mean()
     grads = torch.autograd.grad(meta, weights + list(rates.rates))
     return meta.detach(), list(grads[: len(weights)]), list(grads[len(weights) :])
@@ -154,7 +152,7 @@ def _clipped(grads, max_norm: float) -> list[torch.Tensor]:
     classes can throw the meta-loss, and then the rates, off to infinity."""
     if max_norm <= 0:
         return list(grads)
-    total = torch.nn.utils.get_total_norm(grads).detach()
+    total = _total_norm(grads).detach()
     scale = torch.clamp(max_norm / (total + 1e-12), max=1.0)
     return [g * scale for g in grads]
 
@@ -163,8 +161,13 @@ def _clip_(grads, max_norm: float) -> None:
     """Scale grads in place so their joint L2 norm is at most max_norm."""
     if max_norm <= 0:
         return
-    total = torch.nn.utils.get_total_norm(grads)
+    total = _total_norm(grads)
     if total > max_norm:
         scale = max_norm / (total + 1e-12)
         for g in grads:
             g.mul_(scale)
+
+
+def _total_norm(grads) -> torch.Tensor:
+    """The joint L2 norm (``get_total_norm`` without its per-call grouping by device)."""
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(grads))))

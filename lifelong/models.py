@@ -4,6 +4,7 @@ LaMAML (which calls ``model(x, task_labels)``) can train the very same model."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,23 @@ class Backbone(nn.Module):
     def forward_with(self, weights: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """The forward pass with other weights (the controller's look-ahead)."""
         return functional_call(self, weights, (x,))
+
+    def forward_vjp(
+        self, weights: Sequence[torch.Tensor], x: torch.Tensor
+    ) -> tuple[torch.Tensor, Callable[[torch.Tensor], list[torch.Tensor]]]:
+        """Logits with ``weights`` (in ``parameters()`` order), and the map from dloss/dlogits
+        to each weight's gradient. The learning steps use it with a loss whose gradient
+        they know in closed form (``losses.ReplayLoss.with_grad``); here, autograd does the
+        backbone's part."""
+        names = [n for n, _ in self.named_parameters()]
+        leaves = [w.detach().requires_grad_() for w in weights]
+        with torch.enable_grad():
+            logits = self.forward_with(dict(zip(names, leaves, strict=True)), x)
+
+        def vjp(grad_logits: torch.Tensor) -> list[torch.Tensor]:
+            return list(torch.autograd.grad(logits, leaves, grad_logits))
+
+        return logits.detach(), vjp
 
 
 class MLP(Backbone):
@@ -50,6 +68,24 @@ class MLP(Backbone):
         h = F.relu(F.linear(x.flatten(1), w["features.1.weight"], w["features.1.bias"]))
         h = F.relu(F.linear(h, w["features.3.weight"], w["features.3.bias"]))
         return F.linear(h, w["head.weight"], w["head.bias"])
+
+    @torch.no_grad()
+    def forward_vjp(self, weights, x):
+        """As ``Backbone.forward_vjp``, with the backward pass written out: three matrix
+        products and two ReLU masks, about half the time of autograd's at batch 20."""
+        w1, b1, w2, b2, w3, b3 = weights
+        x = x.flatten(1)
+        h1 = torch.addmm(b1, x, w1.t()).clamp_(min=0)
+        h2 = torch.addmm(b2, h1, w2.t()).clamp_(min=0)
+        logits = torch.addmm(b3, h2, w3.t())
+
+        @torch.no_grad()
+        def vjp(g: torch.Tensor) -> list[torch.Tensor]:
+            g2 = (g @ w3).mul_(h2 > 0)
+            g1 = (g2 @ w2).mul_(h1 > 0)
+            return [g1.t() @ x, g1.sum(0), g2.t() @ h1, g2.sum(0), g.t() @ h2, g.sum(0)]
+
+        return logits, vjp
 
 
 class SmallCNN(Backbone):

@@ -42,6 +42,8 @@ class ReplayMemory:
         self.logits = torch.zeros(capacity, n_classes)
         self.experience = np.zeros(capacity, np.int64)
         self.position = np.zeros(capacity, np.int64)
+        # numpy views of the same buffers: indexing them costs a tenth of indexing tensors
+        self._np = {k: getattr(self, k).numpy() for k in ("x", "y", "task", "logits")}
         self.store_id = np.full(capacity, -1, np.int64)  # -1: written since the last flush
         self.replays = np.zeros(capacity, np.int64)  # replays since the last flush
         self.evicted: list[int] = []  # store ids to delete at the next flush
@@ -61,10 +63,10 @@ class ReplayMemory:
         task_id: int | None,
         experience: int,
         position: int,
-        logits_of: Callable[[torch.Tensor], torch.Tensor] | None,
+        logits: torch.Tensor | None,
     ) -> int:
         """Offer an incoming batch to the write policy; returns how many were kept.
-        ``logits_of`` (None: not kept) is only called on the kept examples."""
+        ``logits``: the batch's logits, which kept examples remember (None: not kept)."""
         held = np.arange(self.size)
         if self.write_policy == "reservoir":
             plan = plan_reservoir(held, len(y), self.seen, self.capacity, self.rng)
@@ -72,17 +74,18 @@ class ReplayMemory:
             labels = self.y[: self.size].numpy()
             plan = plan_class_balanced(held, labels, y.numpy(), self.seen, self.capacity, self.rng)
         self.seen = plan.seen
-        keep = torch.from_numpy(plan.keep_new)
+        keep = plan.keep_new
         if len(keep) == 0:
             return 0
         fresh = np.arange(self.size, self.size + len(keep) - len(plan.evict))
         slots = np.concatenate([plan.evict, fresh])
         gone = self.store_id[plan.evict]
         self.evicted += gone[gone >= 0].tolist()
-        self.x[slots] = x[keep]
-        self.y[slots] = y[keep]
-        self.task[slots] = -1 if task_id is None else task_id
-        self.logits[slots] = 0.0 if logits_of is None else logits_of(x[keep])
+        mem = self._np
+        mem["x"][slots] = x.detach().numpy()[keep]
+        mem["y"][slots] = y.numpy()[keep]
+        mem["task"][slots] = -1 if task_id is None else task_id
+        mem["logits"][slots] = 0.0 if logits is None else logits.detach().numpy()[keep]
         self.experience[slots] = experience
         self.position[slots] = position + plan.keep_new
         self.store_id[slots] = -1
@@ -121,8 +124,8 @@ class ReplayMemory:
 
     def batch(self, slots: np.ndarray) -> tuple[torch.Tensor, ...]:
         """(x, y, task, logits) of these slots."""
-        s = torch.from_numpy(np.asarray(slots, np.int64))
-        return self.x[s], self.y[s], self.task[s], self.logits[s]
+        mem = self._np
+        return tuple(torch.from_numpy(mem[k][slots]) for k in ("x", "y", "task", "logits"))
 
     def slots_of(self, store_ids: np.ndarray) -> np.ndarray:
         """The slots holding these store ids (all flushed, e.g. found by a store search)."""

@@ -17,12 +17,15 @@ def group_rows(column: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def balanced_rows(
     bounds: np.ndarray, order: np.ndarray, n: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """Up to n distinct rows: each draw picks a group uniformly, then a member not yet drawn."""
+    """Up to n distinct rows: each draw picks a group uniformly, then a member not yet drawn.
+
+    All groups' members are drawn in one shuffle (a random key per row, sorted within its
+    group) rather than one ``choice`` per group: a replay batch is drawn every update.
+    """
     sizes = np.diff(bounds)
     quota = np.bincount(rng.integers(0, len(sizes), n), minlength=len(sizes))
     quota = np.minimum(quota, sizes)
-    picks = [
-        order[bounds[g] + rng.choice(sizes[g], quota[g], replace=False)]
-        for g in np.flatnonzero(quota)
-    ]
-    return np.concatenate(picks) if picks else np.empty(0, np.int64)
+    group_of = np.repeat(np.arange(len(sizes)), sizes)  # of each position in ``order``
+    shuffled = np.argsort(group_of + rng.random(len(order)))  # stays grouped, random inside
+    firsts = np.repeat(bounds[:-1] - np.cumsum(quota) + quota, quota)
+    return order[shuffled[firsts + np.arange(quota.sum())]]

@@ -125,6 +125,9 @@ def test_local_adaptation_changes_predictions_only_temporarily(two_exp):
             lambda x, y: (x, y.masked_fill(torch.arange(len(y)) == 2, 12)),
             "experience 1: example 22 has label 12",
         ),
+        (lambda x, y: (x, y[:9]), r"experience 1: batch at example 20 has 10 inputs but labels"),
+        (lambda x, y: (x, y.float()), r"dtype torch.float32; expected \(10,\) integers"),
+        (lambda x, y: (x[:0], y[:0]), "experience 1: empty batch at example 20"),
     ],
 )
 def test_bad_batch_is_refused_and_nothing_is_written(two_exp, mutate, message):
@@ -164,7 +167,7 @@ def _meta_batch(stream):
 
 def test_first_order_closed_form_equals_autograd_through_the_rates(two_exp):
     from lifelong.controller import LearnedRates, meta_grads_autograd, meta_grads_first_order
-    from lifelong.losses import replay_loss
+    from lifelong.losses import ReplayLoss
     from lifelong.models import build_model
 
     torch.manual_seed(0)
@@ -174,10 +177,7 @@ def test_first_order_closed_form_equals_autograd_through_the_rates(two_exp):
         for a in rates.rates:
             a.uniform_(-0.02, 0.1)
 
-    def loss_fn(a, b, c, d):
-        return replay_loss(a, b, c, d, ace=True)
-
-    args = (model, rates, loss_fn, *_meta_batch(two_exp), 3, 0.5)  # clip 0.5: it bites
+    args = (model, rates, ReplayLoss(ace=True), *_meta_batch(two_exp), 3, 0.5)  # clip 0.5: it bites
     meta_a, w_a, r_a = meta_grads_first_order(*args)
     meta_b, w_b, r_b = meta_grads_autograd(*args, create_graph=False)
     assert torch.allclose(meta_a, meta_b, atol=1e-6)

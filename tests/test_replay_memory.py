@@ -42,7 +42,7 @@ def test_store_mirrors_memory_after_each_flush(tmp_path):
     with make_store(tmp_path) as store:
         for b in range(200):
             x, y, pos = stream_batch(rng, b)
-            mem.add(x, y, b % 3, b // 40, pos, logits_of)
+            mem.add(x, y, b % 3, b // 40, pos, logits_of(x))
             if b % 17 == 0:
                 mem.flush(store, keys_of, loss_of)
         assert mem.pending()
@@ -99,7 +99,8 @@ def test_state_round_trip_through_the_store(tmp_path):
     mem = ReplayMemory(25, SHAPE, CLASSES, "reservoir", seed=4)
     with make_store(tmp_path) as store:
         for b in range(12):
-            mem.add(*stream_batch(rng, b)[:2], 1, 0, b * 10, logits_of)
+            x, y, _ = stream_batch(rng, b)
+            mem.add(x, y, 1, 0, b * 10, logits_of(x))
         with pytest.raises(RuntimeError, match="flush"):
             mem.state_dict()
         mem.flush(store, keys_of, loss_of)
@@ -111,8 +112,8 @@ def test_state_round_trip_through_the_store(tmp_path):
         assert np.array_equal(back.store_id, mem.store_id) and back.seen == mem.seen
         # the write policy's randomness continues where it was
         nxt = stream_batch(rng, 12)
-        mem.add(*nxt[:2], 1, 0, 120, logits_of)
-        back.add(*nxt[:2], 1, 0, 120, logits_of)
+        mem.add(*nxt[:2], 1, 0, 120, logits_of(nxt[0]))
+        back.add(*nxt[:2], 1, 0, 120, logits_of(nxt[0]))
         assert torch.equal(back.x, mem.x)
 
 
@@ -131,7 +132,7 @@ def test_refresh_logits_renews_only_that_experience(tmp_path):
     mem = ReplayMemory(40, SHAPE, CLASSES, "reservoir", seed=0)
     for e in range(2):
         x, y, pos = stream_batch(rng, e, 20)
-        mem.add(x, y, None, e, pos, logits_of)
+        mem.add(x, y, None, e, pos, logits_of(x))
     before = mem.logits.clone()
     mem.refresh_logits(1, lambda x: torch.full((len(x), CLASSES), 7.0))
     new = mem.experience[:40] == 1
