@@ -97,13 +97,12 @@ class Agent:
         self._note_task(task_id, y)
         if not self.model.training:  # train() walks every module: not on every batch
             self.model.train()
-        loss = torch.tensor(0.0)
         logits_in = None  # the incoming batch's logits, which memories keep (DER)
         for _ in range(self.cfg.iters):
             x_mem, y_mem, t_mem, z_mem = self._replay(x)
             loss_of = self._replay_loss(task_id, t_mem, z_mem)
             if self.rates is not None:
-                loss = lamaml_step(
+                loss, logits_in = lamaml_step(
                     self.model,
                     self.rates,
                     loss_of,
@@ -119,8 +118,6 @@ class Agent:
             else:
                 loss, logits_in = self._replay_step(loss_of, x, y, x_mem, y_mem)
             self.grad_steps += 1
-        if self.cfg.distill and self.rates is not None:
-            logits_in = self._logits(x)  # the controller's forward passes used look-ahead weights
         self.memory.add(x, y, task_id, experience, position, logits_in)
         self.steps += 1
         self.examples += len(y)
@@ -187,10 +184,12 @@ class Agent:
         x, y, _, _ = self.memory.batch(slots)
         return torch.nn.functional.cross_entropy(self._logits(x), y, reduction="none").numpy()
 
-    def flush_memory(self) -> None:
+    def flush_memory(self, rekey: bool = False) -> None:
         """Bring the store up to date with the RAM memory (the runner does it at every
-        checkpoint; a store written this way can be queried and snapshotted)."""
-        self.memory.flush(self.store, self.keys, self._memory_losses)
+        checkpoint; a store written this way can be queried and snapshotted). With ``rekey``,
+        every memory also gets its key from the current encoder, in the same transaction."""
+        rekey = rekey and self.cfg.key_source != "fixed"  # fixed keys never drift
+        self.memory.flush(self.store, self.keys, self._memory_losses, rekey=rekey)
 
     def end_experience(self, experience: int) -> None:
         """What the agent does once an experience is over: refresh the logits it remembers
@@ -201,11 +200,7 @@ class Agent:
 
     def rekey(self) -> None:
         """Recompute every memory's key with the current encoder (it drifts as it learns)."""
-        self.flush_memory()
-        if self.cfg.key_source == "fixed" or len(self.memory) == 0:
-            return
-        n = len(self.memory)
-        self.store.rekey(self.memory.store_id[:n], self.keys(self.memory.x[:n]))
+        self.flush_memory(rekey=True)
 
     # -- task masks (task-incremental streams only) ---------------------------------------
     def _masked(self, task_id) -> bool:

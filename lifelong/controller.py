@@ -25,9 +25,13 @@ class LearnedRates(nn.Module):
         self.rates = nn.ParameterList(
             nn.Parameter(torch.full_like(p, init)) for _, p in model.named_parameters()
         )
+        # plain lists of the same tensors: walking a module or ParameterList every step costs
+        # more than some of the arithmetic
+        self.weights = list(model.parameters())
+        self.tensors = list(self.rates)
 
     def applied(self) -> list[torch.Tensor]:
-        return [F.relu(a) for a in self.rates]
+        return list(torch._foreach_clamp_min(self.tensors, 0.0))
 
 
 def lamaml_step(
@@ -44,7 +48,8 @@ def lamaml_step(
     rate_lr: float,
     grad_clip: float,
 ):
-    """One meta-update on an incoming batch; returns the meta-loss.
+    """One meta-update on an incoming batch; returns the meta-loss and the incoming examples'
+    logits at the looked-ahead weights (what memories of them keep, as DER would).
 
     ``loss`` is the step's replay loss; the look-ahead steps use it on their chunk of the
     incoming batch alone. ``grad_clip`` bounds the look-ahead steps as well as the
@@ -52,15 +57,15 @@ def lamaml_step(
     """
     batch = (model, rates, loss, x_in, y_in, x_mem, y_mem, inner_steps, grad_clip)
     if second_order:
-        meta, w_grads, a_grads = meta_grads_autograd(*batch, create_graph=True)
+        meta, w_grads, a_grads, logits_in = meta_grads_autograd(*batch, create_graph=True)
     else:
-        meta, w_grads, a_grads = meta_grads_first_order(*batch)
+        meta, w_grads, a_grads, logits_in = meta_grads_first_order(*batch)
     _clip_(w_grads, grad_clip)
     _clip_(a_grads, grad_clip)
     with torch.no_grad():
-        torch._foreach_add_(list(rates.rates), a_grads, alpha=-rate_lr)
-        torch._foreach_addcmul_(list(model.parameters()), rates.applied(), w_grads, value=-1)
-    return meta
+        torch._foreach_add_(rates.tensors, a_grads, alpha=-rate_lr)
+        torch._foreach_addcmul_(rates.weights, rates.applied(), w_grads, value=-1)
+    return meta, logits_in
 
 
 def _look_ahead_chunks(x_in, y_in, inner_steps: int):
@@ -84,16 +89,17 @@ def meta_grads_first_order(
     backward passes themselves are the backbone's ``forward_vjp`` and the loss's closed-form
     gradient.
     """
-    applied = [a.clamp(min=0) for a in rates.rates]
+    applied = rates.applied()
     x_meta = torch.cat([x_in, x_mem]) if x_mem is not None else x_in
     y_meta = torch.cat([y_in, y_mem]) if y_mem is not None else y_in
     n_in = len(y_in)
-    fast = [p.detach() for p in model.parameters()]  # the look-ahead starts at the weights
+    fast = rates.weights  # the look-ahead starts at the weights (and never writes to them)
     cum = w_grads = a_grads = None  # G_k, sum of dm_k/dw_k, sum of -G_k * dm_k/dw_k
     meta_losses = []
     for xc, yc in _look_ahead_chunks(x_in, y_in, inner_steps):
         logits, vjp = model.forward_vjp(fast, xc)
-        grads = _clipped(vjp(loss.with_grad(logits, yc, len(yc))[1]), grad_clip)
+        grads = vjp(loss.with_grad(logits, yc, len(yc))[1])
+        _clip_(grads, grad_clip)  # fresh tensors, and no graph to keep: in place
         fast = list(torch._foreach_addcmul(fast, applied, grads, value=-1))
         cum = list(grads) if cum is None else list(torch._foreach_add(cum, grads))
         logits, vjp = model.forward_vjp(fast, x_meta)
@@ -110,7 +116,7 @@ def meta_grads_first_order(
     torch._foreach_div_(w_grads, k)
     torch._foreach_mul_(a_grads, torch._foreach_sign(applied))  # no gradient where a <= 0
     torch._foreach_div_(a_grads, k)
-    return torch.stack(meta_losses).mean(), w_grads, a_grads
+    return torch.stack(meta_losses).mean(), w_grads, a_grads, logits[:n_in]
 
 
 def meta_grads_autograd(
@@ -128,7 +134,7 @@ def meta_grads_autograd(
 ):
     """Meta-gradients by autograd through the rates; with ``create_graph`` (second order) also
     through the look-ahead gradients."""
-    weights = list(model.parameters())
+    weights = rates.weights
     fast = dict(zip(rates.names, weights))
     x_meta = torch.cat([x_in, x_mem]) if x_mem is not None else x_in
     n_in = len(y_in)
@@ -138,12 +144,14 @@ def meta_grads_autograd(
         grads = torch.autograd.grad(inner, list(fast.values()), create_graph=create_graph)
         grads = _clipped(grads, grad_clip)
         # the rates stay in the graph even first-order: that is what their gradient flows through
-        fast = {n: w - a * g for (n, w), a, g in zip(fast.items(), rates.applied(), grads)}
+        applied = [F.relu(a) for a in rates.rates]
+        fast = {n: w - a * g for (n, w), a, g in zip(fast.items(), applied, grads)}
         logits = model.forward_with(fast, x_meta)
         meta_losses.append(loss(logits[:n_in], y_in, logits[n_in:], y_mem))
     meta = torch.stack(meta_losses).mean()
-    grads = torch.autograd.grad(meta, weights + list(rates.rates))
-    return meta.detach(), list(grads[: len(weights)]), list(grads[len(weights) :])
+    grads = torch.autograd.grad(meta, weights + rates.tensors)
+    w_grads, a_grads = list(grads[: len(weights)]), list(grads[len(weights) :])
+    return meta.detach(), w_grads, a_grads, logits[:n_in].detach()
 
 
 def _clipped(grads, max_norm: float) -> list[torch.Tensor]:
@@ -161,11 +169,9 @@ def _clip_(grads, max_norm: float) -> None:
     """Scale grads in place so their joint L2 norm is at most max_norm."""
     if max_norm <= 0:
         return
-    total = _total_norm(grads)
+    total = float(_total_norm(grads))
     if total > max_norm:
-        scale = max_norm / (total + 1e-12)
-        for g in grads:
-            g.mul_(scale)
+        torch._foreach_mul_(list(grads), max_norm / (total + 1e-12))
 
 
 def _total_norm(grads) -> torch.Tensor:

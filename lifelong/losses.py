@@ -113,8 +113,9 @@ class ReplayLoss:
         grad = log_p.exp_().mul_(weights).scatter_add_(1, target, neg_weights)
         if self.distill and n_mem and self.target_logits is not None:
             diff = logits[n_in:] - self.target_logits
-            loss = loss + self.distill * diff.pow(2).mean()
-            grad[n_in:].add_(diff, alpha=2.0 * self.distill / diff.numel())
+            scale = self.distill / diff.numel()
+            loss = loss.add_(torch.dot(diff.view(-1), diff.view(-1)), alpha=scale)
+            grad[n_in:].add_(diff, alpha=2.0 * scale)
         return loss, grad
 
     def _mask(self, y_in, n: int, n_in: int, n_classes: int) -> torch.Tensor | None:

@@ -79,11 +79,11 @@ class MLP(Backbone):
         h2 = torch.addmm(b2, h1, w2.t()).clamp_(min=0)
         logits = torch.addmm(b3, h2, w3.t())
 
-        @torch.no_grad()
         def vjp(g: torch.Tensor) -> list[torch.Tensor]:
-            g2 = (g @ w3).mul_(h2 > 0)
-            g1 = (g2 @ w2).mul_(h1 > 0)
-            return [g1.t() @ x, g1.sum(0), g2.t() @ h1, g2.sum(0), g.t() @ h2, g.sum(0)]
+            with torch.no_grad():
+                g2 = (g @ w3).mul_(h2 > 0)
+                g1 = (g2 @ w2).mul_(h1 > 0)
+                return [g1.t() @ x, g1.sum(0), g2.t() @ h1, g2.sum(0), g.t() @ h2, g.sum(0)]
 
         return logits, vjp
 

@@ -23,7 +23,7 @@ import torch
 
 from stores import EpisodicStore, StoreError
 from stores.eviction import plan_class_balanced, plan_reservoir
-from stores.sampling import balanced_rows, group_rows
+from stores.sampling import balanced_rows_of
 
 
 class ReplayMemory:
@@ -49,7 +49,6 @@ class ReplayMemory:
         self.evicted: list[int] = []  # store ids to delete at the next flush
         self.size = 0
         self.seen = 0
-        self._groups: dict[str, tuple] = {}  # balanced sampling's grouping, until the next write
         self.rng = np.random.default_rng([seed, 20_202])
 
     def __len__(self) -> int:
@@ -91,7 +90,6 @@ class ReplayMemory:
         self.store_id[slots] = -1
         self.replays[slots] = 0
         self.size += len(fresh)
-        self._groups.clear()
         return len(keep)
 
     def refresh_logits(
@@ -110,11 +108,8 @@ class ReplayMemory:
         if policy == "uniform":
             slots = rng.choice(self.size, min(n, self.size), replace=False)
         else:
-            if policy not in self._groups:
-                column = self.y if policy == "class-balanced" else self.task
-                self._groups[policy] = group_rows(column[: self.size].numpy())
-            _, bounds, order = self._groups[policy]
-            slots = balanced_rows(bounds, order, n, rng)
+            column = self._np["y" if policy == "class-balanced" else "task"][: self.size]
+            slots = balanced_rows_of(column, n, rng)
         return slots
 
     def replay(self, slots: np.ndarray) -> tuple[torch.Tensor, ...]:
@@ -141,36 +136,47 @@ class ReplayMemory:
         store: EpisodicStore,
         keys_of: Callable[[torch.Tensor], np.ndarray],
         loss_of: Callable[[np.ndarray], np.ndarray],
+        *,
+        rekey: bool = False,
     ) -> None:
-        """Hand the store every change since the last flush: new memories (keyed now) and
-        evictions in one transaction, then replay counts with each replayed memory's loss."""
-        new = np.flatnonzero(self.store_id[: self.size] < 0)
-        if len(new) or self.evicted or store.meta["seen"] != self.seen:
-            s = torch.from_numpy(new)
-            result = store.write(
-                keys_of(self.x[s]),
-                self.x[s].numpy(),
-                self.y[s].numpy(),
-                tasks=self.task[s].numpy(),
-                experiences=self.experience[new],
-                positions=self.position[new],
-                evict=np.asarray(self.evicted, np.int64),
-                stream_seen=self.seen,
-            )
-            if len(result.ids) != len(new):
-                raise StoreError(
-                    f"the store kept {len(result.ids)} of {len(new)} memories: its capacity "
-                    f"({store.capacity}) is below the agent's memory ({self.capacity})"
+        """Hand the store every change since the last flush, in one transaction: new memories
+        (keyed now) and evictions, replay counts with each replayed memory's loss, and with
+        ``rekey`` fresh keys for the memories already there (the encoder drifted)."""
+        n = self.size
+        if not (rekey or self.pending() or store.meta["seen"] != self.seen):
+            return
+        new = np.flatnonzero(self.store_id[:n] < 0)
+        counted = np.flatnonzero(self.replays[:n])
+        keys = keys_of(self.x[:n]) if rekey and n else None
+        ids = self.store_id[:n].copy()  # what they will be once this commits
+        with store.transaction():
+            if len(new) or self.evicted or store.meta["seen"] != self.seen:
+                x = self._np["x"][new]
+                result = store.write(
+                    keys[new] if keys is not None else keys_of(torch.from_numpy(x)),
+                    x,
+                    self._np["y"][new],
+                    tasks=self._np["task"][new],
+                    experiences=self.experience[new],
+                    positions=self.position[new],
+                    evict=np.asarray(self.evicted, np.int64),
+                    stream_seen=self.seen,
                 )
-            self.store_id[new] = result.ids
-            self.evicted = []
-        counted = np.flatnonzero(self.replays[: self.size])
-        if len(counted):
-            times = self.replays[counted]
-            store.record_replay(
-                np.repeat(self.store_id[counted], times), np.repeat(loss_of(counted), times)
-            )
-            self.replays[:] = 0
+                if len(result.ids) != len(new):
+                    raise StoreError(
+                        f"the store kept {len(result.ids)} of {len(new)} memories: its "
+                        f"capacity ({store.capacity}) is below the agent's memory ({self.capacity})"
+                    )
+                ids[new] = result.ids
+            held = np.setdiff1d(np.arange(n), new, assume_unique=True)
+            if keys is not None and len(held):
+                store.rekey(ids[held], keys[held])
+            if len(counted):
+                store.record_replay(ids[counted], loss_of(counted), self.replays[counted])
+        # only now that it is committed: the memory's view of what the store holds
+        self.store_id[:n] = ids
+        self.evicted = []
+        self.replays[:] = 0
 
     def load(self, store: EpisodicStore, store_ids: np.ndarray) -> None:
         """Fill the slots, in order, from these memories of the store (all flushed)."""
@@ -190,7 +196,6 @@ class ReplayMemory:
         self.replays[:] = 0
         self.evicted = []
         self.size = n
-        self._groups.clear()
 
     # -- checkpoint state (flush first: it records store ids, not examples) --------------
     def state_dict(self) -> dict:

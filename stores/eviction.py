@@ -33,7 +33,9 @@ def plan_reservoir(
     held = len(ids)
     room = max(0, min(n_new, capacity - held))
     late = np.arange(room, n_new)  # items that arrive when memory is full
-    draws = rng.integers(0, seen + late + 1) if len(late) else late
+    # item k draws uniformly from 0..seen+k (a float draw: an integer draw with a bound per
+    # item costs ten times as much, and the bias is below 2^-40)
+    draws = (rng.random(len(late)) * (seen + late + 1)).astype(np.int64)
     winners: dict[int, int] = {}  # position -> incoming item; the last draw of a slot wins
     for k, j in zip(late.tolist(), draws.tolist(), strict=True):
         if j < capacity:

@@ -28,13 +28,11 @@ import faiss
 import numpy as np
 from sqlalchemy import (
     Connection,
-    bindparam,
     create_engine,
     event,
     insert,
     select,
     text,
-    update,
 )
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.pool import StaticPool
@@ -104,6 +102,11 @@ _UPSERT_META = (
     "ON CONFLICT(name) DO UPDATE SET value = excluded.value"
 )
 _KEY_ROWS = "SELECT id, key FROM memories WHERE id > ? ORDER BY id"
+_UPDATE_KEY = "UPDATE memories SET key = ? WHERE id = ?"
+_COUNT_REPLAYS = (
+    "UPDATE memories SET replay_count = replay_count + ?, last_loss = coalesce(?, last_loss) "
+    "WHERE id = ?"
+)
 _RECORDS_OF = text(
     "SELECT id, label, task, experience, position, written_at, replay_count, "
     f"last_loss FROM memories WHERE id IN {_IDS}"
@@ -140,6 +143,7 @@ class EpisodicStore:
         self.path = path
         self.readonly = readonly
         self._lock_fd: int | None = None
+        self._in_transaction = False  # inside transaction(): writes join it, nothing commits
         if path is None:
             url, kw = "sqlite://", {"poolclass": StaticPool}
         else:
@@ -259,9 +263,35 @@ class EpisodicStore:
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
-        """One transaction on the store's connection: commits on success, rolls back on error."""
+        """One transaction on the store's connection: commits on success, rolls back on error.
+        Inside ``transaction()`` it joins that one instead."""
+        if self._in_transaction:
+            yield self._conn
+            return
         with self._conn.begin():
             yield self._conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[EpisodicStore]:
+        """Several writes (write, delete, rekey, record_replay) as one transaction: all land
+        or none, with one commit instead of one each. If any fails, the database rolls back
+        and the store's catalog and index are rebuilt from it."""
+        self._check_writable()
+        if self._in_transaction:  # nested: part of the outer one
+            yield self
+            return
+        self._in_transaction = True
+        try:
+            with self._conn.begin():
+                yield self
+        except BaseException:
+            self._in_transaction = False
+            self.catalog, self.index = Catalog(), KeyIndex(self.spec)
+            self._catalog_version = self._index_version = -1
+            self._sync()
+            raise
+        finally:
+            self._in_transaction = False
 
     def _read_meta(self, conn: Connection | None = None) -> dict:
         def read(c: Connection) -> dict:
@@ -459,7 +489,8 @@ class EpisodicStore:
             self.index.add(ids, keys)
             self._index_max_id = int(ids[-1])
         self._catalog_version = self._index_version = version
-        if len(self.catalog) - self._saved_rows > max(20_000, self._saved_rows):
+        grown = len(self.catalog) - self._saved_rows > max(20_000, self._saved_rows)
+        if grown and not self._in_transaction:  # never save an index ahead of a commit
             self.flush()
 
     def delete(self, ids) -> None:
@@ -496,9 +527,8 @@ class EpisodicStore:
             raise StoreError(f"no memories with ids {missing[:10].tolist()}")
         version = self.meta["version"] + 1
         with self._tx() as c:
-            c.execute(
-                update(Memory).where(Memory.id == bindparam("b_id")).values(key=bindparam("b_key")),
-                [{"b_id": int(i), "b_key": k.tobytes()} for i, k in zip(ids, keys, strict=True)],
+            c.exec_driver_sql(
+                _UPDATE_KEY, [(k.tobytes(), i) for i, k in zip(ids.tolist(), keys, strict=True)]
             )
             self._set_meta(c, version=version, destructive_version=version)
         self.meta.update(version=version, destructive_version=version)
@@ -510,19 +540,31 @@ class EpisodicStore:
             self.index.add(ids, keys)
             self._catalog_version = self._index_version = version
 
-    def record_replay(self, ids, losses) -> None:
-        """Count a replay of each memory (an id listed twice counts twice) and remember its
-        latest loss."""
+    def record_replay(self, ids, losses, counts=None) -> None:
+        """Count replays of memories and remember each one's latest loss: an id listed twice
+        counts twice, or ``counts[i]`` times each with ``counts`` given."""
         self._check_writable()
         ids = np.asarray(ids, np.int64).reshape(-1)
         if len(ids) == 0:
             return
         losses = np.full(len(ids), np.nan) if losses is None else np.asarray(losses, float)
+        counts = np.ones(len(ids), np.int64) if counts is None else np.asarray(counts, np.int64)
+        if losses.shape != ids.shape or counts.shape != ids.shape:
+            raise StoreError(
+                f"record_replay: {len(ids)} ids, {losses.size} losses and {counts.size} counts"
+            )
+        # one row per memory: total count, and the loss listed last
+        order = np.arange(len(ids))[::-1]
+        unique, last = np.unique(ids[order], return_index=True)
+        totals = np.bincount(np.searchsorted(unique, ids), counts, len(unique)).astype(np.int64)
+        latest = losses[order[last]]
         with self._tx() as c:
             c.exec_driver_sql(
-                "UPDATE memories SET replay_count = replay_count + 1, "
-                "last_loss = coalesce(?, last_loss) WHERE id = ?",
-                [(None if np.isnan(v) else float(v), int(i)) for i, v in zip(ids, losses)],
+                _COUNT_REPLAYS,
+                [
+                    (n, None if np.isnan(v) else float(v), i)
+                    for n, v, i in zip(totals.tolist(), latest.tolist(), unique.tolist())
+                ],
             )
 
     # -- reading --------------------------------------------------------------------------
@@ -734,15 +776,24 @@ class EpisodicStore:
         self._saved_rows = len(self.catalog)
 
     def snapshot(self, dest: str | os.PathLike) -> None:
-        """A consistent copy of the database (SQLite's online backup) at ``dest``."""
+        """A consistent copy of the database (SQLite's online backup) at ``dest``, on disk
+        when this returns. The copy keeps no journal of its own: a copy cut short is garbage
+        either way, so the caller writes it under a temporary name (as checkpoints do)."""
         import sqlite3
 
         dest_conn = sqlite3.connect(dest)
         try:
+            dest_conn.execute("PRAGMA journal_mode=OFF")
+            dest_conn.execute("PRAGMA synchronous=OFF")
             with self._tx() as c:
                 c.connection.driver_connection.backup(dest_conn)
         finally:
             dest_conn.close()
+        fd = os.open(dest, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # once, instead of the journal's several
+        finally:
+            os.close(fd)
 
     @staticmethod
     def restore(folder: str | os.PathLike, snapshot: str | os.PathLike) -> None:

@@ -75,6 +75,37 @@ def test_class_balanced_writes(tmp_path):
     assert (mem.logits == 0).all()  # no logits asked for, none kept
 
 
+def test_flush_with_rekey_keys_every_memory_in_one_transaction(tmp_path):
+    rng = np.random.default_rng(5)
+    mem = ReplayMemory(30, SHAPE, CLASSES, "reservoir", seed=0)
+    with make_store(tmp_path) as store:
+        for b in range(3):
+            mem.add(*stream_batch(rng, b)[:2], None, 0, b * 10, None)
+        mem.flush(store, keys_of, loss_of)
+        mem.replay(np.arange(5))
+        for b in range(3, 6):  # evicts some flushed memories, adds new ones
+            mem.add(*stream_batch(rng, b)[:2], None, 0, b * 10, None)
+
+        def drifted(x):  # a new encoder: every key moves
+            return keys_of(x) * 2 + 1
+
+        version = store.stats()["version"]
+        mem.flush(store, drifted, loss_of, rekey=True)
+        ids = mem.store_id[: len(mem)]
+        assert sorted(ids.tolist()) == store.catalog.ids.tolist()
+        assert np.allclose(store.keys_of(ids), drifted(mem.x[: len(mem)]))
+        assert store.stats()["version"] == version + 2  # write and rekey, one commit
+        assert not mem.pending() and store.verify()["ok"]
+        # a failed flush leaves the memory pending, to be flushed again
+        before = store.catalog.ids.tolist()
+        mem.add(*stream_batch(rng, 6)[:2], None, 0, 60, None)
+        with pytest.raises(StoreError):
+            mem.flush(store, lambda x: keys_of(x)[:, :3], loss_of)  # keys of the wrong size
+        assert mem.pending() and store.catalog.ids.tolist() == before
+        mem.flush(store, keys_of, loss_of)
+        assert not mem.pending() and len(store) == 30 and store.verify()["ok"]
+
+
 def test_replay_counts_and_losses_reach_the_store(tmp_path):
     rng = np.random.default_rng(2)
     mem = ReplayMemory(30, SHAPE, CLASSES, "reservoir", seed=0)

@@ -211,6 +211,37 @@ def test_write_with_evict_replaces_in_one_transaction(tmp_path):
         assert st.stats()["seen"] == 500 and len(st) == 10
 
 
+def test_transaction_lands_whole_or_not_at_all(tmp_path):
+    rng = np.random.default_rng(22)
+    with make(tmp_path) as st:
+        first = st.write(*batch(rng, 6)).ids
+        keys_before = st.keys_of(first)
+        with pytest.raises(StoreError, match="no memories with ids"):
+            with st.transaction():
+                st.write(*batch(rng, 4))
+                st.rekey(first[:2], np.zeros((2, DIM), np.float32))
+                st.record_replay(first[:1], [0.5])
+                st.delete([12345])  # fails: everything above must roll back
+        # the database and the RAM catalog and index are as before
+        assert st.catalog.ids.tolist() == first.tolist() and st.index.ntotal == 6
+        assert np.array_equal(st.keys_of(first), keys_before)
+        assert st.records(first[:1])[0]["replay_count"] == 0
+        assert st.verify()["ok"]
+        new_keys = rng.standard_normal((2, DIM)).astype(np.float32)
+        with st.transaction():
+            added = st.write(*batch(rng, 4)).ids
+            st.rekey(first[:2], new_keys)
+            # counts: an id listed twice counts twice; the loss listed last is kept
+            st.record_replay([first[0], added[0], first[0]], [0.1, 0.2, 0.3], counts=[1, 2, 5])
+        assert len(st) == 10 and st.verify()["ok"]
+        assert np.array_equal(st.search(new_keys, 1).ids[:, 0], first[:2])
+    with EpisodicStore.open(tmp_path / "mem") as st:
+        recs = {r["id"]: r for r in st.records([first[0], added[0]])}
+        assert recs[int(first[0])]["replay_count"] == 6
+        assert recs[int(first[0])]["last_loss"] == pytest.approx(0.3)
+        assert recs[int(added[0])]["replay_count"] == 2
+
+
 def test_reopen_catches_up_on_rows_newer_than_index_file(tmp_path):
     rng = np.random.default_rng(11)
     with make(tmp_path) as st:
