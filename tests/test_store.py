@@ -216,12 +216,11 @@ def test_transaction_lands_whole_or_not_at_all(tmp_path):
     with make(tmp_path) as st:
         first = st.write(*batch(rng, 6)).ids
         keys_before = st.keys_of(first)
-        with pytest.raises(StoreError, match="no memories with ids"):
-            with st.transaction():
-                st.write(*batch(rng, 4))
-                st.rekey(first[:2], np.zeros((2, DIM), np.float32))
-                st.record_replay(first[:1], [0.5])
-                st.delete([12345])  # fails: everything above must roll back
+        with pytest.raises(StoreError, match="no memories with ids"), st.transaction():
+            st.write(*batch(rng, 4))
+            st.rekey(first[:2], np.zeros((2, DIM), np.float32))
+            st.record_replay(first[:1], [0.5])
+            st.delete([12345])  # fails: everything above must roll back
         # the database and the RAM catalog and index are as before
         assert st.catalog.ids.tolist() == first.tolist() and st.index.ntotal == 6
         assert np.array_equal(st.keys_of(first), keys_before)
