@@ -2,7 +2,8 @@
 
 Layout of a store folder::
 
-    memory.sqlite   every memory and the store's settings (SQLAlchemy ORM, WAL journal)
+    memory.sqlite   every memory (``memories``: key, label, counters; ``payloads``: the
+                    value) and the store's settings (SQLAlchemy ORM, WAL journal)
     keys.faiss      the key index with a header saying which database version it covers
     writer.lock     held (flock) by the one process allowed to write
 
@@ -91,7 +92,8 @@ class WriteResult:
 # ids, and nothing pasted into SQL.
 _IDS = "(SELECT value FROM json_each(:ids))"
 _DELETE_IDS = text(f"DELETE FROM memories WHERE id IN {_IDS}")
-_VALUES_OF = text(f"SELECT id, value FROM memories WHERE id IN {_IDS}")
+_DELETE_PAYLOADS = text(f"DELETE FROM payloads WHERE id IN {_IDS}")
+_VALUES_OF = text(f"SELECT id, value FROM payloads WHERE id IN {_IDS}")
 _KEYS_OF = text(f"SELECT id, key FROM memories WHERE id IN {_IDS}")
 _CATALOG_ROWS = (
     "SELECT id, label, coalesce(task, -1), coalesce(experience, -1), position "
@@ -112,8 +114,14 @@ _RECORDS_OF = text(
     f"last_loss FROM memories WHERE id IN {_IDS}"
 )
 _INSERT_ROWS = (
-    "INSERT INTO memories (id, key, value, label, task, experience, position, "
-    "written_at, replay_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)"
+    "INSERT INTO memories (id, key, label, task, experience, position, "
+    "written_at, replay_count) VALUES (?, ?, ?, ?, ?, ?, ?, 0)"
+)
+_INSERT_PAYLOADS = "INSERT INTO payloads (id, value) VALUES (?, ?)"
+# schema 1 kept payloads in the memories table; opening such a store for writing moves them
+_UPGRADE_FROM_1 = (
+    "INSERT INTO payloads (id, value) SELECT id, value FROM memories",
+    "ALTER TABLE memories DROP COLUMN value",
 )
 
 
@@ -158,6 +166,8 @@ class EpisodicStore:
             if _create is not None:
                 self._initialise(_create)
             self.meta = self._read_meta()
+            if self.meta["schema_version"] < SCHEMA_VERSION:
+                self._upgrade()
         except (DatabaseError, OperationalError) as exc:
             self.close(save=False)
             raise StoreError(
@@ -253,6 +263,22 @@ class EpisodicStore:
                 f"{self.path} is open for writing by another process; open it with readonly=True"
             ) from None
         self._lock_fd = fd
+
+    def _upgrade(self) -> None:
+        """Bring a store written by an older schema up to this one (writers only: a reader
+        cannot change the file, and asks for a writer to open it once)."""
+        if self.readonly:
+            raise StoreError(
+                f"{self._where()} was written by store schema version "
+                f"{self.meta['schema_version']}; open it once for writing to upgrade it to "
+                f"version {SCHEMA_VERSION}"
+            )
+        with self._tx() as c:
+            Base.metadata.create_all(c)
+            for statement in _UPGRADE_FROM_1:
+                c.exec_driver_sql(statement)
+            self._set_meta(c, schema_version=SCHEMA_VERSION)
+        self.meta["schema_version"] = SCHEMA_VERSION
 
     def _initialise(self, settings: dict) -> None:
         Base.metadata.create_all(self.engine)
@@ -423,7 +449,6 @@ class EpisodicStore:
             (
                 i,
                 keys[k].tobytes(),
-                vals[k].tobytes(),
                 lab,
                 None if t < 0 else t,
                 None if e < 0 else e,
@@ -452,9 +477,13 @@ class EpisodicStore:
             updates["destructive_version"] = version
         with self._tx() as c:
             if len(plan.evict):
-                c.execute(_DELETE_IDS, {"ids": json.dumps(plan.evict.tolist())})
+                self._delete_rows(c, plan.evict)
             if rows:  # the hot path: plain executemany, no per-row ORM bookkeeping
                 c.exec_driver_sql(_INSERT_ROWS, rows)
+                c.exec_driver_sql(
+                    _INSERT_PAYLOADS,
+                    [(i, vals[k].tobytes()) for i, k in zip(ids.tolist(), keep.tolist())],
+                )
             self._set_meta(c, **updates)
         self.meta.update(updates)
         self._apply_locally(
@@ -499,11 +528,17 @@ class EpisodicStore:
         ids = self._existing_ids(ids)
         version = self.meta["version"] + 1
         with self._tx() as c:
-            c.execute(_DELETE_IDS, {"ids": json.dumps(ids.tolist())})
+            self._delete_rows(c, ids)
             self._set_meta(c, version=version, destructive_version=version)
         self.meta.update(version=version, destructive_version=version)
         empty = np.empty(0, np.int64)
         self._apply_locally(ids, empty, empty, empty, empty, empty, empty, version)
+
+    @staticmethod
+    def _delete_rows(conn: Connection, ids: np.ndarray) -> None:
+        bound = {"ids": json.dumps(ids.tolist())}
+        conn.execute(_DELETE_IDS, bound)
+        conn.execute(_DELETE_PAYLOADS, bound)
 
     def _existing_ids(self, ids) -> np.ndarray:
         """``ids`` as a sorted unique array; StoreError naming any that are not stored."""

@@ -241,6 +241,32 @@ def test_transaction_lands_whole_or_not_at_all(tmp_path):
         assert recs[int(added[0])]["replay_count"] == 2
 
 
+def test_schema_1_store_is_upgraded_by_its_first_writer(tmp_path):
+    """Schema 1 kept payloads in the memories rows; a writer moves them to their own table."""
+    rng = np.random.default_rng(23)
+    keys, values, labels = batch(rng, 7)
+    with make(tmp_path) as st:
+        ids = st.write(keys, values, labels).ids
+    db = sqlite3.connect(tmp_path / "mem" / "memory.sqlite")  # rewrite it as schema 1 had it
+    db.executescript(
+        "ALTER TABLE memories ADD COLUMN value BLOB;"
+        "UPDATE memories SET value = (SELECT value FROM payloads WHERE payloads.id = memories.id);"
+        "DROP TABLE payloads;"
+        "UPDATE meta SET value = '1' WHERE name = 'schema_version';"
+    )
+    db.close()
+    with pytest.raises(StoreError, match="schema version 1; open it once for writing"):
+        EpisodicStore.open(tmp_path / "mem", readonly=True)
+    with EpisodicStore.open(tmp_path / "mem") as st:
+        assert st.meta["schema_version"] == 2 and st.verify()["ok"]
+        assert np.array_equal(st.fetch(ids).values, values)
+        st.write(*batch(rng, 2))
+    with EpisodicStore.open(tmp_path / "mem", readonly=True) as st:
+        assert len(st) == 9 and np.array_equal(st.fetch(ids).values, values)
+        columns = [r[1] for r in st._conn.exec_driver_sql("PRAGMA table_info(memories)")]
+        assert "value" not in columns
+
+
 def test_reopen_catches_up_on_rows_newer_than_index_file(tmp_path):
     rng = np.random.default_rng(11)
     with make(tmp_path) as st:
