@@ -192,11 +192,12 @@ def _train(cfg, agent, source, progress, log, run_dir, stop, echo) -> bool:
     """The loop; returns True if stopped early (after writing a checkpoint)."""
 
     last_save = time.monotonic()
+    writer = checkpoint.Writer(run_dir)
 
     def save() -> None:
         nonlocal last_save
         progress["metrics_bytes"] = log.size()
-        checkpoint.save(run_dir, agent.state_dict(), progress, agent.store)
+        writer.save(agent.state_dict(), progress, agent.store)
         last_save = time.monotonic()
 
     def save_due() -> bool:
@@ -256,6 +257,7 @@ def _train(cfg, agent, source, progress, log, run_dir, stop, echo) -> bool:
                     )
                 if stop.requested:
                     save()
+                    writer.wait()
                     bar.close()
                     echo(
                         f"stopped; checkpoint written to {run_dir / 'checkpoint'} "
@@ -286,6 +288,7 @@ def _train(cfg, agent, source, progress, log, run_dir, stop, echo) -> bool:
         save()
     finally:
         bar.close()
+        writer.wait()  # on disk before the run returns, or before an error propagates
     return False
 
 

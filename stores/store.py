@@ -147,6 +147,26 @@ def _on_begin(conn) -> None:
     conn.exec_driver_sql("BEGIN")
 
 
+def write_snapshot(source, dest: str | os.PathLike) -> None:
+    """Copy the SQLite database of connection ``source`` to file ``dest``, on disk when this
+    returns. The copy keeps no journal of its own: a copy cut short is garbage either way,
+    so callers write it under a temporary name (as checkpoints do)."""
+    import sqlite3
+
+    dest_conn = sqlite3.connect(dest)
+    try:
+        dest_conn.execute("PRAGMA journal_mode=OFF")
+        dest_conn.execute("PRAGMA synchronous=OFF")
+        source.backup(dest_conn)
+    finally:
+        dest_conn.close()
+    fd = os.open(dest, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # once, instead of the journal's several
+    finally:
+        os.close(fd)
+
+
 class EpisodicStore:
     """Write, search, sample, delete and re-key memories; see the module docstring."""
 
@@ -814,25 +834,21 @@ class EpisodicStore:
         self.index.save(self.path / INDEX_NAME, Coverage(self.meta["version"], max_id))
         self._saved_rows = len(self.catalog)
 
-    def snapshot(self, dest: str | os.PathLike) -> None:
-        """A consistent copy of the database (SQLite's online backup) at ``dest``, on disk
-        when this returns. The copy keeps no journal of its own: a copy cut short is garbage
-        either way, so the caller writes it under a temporary name (as checkpoints do)."""
+    def snapshot(self, dest: str | os.PathLike | None = None):
+        """A consistent copy of the database (SQLite's online backup): written to ``dest``
+        (see ``write_snapshot``), or without ``dest`` returned as an in-RAM SQLite
+        connection, usable from any thread, for ``write_snapshot`` to save later (the
+        checkpoint writer does that on its own thread while training goes on)."""
         import sqlite3
 
-        dest_conn = sqlite3.connect(dest)
-        try:
-            dest_conn.execute("PRAGMA journal_mode=OFF")
-            dest_conn.execute("PRAGMA synchronous=OFF")
-            with self._tx() as c:
-                c.connection.driver_connection.backup(dest_conn)
-        finally:
-            dest_conn.close()
-        fd = os.open(dest, os.O_RDONLY)
-        try:
-            os.fsync(fd)  # once, instead of the journal's several
-        finally:
-            os.close(fd)
+        with self._tx() as c:
+            source = c.connection.driver_connection
+            if dest is not None:
+                write_snapshot(source, dest)
+                return None
+            copy = sqlite3.connect(":memory:", check_same_thread=False)
+            source.backup(copy)
+        return copy
 
     @staticmethod
     def restore(folder: str | os.PathLike, snapshot: str | os.PathLike) -> None:

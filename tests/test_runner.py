@@ -269,11 +269,40 @@ def test_follow_mode_bad_file_is_named(tmp_path):
         )
 
 
+def test_background_checkpoint_holds_the_state_at_save_time(tmp_path):
+    """Training goes on while the writer thread writes: the checkpoint must not see it."""
+    rng = np.random.default_rng(0)
+    store = EpisodicStore.create(tmp_path / "mem", dim=4, value_shape=(2,))
+    store.write(rng.random((3, 4), np.float32), rng.random((3, 2), np.float32), [0, 1, 2])
+    weights = torch.nn.Linear(3, 2)
+    before = {k: v.clone() for k, v in weights.state_dict().items()}
+    writer = checkpoint.Writer(tmp_path)
+    writer.save({"model": weights.state_dict()}, {"step": 1}, store)
+    with torch.no_grad():  # the next steps, racing the writer
+        weights.weight.add_(1.0)
+    store.write(rng.random((2, 4), np.float32), rng.random((2, 2), np.float32), [3, 4])
+    writer.wait()
+    state, progress, snapshot = checkpoint.load(tmp_path)
+    assert progress == {"step": 1} and torch.equal(state["model"]["weight"], before["weight"])
+    EpisodicStore.restore(tmp_path / "restored", snapshot)
+    with EpisodicStore.open(tmp_path / "restored", readonly=True) as back:
+        assert len(back) == 3 and back.verify()["ok"]
+    store.close()
+    # a write that fails surfaces at the next wait, naming the problem
+    (tmp_path / "gone").mkdir()
+    broken = checkpoint.Writer(tmp_path / "gone" / "deeper")
+    with EpisodicStore.open(tmp_path / "mem") as store:
+        broken.save({"model": weights.state_dict()}, {"step": 2}, store)
+        with pytest.raises(FileNotFoundError):
+            broken.wait()
+        broken.wait()  # reported once
+
+
 @pytest.mark.parametrize("seconds", [0.0, 1e-9])
 def test_checkpoints_by_elapsed_time(tmp_path, monkeypatch, seconds):
     saves = []
-    real = checkpoint.save
-    monkeypatch.setattr(checkpoint, "save", lambda *a: (saves.append(1), real(*a)))
+    real = checkpoint.Writer.save
+    monkeypatch.setattr(checkpoint.Writer, "save", lambda *a: (saves.append(1), real(*a)))
     cfg = small_cfg(experiences=2, checkpoint_every=0, checkpoint_seconds=seconds)
     res = run(cfg, tmp_path / "run", echo=quiet)
     steps = res.summary["gradient_steps"] // cfg.iters
