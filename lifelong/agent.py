@@ -180,27 +180,48 @@ class Agent:
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
+    @torch.no_grad()
+    def _embeddings_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both from one forward pass (two where dropout or batch norm make the mode matter:
+        keys come from eval mode)."""
+        if self._mode_matters:
+            return torch.from_numpy(self.keys(x)), self._logits(x)
+        embeddings = self.model.embed(x)
+        return embeddings, self.model.head(embeddings)
+
     def _memory_losses(self, slots: np.ndarray) -> np.ndarray:
         x, y, _, _ = self.memory.batch(slots)
         return torch.nn.functional.cross_entropy(self._logits(x), y, reduction="none").numpy()
 
-    def flush_memory(self, rekey: bool = False) -> None:
+    def flush_memory(self) -> None:
         """Bring the store up to date with the RAM memory (the runner does it at every
-        checkpoint; a store written this way can be queried and snapshotted). With ``rekey``,
-        every memory also gets its key from the current encoder, in the same transaction."""
-        rekey = rekey and self.cfg.key_source != "fixed"  # fixed keys never drift
-        self.memory.flush(self.store, self.keys, self._memory_losses, rekey=rekey)
+        checkpoint; a store written this way can be queried and snapshotted)."""
+        self.memory.flush(self.store, self.keys, self._memory_losses)
 
     def end_experience(self, experience: int) -> None:
         """What the agent does once an experience is over: refresh the logits it remembers
-        of that experience (with distillation) and re-key its memories."""
+        of that experience (with distillation) and re-key its memories. One forward pass
+        over the memories serves the new logits, the keys and the replay losses."""
+        embeddings, logits = self._embeddings_and_logits(self.memory.x[: len(self.memory)])
         if self.cfg.distill and self.cfg.refresh_logits:
-            self.memory.refresh_logits(experience, self._logits)
-        self.rekey()
+            self.memory.refresh_logits(experience, logits)
+        self._flush_rekeyed(embeddings, logits)
 
     def rekey(self) -> None:
         """Recompute every memory's key with the current encoder (it drifts as it learns)."""
-        self.flush_memory(rekey=True)
+        self._flush_rekeyed(*self._embeddings_and_logits(self.memory.x[: len(self.memory)]))
+
+    def _flush_rekeyed(self, embeddings: torch.Tensor, logits: torch.Tensor) -> None:
+        """Flush, with every memory's key renewed in the same transaction (fixed keys never
+        drift); replay losses from the memories' current logits."""
+        y = self.memory.y
+
+        def losses(slots: np.ndarray) -> np.ndarray:
+            s = torch.from_numpy(slots)
+            return torch.nn.functional.cross_entropy(logits[s], y[s], reduction="none").numpy()
+
+        keys = None if self.cfg.key_source == "fixed" else embeddings.numpy()
+        self.memory.flush(self.store, self.keys, losses, keys=keys)
 
     # -- task masks (task-incremental streams only) ---------------------------------------
     def _masked(self, task_id) -> bool:

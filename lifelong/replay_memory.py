@@ -92,15 +92,14 @@ class ReplayMemory:
         self.size += len(fresh)
         return len(keep)
 
-    def refresh_logits(
-        self, experience: int, logits_of: Callable[[torch.Tensor], torch.Tensor]
-    ) -> None:
+    def refresh_logits(self, experience: int, logits: torch.Tensor) -> None:
         """Give the memories written during ``experience`` the logits of the network as it is
-        now, at its end: it knows that experience best now, so those are the targets worth
-        holding on to (the update of X-DER, Boschini et al. 2022, for the current task)."""
+        now, at its end (``logits``: of every memory, in slot order): it knows that
+        experience best now, so those are the targets worth holding on to (the update of
+        X-DER, Boschini et al. 2022, for the current task)."""
         slots = torch.from_numpy(np.flatnonzero(self.experience[: self.size] == experience))
         if len(slots):
-            self.logits[slots] = logits_of(self.x[slots])
+            self.logits[slots] = logits[slots]
 
     # -- replay ---------------------------------------------------------------------------
     def sample(self, n: int, policy: str, rng: np.random.Generator) -> np.ndarray:
@@ -137,17 +136,17 @@ class ReplayMemory:
         keys_of: Callable[[torch.Tensor], np.ndarray],
         loss_of: Callable[[np.ndarray], np.ndarray],
         *,
-        rekey: bool = False,
+        keys: np.ndarray | None = None,
     ) -> None:
         """Hand the store every change since the last flush, in one transaction: new memories
-        (keyed now) and evictions, replay counts with each replayed memory's loss, and with
-        ``rekey`` fresh keys for the memories already there (the encoder drifted)."""
+        (keyed by ``keys_of`` now) and evictions, replay counts with each replayed memory's
+        loss, and with ``keys`` (of every memory, in slot order) re-keys of the memories
+        already there (the encoder drifted)."""
         n = self.size
-        if not (rekey or self.pending() or store.meta["seen"] != self.seen):
+        if keys is None and not (self.pending() or store.meta["seen"] != self.seen):
             return
         new = np.flatnonzero(self.store_id[:n] < 0)
         counted = np.flatnonzero(self.replays[:n])
-        keys = keys_of(self.x[:n]) if rekey and n else None
         ids = self.store_id[:n].copy()  # what they will be once this commits
         with store.transaction():
             if len(new) or self.evicted or store.meta["seen"] != self.seen:

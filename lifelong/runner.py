@@ -233,16 +233,12 @@ def _train(cfg, agent, source, progress, log, run_dir, stop, echo) -> bool:
         while (exp := source.get(i)) is not None:
             gen = torch.Generator().manual_seed(cfg.seed * 100_003 + i)
             order = torch.randperm(exp.n_train, generator=gen)
-            n_batches = math.ceil(exp.n_train / cfg.batch_size)
-            for b in range(progress["batch"], n_batches):
-                idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-                loss = agent.observe(
-                    exp.x_train[idx], exp.y_train[idx], exp.task_id, i, progress["position"]
-                )
-                progress["position"] += len(idx)
+            for b, x, y in _batches(exp, order, cfg.batch_size, progress["batch"]):
+                loss = agent.observe(x, y, exp.task_id, i, progress["position"])
+                progress["position"] += len(y)
                 progress["batch"] = b + 1
                 progress["train_seconds"] = time.perf_counter() - started
-                bar.update(len(idx))
+                bar.update(len(y))
                 if agent.steps % 10 == 0:
                     bar.set_postfix(exp=i, loss=f"{loss:.3f}", refresh=False)
                 if cfg.eval_every and agent.steps % cfg.eval_every == 0:
@@ -290,6 +286,20 @@ def _train(cfg, agent, source, progress, log, run_dir, stop, echo) -> bool:
         bar.close()
         writer.wait()  # on disk before the run returns, or before an error propagates
     return False
+
+
+_CHUNK = 64  # batches gathered at once: one gather and then views, not a gather per batch
+
+
+def _batches(exp: Experience, order: torch.Tensor, size: int, start: int):
+    """(b, x, y) for batches ``start``, ``start + 1``, ... of the experience in this order."""
+    n = math.ceil(exp.n_train / size)
+    for first in range(start, n, _CHUNK):
+        idx = order[first * size : (first + _CHUNK) * size]
+        xs, ys = exp.x_train[idx], exp.y_train[idx]
+        for b in range(first, min(first + _CHUNK, n)):
+            k = (b - first) * size
+            yield b, xs[k : k + size], ys[k : k + size]
 
 
 def _matrix(rows: list[list[float]]) -> np.ndarray:

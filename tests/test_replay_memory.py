@@ -90,7 +90,7 @@ def test_flush_with_rekey_keys_every_memory_in_one_transaction(tmp_path):
             return keys_of(x) * 2 + 1
 
         version = store.stats()["version"]
-        mem.flush(store, drifted, loss_of, rekey=True)
+        mem.flush(store, drifted, loss_of, keys=drifted(mem.x[: len(mem)]))
         ids = mem.store_id[: len(mem)]
         assert sorted(ids.tolist()) == store.catalog.ids.tolist()
         assert np.allclose(store.keys_of(ids), drifted(mem.x[: len(mem)]))
@@ -165,7 +165,7 @@ def test_refresh_logits_renews_only_that_experience(tmp_path):
         x, y, pos = stream_batch(rng, e, 20)
         mem.add(x, y, None, e, pos, logits_of(x))
     before = mem.logits.clone()
-    mem.refresh_logits(1, lambda x: torch.full((len(x), CLASSES), 7.0))
+    mem.refresh_logits(1, torch.full((len(mem), CLASSES), 7.0))
     new = mem.experience[:40] == 1
     assert (mem.logits[torch.from_numpy(new)] == 7).all()
     assert torch.equal(mem.logits[torch.from_numpy(~new)], before[torch.from_numpy(~new)])
