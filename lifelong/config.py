@@ -64,6 +64,11 @@ class RunConfig:
     checkpoint_every: int = opt(0, "also checkpoint every N steps (0: off)")
     checkpoint_seconds: float = opt(60.0, "also checkpoint when this long since the last (0: off)")
     progress: bool = opt(True, "show a progress bar")
+    threads: int = opt(
+        0,
+        "torch threads; 0: one for the MLP (its small products lose more to thread "
+        "hand-offs than they gain), every core for the CNN",
+    )
 
     # keys that may differ when resuming a run folder without changing its numbers
     RESUMABLE_CHANGES = ("progress", "checkpoint_every", "checkpoint_seconds")
@@ -84,7 +89,7 @@ class RunConfig:
                 raise ConfigError(f"{key} must be positive, got {getattr(self, key)}")
         if self.lr <= 0 or self.alpha_init <= 0:
             raise ConfigError("lr and alpha_init must be positive")
-        for key in ("distill", "checkpoint_seconds", "grad_clip"):
+        for key in ("distill", "checkpoint_seconds", "grad_clip", "threads"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be zero or positive, got {getattr(self, key)}")
         return self

@@ -107,10 +107,15 @@ class SmallCNN(Backbone):
         self.embedding_dim = hidden
 
 
-def build_model(kind: str, input_shape: tuple[int, ...], n_classes: int, hidden: int) -> nn.Module:
+def model_kind(kind: str, input_shape: tuple[int, ...]) -> str:
     """``auto`` picks the CNN for colour images and the MLP otherwise."""
     if kind == "auto":
-        kind = "cnn" if len(input_shape) == 3 and input_shape[0] == 3 else "mlp"
+        return "cnn" if len(input_shape) == 3 and input_shape[0] == 3 else "mlp"
+    return kind
+
+
+def build_model(kind: str, input_shape: tuple[int, ...], n_classes: int, hidden: int) -> nn.Module:
+    kind = model_kind(kind, input_shape)
     if kind == "mlp":
         return MLP(input_shape, n_classes, hidden)
     return SmallCNN(input_shape, n_classes, max(hidden, 64))

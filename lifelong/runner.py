@@ -25,6 +25,7 @@ from lifelong import checkpoint, metrics
 from lifelong.agent import Agent, StreamSpec
 from lifelong.config import ConfigError, RunConfig
 from lifelong.follow import FolderStream
+from lifelong.models import model_kind
 from stores import EpisodicStore
 from streams import Experience, Stream, get_stream
 
@@ -60,6 +61,18 @@ class _StopFlag:
     def __exit__(self, *exc) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def _torch_threads(cfg: RunConfig, input_shape: tuple[int, ...]):
+    """The run's torch thread count (``cfg.threads``, or by model), restored afterwards."""
+    before = torch.get_num_threads()
+    mlp = model_kind(cfg.model, input_shape) == "mlp"
+    torch.set_num_threads(cfg.threads or (1 if mlp else before))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _check_config(cfg: RunConfig, run_dir: Path) -> None:
@@ -149,8 +162,9 @@ def run(
         cfg.stream = stream.name
     run_dir = Path(run_dir)
     _check_config(cfg, run_dir)
-    with _StopFlag() as stop:
+    with _StopFlag() as stop, contextlib.ExitStack() as scope:
         source = _Source(cfg, stop, follow_options or {}, stream)
+        scope.enter_context(_torch_threads(cfg, source.spec.input_shape))
         saved = checkpoint.load(run_dir)
         memory_dir = run_dir / "memory"
         if saved is not None:

@@ -308,3 +308,17 @@ def test_checkpoints_by_elapsed_time(tmp_path, monkeypatch, seconds):
     steps = res.summary["gradient_steps"] // cfg.iters
     ends = 2 + 1  # each experience's end, and the run's
     assert len(saves) == (ends if seconds == 0 else steps + ends)
+
+
+@pytest.mark.parametrize("threads, expected", [(0, 1), (2, 2)])
+def test_run_sets_torch_threads_and_restores_them(tmp_path, monkeypatch, threads, expected):
+    from lifelong.agent import Agent
+
+    seen = []
+    real = Agent.observe
+    monkeypatch.setattr(
+        Agent, "observe", lambda self, *a: (seen.append(torch.get_num_threads()), real(self, *a))[1]
+    )
+    before = torch.get_num_threads()
+    run(small_cfg(experiences=1, controller=False, threads=threads), tmp_path / "r", echo=quiet)
+    assert set(seen) == {expected} and torch.get_num_threads() == before
