@@ -94,7 +94,7 @@ def meta_grads_first_order(
     y_meta = torch.cat([y_in, y_mem]) if y_mem is not None else y_in
     n_in = len(y_in)
     fast = rates.weights  # the look-ahead starts at the weights (and never writes to them)
-    cum = w_grads = a_grads = None  # G_k, sum of dm_k/dw_k, sum of -G_k * dm_k/dw_k
+    cum = w_grads = a_grads = None  # G_k, sum of dm_k/dw_k, sum of G_k * dm_k/dw_k
     meta_losses = []
     for xc, yc in _look_ahead_chunks(x_in, y_in, inner_steps):
         logits, vjp = model.forward_vjp(fast, xc)
@@ -107,15 +107,14 @@ def meta_grads_first_order(
         grads = vjp(grad_logits)
         if w_grads is None:
             w_grads, a_grads = grads, list(torch._foreach_mul(cum, grads))
-            torch._foreach_neg_(a_grads)
         else:
             torch._foreach_add_(w_grads, grads)
-            torch._foreach_addcmul_(a_grads, cum, grads, value=-1)
+            torch._foreach_addcmul_(a_grads, cum, grads)
         meta_losses.append(meta)
     k = len(meta_losses)
     torch._foreach_div_(w_grads, k)
     torch._foreach_mul_(a_grads, torch._foreach_sign(applied))  # no gradient where a <= 0
-    torch._foreach_div_(a_grads, k)
+    torch._foreach_div_(a_grads, -k)  # the sign of -G_k, folded in here
     return torch.stack(meta_losses).mean(), w_grads, a_grads, logits[:n_in]
 
 
