@@ -19,22 +19,29 @@ def balanced_rows(
 ) -> np.ndarray:
     """Up to n distinct rows: each draw picks a group uniformly, then a member not yet drawn.
 
-    ``bounds`` and ``order`` come from ``group_rows`` (the store keeps them between writes).
-    All groups' members are shuffled at once (a random key per row, sorted within its group)
-    rather than one ``choice`` per group: a replay batch is drawn every update.
+    ``bounds`` and ``order`` come from ``group_rows`` (the store keeps them between writes);
+    members are drawn per group, so a draw costs the same at a thousand rows or a million.
     """
-    group_of = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
-    shuffled = order[np.argsort(group_of + rng.random(len(order)))]
-    return _take(bounds, shuffled, n, rng)
+    sizes = np.diff(bounds)
+    quota = _quota(sizes, n, rng)
+    picks = [
+        order[bounds[g] + rng.choice(sizes[g], quota[g], replace=False)]
+        for g in np.flatnonzero(quota)
+    ]
+    return np.concatenate(picks) if picks else np.empty(0, np.int64)
 
 
 def balanced_rows_of(column: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``balanced_rows`` for a column of small integers, grouped and shuffled by one sort:
-    for a memory of a few thousand rows that is cheaper than keeping a grouping up to date
-    through writes."""
+    """``balanced_rows`` for a small column (the agent's memory of a few thousand rows):
+    grouped and shuffled by one sort of random keys, which costs less than keeping a
+    grouping up to date through writes, or one ``choice`` per group. Not for a million rows:
+    the sort is over all of them."""
     shuffled = np.argsort(column + rng.random(len(column)))
     _, bounds = _runs(column[shuffled])
-    return _take(bounds, shuffled, n, rng)
+    sizes = np.diff(bounds)
+    quota = _quota(sizes, n, rng)  # a group yields its shuffled members in order
+    firsts = np.repeat(bounds[:-1] - np.cumsum(quota) + quota, quota)
+    return shuffled[firsts + np.arange(quota.sum())]
 
 
 def _runs(ordered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -45,11 +52,8 @@ def _runs(ordered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ordered[starts], np.append(starts, len(ordered))
 
 
-def _take(bounds: np.ndarray, shuffled: np.ndarray, n: int, rng) -> np.ndarray:
-    """Pick a group uniformly per draw; a group yields its (shuffled) members in order."""
-    sizes = np.diff(bounds)
+def _quota(sizes: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """How many of the n draws land on each group (uniform over groups, capped by size)."""
     if len(sizes) == 0:
-        return np.empty(0, np.int64)
-    quota = np.minimum(np.bincount(rng.integers(0, len(sizes), n), minlength=len(sizes)), sizes)
-    firsts = np.repeat(bounds[:-1] - np.cumsum(quota) + quota, quota)
-    return shuffled[firsts + np.arange(quota.sum())]
+        return sizes
+    return np.minimum(np.bincount(rng.integers(0, len(sizes), n), minlength=len(sizes)), sizes)
