@@ -9,7 +9,7 @@ RUN    ?= runs/default
 STREAM ?= split-mnist5k
 SEED   ?= 0
 
-.PHONY: install run test lint bench bench-store bench-agent compare clean
+.PHONY: install run test lint bench bench-store bench-agent bench-step compare clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,7 +34,10 @@ bench-store: $(STAMP)
 bench-agent: $(STAMP)
 	$(BIN)/python bench/agent_bench.py
 
-bench: bench-store bench-agent
+bench-step: $(STAMP)
+	$(BIN)/python bench/step_bench.py
+
+bench: bench-store bench-agent bench-step
 
 compare: $(STAMP)
 	$(BIN)/lifelong compare --stream $(STREAM) --seeds 0-4 --memory 500 --jobs 2

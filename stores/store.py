@@ -133,10 +133,6 @@ def _on_connect(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA journal_mode=WAL")  # persistent; readers never block the writer
     cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
-    # copy the journal back into the database every 32 MB rather than every 4 MB: each copy
-    # costs two fsyncs (11-18 ms here), and a page changed many times in between (a re-keyed
-    # memory) is copied once
-    cur.execute("PRAGMA wal_autocheckpoint=8192")
     # random row reads (sampling) go through the OS page cache without a syscall each
     cur.execute("PRAGMA mmap_size=17179869184")
     cur.execute("PRAGMA cache_size=-65536")
