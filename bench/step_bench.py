@@ -1,0 +1,127 @@
+"""Step profile: where one incoming batch's time goes, and closed-form gradients against autograd.
+
+    python bench/step_bench.py [--stream split-mnist5k] [--calls 200]
+
+At Avalanche's compute (one update per incoming batch of 10, replay 10) on a memory already
+full, times each part of ``Agent.observe`` and, side by side, the same update computed with
+autograd: plain replay (forward, loss, backward, clip, SGD) and the controller's first-order
+meta-gradients. Each figure is the best of 7 rounds of ``--calls`` calls, the rounds of the
+two ways interleaved, so machine noise hits both alike. Prints a table and writes
+bench/results/step.json and step.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import streams  # noqa: E402
+from bench.results_table import write_table  # noqa: E402
+from lifelong.agent import Agent, StreamSpec  # noqa: E402
+from lifelong.config import RunConfig  # noqa: E402
+from lifelong.controller import _clip_, meta_grads_autograd, meta_grads_first_order  # noqa: E402
+
+ROUNDS = 7
+
+
+def best_us(fns: dict, calls: int) -> dict:
+    """Microseconds a call: the best round of each, rounds interleaved."""
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(ROUNDS):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            best[name] = min(best[name], (time.perf_counter() - t) / calls * 1e6)
+    return best
+
+
+def warmed_agent(stream, controller: bool) -> Agent:
+    cfg = RunConfig(stream=stream.name, controller=controller, iters=1, replay_batch=10)
+    spec = StreamSpec(stream.input_shape, stream.n_classes, stream.task_aware, stream.scenario)
+    agent = Agent(cfg.validate(), spec, Agent.memory_for(cfg, spec))
+    e, pos = stream[0], 0
+    for _ in range(2):  # 160 batches: the memory of 500 is full, the write policy evicting
+        for b in range(0, e.n_train, 10):
+            agent.observe(e.x_train[b : b + 10], e.y_train[b : b + 10], e.task_id, 0, pos)
+            pos += 10
+    return agent
+
+
+def autograd_replay_step(agent: Agent, loss_of, x, y, x_mem, y_mem) -> None:
+    """The plain replay update as autograd computes it (what the closed form replaced)."""
+    params = agent.weights
+    logits = agent.model(torch.cat([x, x_mem]))
+    loss = loss_of(logits[: len(y)], y, logits[len(y) :], y_mem)
+    grads = torch.autograd.grad(loss, params)
+    _clip_(grads, agent.cfg.grad_clip)
+    with torch.no_grad():
+        torch._foreach_add_(params, list(grads), alpha=-agent.cfg.lr)
+
+
+def profile(stream, controller: bool, calls: int) -> list[dict]:
+    agent = warmed_agent(stream, controller)
+    e = stream[0]
+    x, y = e.x_train[:10], e.y_train[:10]
+    rng = np.random.default_rng(0)
+    x_mem, y_mem, t_mem, z_mem = agent._replay(x)
+    loss_of = agent._replay_loss(e.task_id, t_mem, z_mem)
+    batch = (x, y, x_mem, y_mem)
+    parts = {
+        "input checks": lambda: agent._check_batch(x, y, 0, 0),
+        "replay draw (class-balanced) + gather": lambda: agent.memory.batch(
+            agent.memory.sample(10, "class-balanced", rng)
+        ),
+        "memory write (reservoir plan + copy)": lambda: agent.memory.add(
+            x, y, e.task_id, 0, 0, z_mem
+        ),
+    }
+    mode = "controller" if controller else "replay"
+    agent.cfg.lr = 0.0  # the plain update leaves the weights as they are: every call alike
+    if controller:
+        args = (agent.model, agent.rates, loss_of, *batch, agent.cfg.inner_steps, 2.0)
+        pair = {
+            "meta-gradients, closed form": lambda: meta_grads_first_order(*args),
+            "meta-gradients, autograd": lambda: meta_grads_autograd(*args, create_graph=False),
+        }
+    else:
+        pair = {
+            "update, closed form": lambda: agent._replay_step(loss_of, *batch),
+            "update, autograd": lambda: autograd_replay_step(agent, loss_of, *batch),
+        }
+    whole = {"whole observe (incl. the update)": lambda: agent.observe(x, y, e.task_id, 0, 0)}
+    times = {**best_us(parts, calls), **best_us(pair, calls), **best_us(whole, calls)}
+    closed, auto = list(pair)
+    rows = [{"mode": mode, "part": k, "us_per_call": v} for k, v in times.items()]
+    rows.append(
+        {"mode": mode, "part": "autograd / closed form", "ratio": times[auto] / times[closed]}
+    )
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--stream", default="split-mnist5k")
+    ap.add_argument("--calls", type=int, default=200)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    stream = streams.get_stream(args.stream, seed=0)
+    rows = profile(stream, False, args.calls) + profile(stream, True, args.calls)
+
+    def cell(v) -> str:
+        return "" if v is None else (f"{v:.1f}" if isinstance(v, float) else str(v))
+
+    rows = [{**r, "ratio": f"{r['ratio']:.2f}x" if "ratio" in r else None} for r in rows]
+    write_table("step", rows, ["mode", "part", "us_per_call", "ratio"], cell)
+
+
+if __name__ == "__main__":
+    main()
