@@ -125,12 +125,20 @@ _UPGRADE_FROM_1 = (
 )
 
 
+# SQLite pages of 16 KiB, not the default 4: a 784-float payload (3 KiB) fills a 4 KiB page by
+# itself, so a flush of 500 memories wrote 500 pages, a syscall each. With 16 KiB pages the
+# agent's experience-end flush takes half the time and 1M-row writes run 28k -> 40k/s, while
+# sample(64) at 1M rows stays at 0.5 ms (64 KiB pages made it slower: 0.7-0.8 ms).
+PAGE_SIZE = 16384
+
+
 def _on_connect(dbapi_conn, _record) -> None:
     # Let SQLAlchemy's BEGIN (below) start every transaction, reads included, so a reader
     # sees one consistent snapshot across statements (pysqlite alone would not begin reads).
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute(f"PRAGMA page_size={PAGE_SIZE}")  # a new database only; before WAL is on
     cur.execute("PRAGMA journal_mode=WAL")  # persistent; readers never block the writer
     cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
     # random row reads (sampling) go through the OS page cache without a syscall each

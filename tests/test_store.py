@@ -267,6 +267,39 @@ def test_schema_1_store_is_upgraded_by_its_first_writer(tmp_path):
         assert "value" not in columns
 
 
+def test_new_stores_use_16k_pages_and_older_4k_stores_still_work(tmp_path):
+    """Page size is fixed when a database is created: new ones get 16 KiB pages (a flush of
+    payloads writes a quarter of the pages), snapshots keep it, and a store created with
+    SQLite's default 4 KiB pages opens, reads and writes as before."""
+
+    def page_size(path) -> int:
+        db = sqlite3.connect(path)
+        try:
+            return db.execute("PRAGMA page_size").fetchone()[0]
+        finally:
+            db.close()
+
+    rng = np.random.default_rng(29)
+    keys, values, labels = batch(rng, 40)
+    with make(tmp_path) as st:
+        st.write(keys, values, labels)
+        st.snapshot(tmp_path / "copy.sqlite")
+    assert page_size(tmp_path / "mem" / "memory.sqlite") == 16384
+    assert page_size(tmp_path / "copy.sqlite") == 16384
+
+    old = sqlite3.connect(tmp_path / "copy.sqlite", isolation_level=None)  # as 4 KiB pages
+    old.executescript("PRAGMA journal_mode=DELETE; PRAGMA page_size=4096; VACUUM;")
+    old.close()
+    os.replace(tmp_path / "copy.sqlite", tmp_path / "old.sqlite")
+    assert page_size(tmp_path / "old.sqlite") == 4096
+    EpisodicStore.restore(tmp_path / "mem", tmp_path / "old.sqlite")
+    with EpisodicStore.open(tmp_path / "mem") as st:
+        assert st.verify()["ok"] and len(st) == 40
+        ids = st.write(*batch(rng, 5)).ids
+        assert len(st.fetch(ids).values) == 5
+    assert page_size(tmp_path / "mem" / "memory.sqlite") == 4096
+
+
 def test_reopen_catches_up_on_rows_newer_than_index_file(tmp_path):
     rng = np.random.default_rng(11)
     with make(tmp_path) as st:
