@@ -8,6 +8,7 @@ function for everyone, so the metrics differ only by what the methods learned.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -137,7 +138,11 @@ def run_ours(
 
     torch.set_num_threads(1)
     c = replace(cfg, stream=stream_name, seed=seed, memory=memory, progress=False, **OURS[name])
-    res = run(c, out / f"{name}-seed{seed}", echo=lambda m: None)
+    run_dir = out / f"{name}-seed{seed}"
+    # a folder left by an earlier compare would be resumed (or, finished, reported again with
+    # its old timings): a comparison measures a run from its start
+    shutil.rmtree(run_dir, ignore_errors=True)
+    res = run(c, run_dir, echo=lambda m: None)
     return {
         "method": name,
         "seed": seed,

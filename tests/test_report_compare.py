@@ -97,3 +97,13 @@ def test_compare_two_strategies_on_two_experiences(tmp_path, capsys):
         assert 0.0 <= r["average_accuracy"] <= 1.0
     assert (out / "results.csv").read_text().count("\n") == 5
     assert (out / "comparison.png").stat().st_size > 5000
+
+    # run again into the same folder with another budget: our runs start afresh (a finished
+    # run folder of the last compare is neither resumed nor reported again)
+    args = ["compare", "--stream", "split-digits", "--experiences", "2", "--seeds", "0"]
+    assert (
+        main([*args, "--methods", "ours", "--memory", "30", "--out", str(out), "--no-progress"])
+        == 0
+    )
+    rerun = json.loads((out / "ours-seed0" / "summary.json").read_text())
+    assert rerun["config"]["memory"] == 30 and rerun["summary"]["memories"] == 30
