@@ -107,3 +107,18 @@ def test_compare_two_strategies_on_two_experiences(tmp_path, capsys):
     )
     rerun = json.loads((out / "ours-seed0" / "summary.json").read_text())
     assert rerun["config"]["memory"] == 30 and rerun["summary"]["memories"] == 30
+
+
+def test_compare_keeps_avalanche_deprecation_warnings_off_the_terminal():
+    """Avalanche 0.6 turns its deprecation warnings back on at every deprecated call; a
+    comparison's output is our table, not pages of its warnings."""
+    import warnings
+
+    from lifelong.compare import run_baseline
+    from lifelong.config import RunConfig
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        result = run_baseline("replay", "split-digits", 0, 50, RunConfig(experiences=2))
+    assert len(result["matrix"]) == 2
+    assert not [w for w in seen if "avalanche" in str(w.filename)]
