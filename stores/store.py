@@ -840,11 +840,32 @@ class EpisodicStore:
 
     def snapshot(self, dest: str | os.PathLike | None = None):
         """A consistent copy of the database (SQLite's online backup): written to ``dest``
-        (see ``write_snapshot``), or without ``dest`` returned as an in-RAM SQLite
-        connection, usable from any thread, for ``write_snapshot`` to save later (the
-        checkpoint writer does that on its own thread while training goes on)."""
+        (see ``write_snapshot``), or without ``dest`` returned as a SQLite connection, usable
+        from any thread, that ``write_snapshot`` copies later (the checkpoint writer does
+        that on its own thread while training goes on).
+
+        For a store on disk that connection is a reader holding the database as it is now in
+        an open read transaction (WAL keeps that version for it while the store writes on),
+        so nothing is copied until the writer thread copies it once, straight to its file;
+        an in-RAM store is copied into RAM here."""
         import sqlite3
 
+        if self.path is not None:
+            if self._in_transaction:
+                raise StoreError("snapshot() inside transaction(): the copy would miss its writes")
+            reader = sqlite3.connect(
+                self.path / DB_NAME, check_same_thread=False, isolation_level=None
+            )
+            reader.execute("PRAGMA busy_timeout=10000")
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM meta").fetchall()  # the read starts here
+            if dest is None:
+                return reader
+            try:
+                write_snapshot(reader, dest)
+            finally:
+                reader.close()
+            return None
         with self._tx() as c:
             source = c.connection.driver_connection
             if dest is not None:

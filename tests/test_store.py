@@ -300,6 +300,32 @@ def test_new_stores_use_16k_pages_and_older_4k_stores_still_work(tmp_path):
     assert page_size(tmp_path / "mem" / "memory.sqlite") == 4096
 
 
+def test_snapshot_for_later_keeps_the_store_as_it_was(tmp_path):
+    """``snapshot()`` without a destination (what checkpoints take) holds the database as it
+    was: writes and deletes after it are not in the copy written later, from another
+    thread; inside a transaction it is refused (the copy would miss the open writes)."""
+    import threading
+
+    from stores.store import write_snapshot
+
+    rng = np.random.default_rng(31)
+    with make(tmp_path) as st:
+        first = st.write(*batch(rng, 10)).ids
+        snap = st.snapshot()
+        st.write(*batch(rng, 5))
+        st.delete(first[:3])
+        copier = threading.Thread(target=write_snapshot, args=(snap, tmp_path / "copy.sqlite"))
+        copier.start()
+        copier.join()
+        snap.close()
+        with pytest.raises(StoreError, match="inside transaction"), st.transaction():
+            st.snapshot()
+        assert len(st) == 12
+    EpisodicStore.restore(tmp_path / "back", tmp_path / "copy.sqlite")
+    with EpisodicStore.open(tmp_path / "back") as back:
+        assert back.verify()["ok"] and sorted(back.catalog.ids.tolist()) == sorted(first.tolist())
+
+
 def test_reopen_catches_up_on_rows_newer_than_index_file(tmp_path):
     rng = np.random.default_rng(11)
     with make(tmp_path) as st:
