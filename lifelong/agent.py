@@ -16,7 +16,7 @@ import torch
 
 from lifelong.adaptation import adapted_logits
 from lifelong.config import RunConfig
-from lifelong.controller import LearnedRates, _clip_, lamaml_step
+from lifelong.controller import LearnedRates, _clip_factor, lamaml_step
 from lifelong.losses import ReplayLoss, mask_to
 from lifelong.models import build_model
 from lifelong.replay_memory import ReplayMemory
@@ -137,8 +137,8 @@ class Agent:
         logits, vjp = self.model.forward_vjp(self.weights, x)
         loss, grad_logits = loss_of.with_grad(logits, y, n_in)
         grads = vjp(grad_logits)
-        _clip_(grads, self.cfg.grad_clip)
-        torch._foreach_add_(self.weights, grads, alpha=-self.cfg.lr)
+        lr = self.cfg.lr * _clip_factor(grads, self.cfg.grad_clip)  # clipped in the step
+        torch._foreach_add_(self.weights, grads, alpha=-lr)
         return loss, logits[:n_in]
 
     def _replay_loss(self, task_id, t_mem, z_mem) -> ReplayLoss:

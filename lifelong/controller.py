@@ -58,13 +58,15 @@ def lamaml_step(
     batch = (model, rates, loss, x_in, y_in, x_mem, y_mem, inner_steps, grad_clip)
     if second_order:
         meta, w_grads, a_grads, logits_in = meta_grads_autograd(*batch, create_graph=True)
-    else:
-        meta, w_grads, a_grads, logits_in = meta_grads_first_order(*batch)
-    _clip_(w_grads, grad_clip)
-    _clip_(a_grads, grad_clip)
+        w_scale = a_scale = 1.0
+    else:  # sums over the look-ahead steps: their mean and sign go into the update's scalars
+        meta, w_grads, a_grads, logits_in, k = _meta_grad_sums(*batch)
+        w_scale, a_scale = 1.0 / k, -1.0 / k
+    w_scale = _clip_factor(w_grads, grad_clip, w_scale)
+    a_scale = _clip_factor(a_grads, grad_clip, a_scale)
     with torch.no_grad():
-        torch._foreach_add_(rates.tensors, a_grads, alpha=-rate_lr)
-        torch._foreach_addcmul_(rates.weights, rates.applied(), w_grads, value=-1)
+        torch._foreach_add_(rates.tensors, a_grads, alpha=-rate_lr * a_scale)
+        torch._foreach_addcmul_(rates.weights, rates.applied(), w_grads, value=-w_scale)
     return meta, logits_in
 
 
@@ -76,7 +78,6 @@ def _look_ahead_chunks(x_in, y_in, inner_steps: int):
     ]
 
 
-@torch.no_grad()
 def meta_grads_first_order(
     model, rates, loss, x_in, y_in, x_mem, y_mem, inner_steps: int, grad_clip: float
 ):
@@ -87,8 +88,20 @@ def meta_grads_first_order(
     dm_k/dw = dm_k/dw_k and dm_k/da = -G_k * dm_k/dw_k * [a > 0]. That is the same gradient
     autograd gives through the rates, at about half the cost (no graph through them); the
     backward passes themselves are the backbone's ``forward_vjp`` and the loss's closed-form
-    gradient.
+    gradient. (``lamaml_step`` takes the sums and folds the mean into its update.)
     """
+    meta, w_grads, a_grads, logits_in, k = _meta_grad_sums(
+        model, rates, loss, x_in, y_in, x_mem, y_mem, inner_steps, grad_clip
+    )
+    torch._foreach_div_(w_grads, k)
+    torch._foreach_div_(a_grads, -k)
+    return meta, w_grads, a_grads, logits_in
+
+
+@torch.no_grad()
+def _meta_grad_sums(model, rates, loss, x_in, y_in, x_mem, y_mem, inner_steps, grad_clip):
+    """(mean meta-loss, sum of dm_k/dw_k, sum of G_k * dm_k/dw_k where a > 0, the incoming
+    logits, k): ``meta_grads_first_order`` before its division by k and -k."""
     applied = rates.applied()
     x_meta = torch.cat([x_in, x_mem]) if x_mem is not None else x_in
     y_meta = torch.cat([y_in, y_mem]) if y_mem is not None else y_in
@@ -111,11 +124,9 @@ def meta_grads_first_order(
             torch._foreach_add_(w_grads, grads)
             torch._foreach_addcmul_(a_grads, cum, grads)
         meta_losses.append(meta)
-    k = len(meta_losses)
-    torch._foreach_div_(w_grads, k)
     torch._foreach_mul_(a_grads, torch._foreach_sign(applied))  # no gradient where a <= 0
-    torch._foreach_div_(a_grads, -k)  # the sign of -G_k, folded in here
-    return torch.stack(meta_losses).mean(), w_grads, a_grads, logits[:n_in]
+    k = len(meta_losses)
+    return torch.stack(meta_losses).mean(), w_grads, a_grads, logits[:n_in], k
 
 
 def meta_grads_autograd(
@@ -166,11 +177,18 @@ def _clipped(grads, max_norm: float) -> list[torch.Tensor]:
 
 def _clip_(grads, max_norm: float) -> None:
     """Scale grads in place so their joint L2 norm is at most max_norm."""
+    factor = _clip_factor(grads, max_norm)
+    if factor != 1.0:
+        torch._foreach_mul_(list(grads), factor)
+
+
+def _clip_factor(grads, max_norm: float, scale: float = 1.0) -> float:
+    """``scale``, shrunk so that ``scale * grads`` has joint L2 norm at most max_norm: an update
+    ``w -= lr * _clip_factor(g, c) * g`` clips without a pass that rescales g first."""
     if max_norm <= 0:
-        return
-    total = float(_total_norm(grads))
-    if total > max_norm:
-        torch._foreach_mul_(list(grads), max_norm / (total + 1e-12))
+        return scale
+    total = float(_total_norm(grads)) * abs(scale)
+    return scale * max_norm / (total + 1e-12) if total > max_norm else scale
 
 
 def _total_norm(grads) -> torch.Tensor:
