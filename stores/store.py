@@ -127,8 +127,9 @@ _UPGRADE_FROM_1 = (
 
 # SQLite pages of 16 KiB, not the default 4: a 784-float payload (3 KiB) fills a 4 KiB page by
 # itself, so a flush of 500 memories wrote 500 pages, a syscall each. With 16 KiB pages the
-# agent's experience-end flush takes half the time and 1M-row writes run 28k -> 40k/s, while
-# sample(64) at 1M rows stays at 0.5 ms (64 KiB pages made it slower: 0.7-0.8 ms).
+# agent's experience-end flush takes half the time and sample(64) at 1M rows is unchanged
+# (64 KiB pages made it slower); a flush of a few rows writes bigger pages and costs a little
+# more (see docs/benchmarks.md).
 PAGE_SIZE = 16384
 
 
