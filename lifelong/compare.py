@@ -253,7 +253,13 @@ def write_outputs(results: list[dict], stream_name: str, memory: int, out: Path)
     rows = aggregate(results)
     (out / "results.json").write_text(
         json.dumps(
-            {"stream": stream_name, "memory": memory, "runs": results, "summary": rows},
+            {
+                "stream": stream_name,
+                "memory": memory,
+                "runs": results,
+                "summary": rows,
+                "speed_ratios": speed_ratios(results),
+            },
             indent=2,
             default=lambda v: None,
         )
@@ -307,17 +313,44 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def ratio_note(rows: list[dict]) -> str:
-    """Throughput ratios the speed goals speak of, where both sides ran."""
-    by = {r["method"]: r for r in rows}
+SPEED_PAIRS = (
+    ("ours", "replay"),
+    ("ours-1x", "replay"),
+    ("ours-controller", "lamaml"),
+    ("ours-controller-1x", "lamaml"),
+)
+
+
+def speed_ratios(results: list[dict]) -> list[dict]:
+    """Throughput ratios the speed goals speak of, where both sides ran: the ratio of mean
+    samples/s, and its spread over seeds (each seed's ours / theirs). On a short stream one
+    run takes under a second, and the spread shows how far a single run can be trusted."""
+    sps: dict[str, dict[int, float]] = {}
+    for r in results:
+        sps.setdefault(r["method"], {})[r["seed"]] = r["samples_per_second"]
+    out = []
+    for ours, theirs in SPEED_PAIRS:
+        if ours in sps and theirs in sps:
+            a, b = sps[ours], sps[theirs]
+            per_seed = [a[s] / b[s] for s in sorted(a.keys() & b.keys())]
+            out.append(
+                {
+                    "ours": ours,
+                    "theirs": theirs,
+                    "ratio": float(np.mean(list(a.values())) / np.mean(list(b.values()))),
+                    "per_seed_min": min(per_seed, default=None),
+                    "per_seed_max": max(per_seed, default=None),
+                }
+            )
+    return out
+
+
+def ratio_note(results: list[dict]) -> str:
+    """``speed_ratios`` as one line for the terminal."""
     notes = []
-    for ours, theirs in (
-        ("ours", "replay"),
-        ("ours-1x", "replay"),
-        ("ours-controller", "lamaml"),
-        ("ours-controller-1x", "lamaml"),
-    ):
-        if ours in by and theirs in by:
-            ratio = by[ours]["samples_per_second"] / by[theirs]["samples_per_second"]
-            notes.append(f"{ours} / {theirs} samples/s: {ratio:.2f}x")
-    return "; ".join(notes) if notes else ""
+    for r in speed_ratios(results):
+        note = f"{r['ours']} / {r['theirs']} samples/s: {r['ratio']:.2f}x"
+        if r["per_seed_min"] is not None and r["per_seed_min"] != r["per_seed_max"]:
+            note += f" (per seed {r['per_seed_min']:.2f}-{r['per_seed_max']:.2f}x)"
+        notes.append(note)
+    return "; ".join(notes)

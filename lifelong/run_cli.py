@@ -105,7 +105,7 @@ def compare_command(args) -> int:
     )
     rows = compare.aggregate(results)
     print(compare.markdown_table(rows))
-    note = compare.ratio_note(rows)
+    note = compare.ratio_note(results)
     if note:
         print(note)
     print(f"results in {out} (results.json, results.csv, table.md, comparison.png)")

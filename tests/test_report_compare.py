@@ -97,6 +97,14 @@ def test_compare_two_strategies_on_two_experiences(tmp_path, capsys):
         assert 0.0 <= r["average_accuracy"] <= 1.0
     assert (out / "results.csv").read_text().count("\n") == 5
     assert (out / "comparison.png").stat().st_size > 5000
+    # the speed ratio, with its spread over seeds: the ratio of means lies within it
+    (speed,) = results["speed_ratios"]
+    assert (speed["ours"], speed["theirs"]) == ("ours", "replay")
+    sps = {(r["method"], r["seed"]): r["samples_per_second"] for r in results["runs"]}
+    per_seed = [sps["ours", s] / sps["replay", s] for s in (0, 1)]
+    assert speed["per_seed_min"] == min(per_seed) and speed["per_seed_max"] == max(per_seed)
+    assert speed["per_seed_min"] <= speed["ratio"] <= speed["per_seed_max"]
+    assert f"ours / replay samples/s: {speed['ratio']:.2f}x (per seed" in text
 
     # run again into the same folder with another budget: our runs start afresh (a finished
     # run folder of the last compare is neither resumed nor reported again)
