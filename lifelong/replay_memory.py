@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from stores import EpisodicStore, StoreError
-from stores.eviction import plan_class_balanced, plan_reservoir
+from stores.eviction import plan_class_balanced, reservoir_choices
 from stores.sampling import balanced_rows_of
 
 
@@ -66,19 +66,19 @@ class ReplayMemory:
     ) -> int:
         """Offer an incoming batch to the write policy; returns how many were kept.
         ``logits``: the batch's logits, which kept examples remember (None: not kept)."""
-        held = np.arange(self.size)
-        if self.write_policy == "reservoir":
-            plan = plan_reservoir(held, len(y), self.seen, self.capacity, self.rng)
+        if self.write_policy == "reservoir":  # slots are the positions it speaks of
+            keep, evict = reservoir_choices(self.size, len(y), self.seen, self.capacity, self.rng)
         else:
             labels = self.y[: self.size].numpy()
+            held = np.arange(self.size)
             plan = plan_class_balanced(held, labels, y.numpy(), self.seen, self.capacity, self.rng)
-        self.seen = plan.seen
-        keep = plan.keep_new
+            keep, evict = plan.keep_new, plan.evict
+        self.seen += len(y)
         if len(keep) == 0:
             return 0
-        fresh = np.arange(self.size, self.size + len(keep) - len(plan.evict))
-        slots = np.concatenate([plan.evict, fresh])
-        gone = self.store_id[plan.evict]
+        fresh = np.arange(self.size, self.size + len(keep) - len(evict))
+        slots = np.concatenate([evict, fresh])
+        gone = self.store_id[evict]
         self.evicted += gone[gone >= 0].tolist()
         mem = self._np
         mem["x"][slots] = x.detach().numpy()[keep]
@@ -86,7 +86,7 @@ class ReplayMemory:
         mem["task"][slots] = -1 if task_id is None else task_id
         mem["logits"][slots] = 0.0 if logits is None else logits.detach().numpy()[keep]
         self.experience[slots] = experience
-        self.position[slots] = position + plan.keep_new
+        self.position[slots] = position + keep
         self.store_id[slots] = -1
         self.replays[slots] = 0
         self.size += len(fresh)

@@ -24,26 +24,36 @@ class Plan:
 def plan_reservoir(
     ids: np.ndarray, n_new: int, seen: int, capacity: int, rng: np.random.Generator
 ) -> Plan:
-    """Reservoir sampling over the stream (Vitter's algorithm R).
+    """Reservoir sampling over the stream (Vitter's algorithm R): ``reservoir_choices`` with
+    the positions it evicts turned into the ids held there."""
+    keep_new, evict_at = reservoir_choices(len(ids), n_new, seen, capacity, rng)
+    return Plan(keep_new, np.sort(ids[evict_at]).astype(np.int64), seen + n_new)
+
+
+def reservoir_choices(
+    held: int, n_new: int, seen: int, capacity: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """(incoming items to keep, positions among the ``held`` they evict), both sorted.
 
     Every example seen so far is in memory with equal probability capacity/seen. Position j
-    is ``ids[j]``, or incoming item k placed in free room at ``len(ids) + k``; a later item
-    of the batch can replace an earlier one. One vectorised draw serves the whole batch.
+    is held item j, or incoming item k placed in free room at ``held + k``; a later item of
+    the batch can replace an earlier one. One vectorised draw serves the whole batch.
     """
-    held = len(ids)
     room = max(0, min(n_new, capacity - held))
-    late = np.arange(room, n_new)  # items that arrive when memory is full
     # item k draws uniformly from 0..seen+k (a float draw: an integer draw with a bound per
     # item costs ten times as much, and the bias is below 2^-40)
-    draws = (rng.random(len(late)) * (seen + late + 1)).astype(np.int64)
+    late = np.arange(room, n_new)  # items that arrive when memory is full
+    draws = (rng.random(len(late)) * (seen + late + 1)).astype(np.int64).tolist()
     winners: dict[int, int] = {}  # position -> incoming item; the last draw of a slot wins
-    for k, j in zip(late.tolist(), draws.tolist(), strict=True):
+    for k, j in zip(range(room, n_new), draws):
         if j < capacity:
             winners[j] = k
+    if not winners:  # the common case late in a stream: nothing new is kept
+        return np.arange(room, dtype=np.int64), np.empty(0, np.int64)
     placed = [k for k in range(room) if held + k not in winners]
     keep_new = np.sort(np.asarray(placed + list(winners.values()), np.int64))
-    evict = np.sort(ids[[j for j in winners if j < held]]).astype(np.int64)
-    return Plan(keep_new, evict, seen + n_new)
+    evict_at = np.sort(np.asarray([j for j in winners if j < held], np.int64))
+    return keep_new, evict_at
 
 
 def plan_class_balanced(
