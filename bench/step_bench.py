@@ -76,7 +76,7 @@ def profile(stream, controller: bool, calls: int) -> list[dict]:
     loss_of = agent._replay_loss(e.task_id, t_mem, z_mem)
     batch = (x, y, x_mem, y_mem)
     parts = {
-        "input checks": lambda: agent._check_batch(x, y, 0, 0),
+        "input checks": lambda: agent.check_data(x, y, 0, 0),
         "replay draw (class-balanced) + gather": lambda: agent.memory.batch(
             agent.memory.sample(10, "class-balanced", rng)
         ),

@@ -90,10 +90,20 @@ class Agent:
 
     # -- the step -------------------------------------------------------------------------
     def observe(
-        self, x: torch.Tensor, y: torch.Tensor, task_id: int | None, experience: int, position: int
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        task_id: int | None,
+        experience: int,
+        position: int,
+        *,
+        checked: bool = False,
     ) -> float:
-        """Learn one incoming batch (single pass), then write it to memory. Returns the loss."""
-        self._check_batch(x, y, experience, position)
+        """Learn one incoming batch (single pass), then write it to memory. Returns the loss.
+        ``checked``: the caller has already passed this data through ``check_data`` (the
+        runner checks each experience once, not each of its batches)."""
+        if not checked:
+            self.check_data(x, y, experience, position)
         self._note_task(task_id, y)
         if not self.model.training:  # train() walks every module: not on every batch
             self.model.train()
@@ -269,7 +279,10 @@ class Agent:
         return float((self.predict(x, task_id) == y).float().mean())
 
     # -- input checks ---------------------------------------------------------------------
-    def _check_batch(self, x, y, experience, position) -> None:
+    def check_data(self, x, y, experience: int, position: int) -> None:
+        """Refuse (``BadBatchError``) examples the agent cannot learn from: wrong shape, NaN or
+        inf values, labels outside the classes; the error names the example (``position`` +
+        its index). Nothing is learned or written before a batch passes."""
         where = f"experience {experience}"
         if tuple(x.shape[1:]) != tuple(self.spec.input_shape):
             raise BadBatchError(

@@ -245,10 +245,12 @@ def _train(cfg, agent, source, progress, log, run_dir, stop, echo) -> bool:
     loss = float("nan")
     try:
         while (exp := source.get(i)) is not None:
+            if exp.n_train:  # once for the experience, not once a batch (a tenth of the cost)
+                agent.check_data(exp.x_train, exp.y_train, i, 0)
             gen = torch.Generator().manual_seed(cfg.seed * 100_003 + i)
             order = torch.randperm(exp.n_train, generator=gen)
             for b, x, y in _batches(exp, order, cfg.batch_size, progress["batch"]):
-                loss = agent.observe(x, y, exp.task_id, i, progress["position"])
+                loss = agent.observe(x, y, exp.task_id, i, progress["position"], checked=True)
                 progress["position"] += len(y)
                 progress["batch"] = b + 1
                 progress["train_seconds"] = time.perf_counter() - started

@@ -16,7 +16,7 @@ import torch
 
 import streams
 from lifelong import checkpoint
-from lifelong.agent import BadBatchError
+from lifelong.agent import Agent, BadBatchError
 from lifelong.config import ConfigError, RunConfig
 from lifelong.runner import run
 from stores import EpisodicStore
@@ -168,7 +168,7 @@ def test_rerun_of_finished_run_changes_nothing(reference):
     assert np.array_equal(result.matrix, before)
 
 
-def test_bad_example_mid_stream_stops_with_checkpoint_intact(tmp_path):
+def test_bad_example_mid_stream_stops_with_checkpoint_intact(tmp_path, monkeypatch):
     good = streams.get_stream("split-digits", experiences=2, seed=0)
 
     def build(i):
@@ -181,8 +181,16 @@ def test_bad_example_mid_stream_stops_with_checkpoint_intact(tmp_path):
 
     bad = streams.Stream("bad-digits", "class", 2, 10, good.input_shape, build)
     cfg = small_cfg(stream="bad-digits", experiences=2, checkpoint_every=0)
-    with pytest.raises(BadBatchError, match=r"experience 1: example \d+ has NaN or inf"):
+    # the runner checks an experience when it starts: the error names the example's index in
+    # the experience's training set, and not one of its batches was learned
+    learned = []
+    real = Agent.observe
+    monkeypatch.setattr(
+        Agent, "observe", lambda self, *a, **k: (learned.append(a[3]), real(self, *a, **k))[1]
+    )
+    with pytest.raises(BadBatchError, match=r"experience 1: example 17 has NaN or inf"):
         run(cfg, tmp_path / "bad", stream=bad, echo=quiet)
+    assert learned and set(learned) == {0}
     state, progress, _ = checkpoint.load(tmp_path / "bad")
     assert progress["experience"] == 1 and len(progress["rows"]) == 1
     st = EpisodicStore.open(tmp_path / "bad" / "memory", readonly=True)
@@ -312,12 +320,12 @@ def test_checkpoints_by_elapsed_time(tmp_path, monkeypatch, seconds):
 
 @pytest.mark.parametrize("threads, expected", [(0, 1), (2, 2)])
 def test_run_sets_torch_threads_and_restores_them(tmp_path, monkeypatch, threads, expected):
-    from lifelong.agent import Agent
-
     seen = []
     real = Agent.observe
     monkeypatch.setattr(
-        Agent, "observe", lambda self, *a: (seen.append(torch.get_num_threads()), real(self, *a))[1]
+        Agent,
+        "observe",
+        lambda self, *a, **k: (seen.append(torch.get_num_threads()), real(self, *a, **k))[1],
     )
     before = torch.get_num_threads()
     run(small_cfg(experiences=1, controller=False, threads=threads), tmp_path / "r", echo=quiet)
