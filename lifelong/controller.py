@@ -29,9 +29,16 @@ class LearnedRates(nn.Module):
         # more than some of the arithmetic
         self.weights = list(model.parameters())
         self.tensors = list(self.rates)
+        self._applied: tuple[list[int], list[torch.Tensor]] = ([], [])
 
     def applied(self) -> list[torch.Tensor]:
-        return list(torch._foreach_clamp_min(self.tensors, 0.0))
+        """The rates clipped at zero. Kept until a rate tensor changes (its version counter
+        moves on any in-place write): a step's weight update and the next step's look-ahead
+        use the same rates, so one clip serves both."""
+        versions = [t._version for t in self.tensors]
+        if versions != self._applied[0]:
+            self._applied = (versions, list(torch._foreach_clamp_min(self.tensors, 0.0)))
+        return self._applied[1]
 
 
 def lamaml_step(
@@ -111,7 +118,7 @@ def _meta_grad_sums(model, rates, loss, x_in, y_in, x_mem, y_mem, inner_steps, g
     meta_losses = []
     for xc, yc in _look_ahead_chunks(x_in, y_in, inner_steps):
         logits, vjp = model.forward_vjp(fast, xc)
-        grads = vjp(loss.with_grad(logits, yc, len(yc))[1])
+        grads = vjp(loss.with_grad(logits, yc, len(yc), want_loss=False)[1])
         _clip_(grads, grad_clip)  # fresh tensors, and no graph to keep: in place
         fast = list(torch._foreach_addcmul(fast, applied, grads, value=-1))
         cum = list(grads) if cum is None else list(torch._foreach_add(cum, grads))

@@ -98,23 +98,26 @@ class ReplayLoss:
         )
 
     def with_grad(
-        self, logits: torch.Tensor, y: torch.Tensor, n_in: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, logits: torch.Tensor, y: torch.Tensor, n_in: int, *, want_loss: bool = True
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """(loss, dloss/dlogits) for stacked logits: the first ``n_in`` rows incoming, the rest
         replayed. Softmax cross-entropy's gradient is softmax - onehot; the MSE's is
-        2 (z - target) / its element count; masked logits get none."""
+        2 (z - target) / its element count; masked logits get none. ``want_loss=False``
+        (the controller's look-ahead steps, which use only the gradient) skips the loss and
+        returns None for it."""
         n, n_classes = logits.shape
         n_mem = n - n_in
         z = mask_to(logits, self._mask(y[:n_in], n, n_in, n_classes))
         weights, neg_weights = _row_weights(n_in, n)
         target = y.view(n, 1)
         log_p = torch.log_softmax(z, 1)
-        loss = log_p.gather(1, target).mul_(neg_weights).sum()
+        loss = log_p.gather(1, target).mul_(neg_weights).sum() if want_loss else None
         grad = log_p.exp_().mul_(weights).scatter_add_(1, target, neg_weights)
         if self.distill and n_mem and self.target_logits is not None:
             diff = logits[n_in:] - self.target_logits
             scale = self.distill / diff.numel()
-            loss = loss.add_(torch.dot(diff.view(-1), diff.view(-1)), alpha=scale)
+            if loss is not None:
+                loss = loss.add_(torch.dot(diff.view(-1), diff.view(-1)), alpha=scale)
             grad[n_in:].add_(diff, alpha=2.0 * scale)
         return loss, grad
 

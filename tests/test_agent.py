@@ -59,6 +59,21 @@ def test_controller_rates_change_and_stay_non_negative_where_applied(two_exp):
     assert all((a >= 0).all() for a in agent.rates.applied())
 
 
+def test_applied_rates_follow_every_change_of_the_rates(two_exp):
+    """The clipped rates are kept between calls, so they must notice any in-place write."""
+    agent = make_agent(two_exp, controller=True)
+    rates = agent.rates
+    first = rates.applied()
+    assert rates.applied() is first  # unchanged rates: the same clipped tensors
+    with torch.no_grad():
+        rates.tensors[0].fill_(-1.0)  # a write in place
+    assert (rates.applied()[0] == 0).all() and (rates.applied()[1] == 0.05).all()
+    rates.load_state_dict(make_agent(two_exp, controller=True).rates.state_dict())
+    assert (rates.applied()[0] == 0.05).all()
+    train(agent, two_exp, [two_exp[0]])  # meta-steps move the rates: applied() moves along
+    assert all(torch.equal(a, r.clamp(min=0)) for a, r in zip(rates.applied(), rates.tensors))
+
+
 def test_task_incremental_masks_head():
     s = streams.get_stream("split-task-digits", experiences=5)
     agent = make_agent(s, controller=False)
