@@ -8,6 +8,7 @@ STAMP  := $(VENV)/.installed
 RUN    ?= runs/default
 STREAM ?= split-mnist5k
 SEED   ?= 0
+JOBS   ?= 1
 
 .PHONY: install run test lint bench bench-store bench-agent bench-step compare clean
 
@@ -40,7 +41,7 @@ bench-step: $(STAMP)
 bench: bench-store bench-agent bench-step
 
 compare: $(STAMP)
-	$(BIN)/lifelong compare --stream $(STREAM) --seeds 0-4 --memory 500 --jobs 2
+	$(BIN)/lifelong compare --stream $(STREAM) --seeds 0-4 --memory 500 --jobs $(JOBS)
 
 clean:
 	rm -rf $(VENV) runs
