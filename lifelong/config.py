@@ -6,6 +6,7 @@ Flat on purpose: every key is a command-line flag of the same name, and a run fo
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -74,6 +75,10 @@ class RunConfig:
     RESUMABLE_CHANGES = ("progress", "checkpoint_every", "checkpoint_seconds")
 
     def validate(self) -> RunConfig:
+        """Every value's type and range, checked before anything is created: the message
+        names the key, so a bad TOML value or flag never half-starts a run."""
+        for f in fields(self):
+            _check_type(f.name, getattr(self, f.name), str(f.type))
         choices = {
             "model": ("auto", "mlp", "cnn"),
             "write_policy": ("reservoir", "class-balanced"),
@@ -84,14 +89,14 @@ class RunConfig:
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
-        for key in ("batch_size", "memory", "iters", "inner_steps", "hidden"):
+        for key in _POSITIVE:
             if getattr(self, key) <= 0:
-                raise ConfigError(f"{key} must be positive, got {getattr(self, key)}")
-        if self.lr <= 0 or self.alpha_init <= 0:
-            raise ConfigError("lr and alpha_init must be positive")
-        for key in ("distill", "checkpoint_seconds", "grad_clip", "threads"):
+                raise ConfigError(f"{key} must be positive, got {getattr(self, key)!r}")
+        for key in _NON_NEGATIVE:
             if getattr(self, key) < 0:
-                raise ConfigError(f"{key} must be zero or positive, got {getattr(self, key)}")
+                raise ConfigError(f"{key} must be zero or positive, got {getattr(self, key)!r}")
+        if not self.stream:
+            raise ConfigError("stream must name a stream (see `lifelong streams list`)")
         return self
 
     def to_dict(self) -> dict:
@@ -115,14 +120,65 @@ class RunConfig:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
         return cls.from_dict(data)
 
+    def dumps(self) -> str:
+        """The config as TOML text (what ``load`` reads back)."""
+        return "\n".join(f"{k} = {_toml_value(v)}" for k, v in self.to_dict().items()) + "\n"
+
     def dump(self, path: str | Path) -> None:
-        lines = [f"{k} = {_toml_value(v)}" for k, v in self.to_dict().items()]
-        Path(path).write_text("\n".join(lines) + "\n")
+        Path(path).write_text(self.dumps())
 
     def differences(self, other: RunConfig) -> dict[str, tuple]:
         """Keys whose values differ and would change the run's numbers."""
         a, b = self.to_dict(), other.to_dict()
         return {k: (a[k], b[k]) for k in a if a[k] != b[k] and k not in self.RESUMABLE_CHANGES}
+
+
+_POSITIVE = (
+    "batch_size",
+    "memory",
+    "iters",
+    "inner_steps",
+    "hidden",
+    "replay_batch",
+    "n_classes",
+    "lr",
+    "alpha_init",
+    "adapt_k",
+    "adapt_lr",
+)
+_NON_NEGATIVE = (
+    "experiences",
+    "seed",
+    "alpha_lr",
+    "grad_clip",
+    "distill",
+    "rekey_every",
+    "adapt_steps",
+    "adapt_l2",
+    "eval_every",
+    "checkpoint_every",
+    "checkpoint_seconds",
+    "threads",
+)
+
+
+def _check_type(key: str, value, kind: str) -> None:
+    """ConfigError naming ``key`` unless ``value`` is of the field's type (and finite)."""
+    if kind == "bool":
+        ok = isinstance(value, bool)
+    elif kind == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind == "float":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value!r}")
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise ConfigError(f"{key} must be {_KIND_NAMES[kind]}, got {value!r}")
+
+
+_KIND_NAMES = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "text"}
 
 
 def _toml_value(v) -> str:

@@ -9,12 +9,14 @@ made with a different config is refused.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
+import os
 import shutil
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +28,9 @@ from lifelong.agent import Agent, StreamSpec
 from lifelong.config import ConfigError, RunConfig
 from lifelong.follow import FolderStream
 from lifelong.models import model_kind
+from lifelong.run_folder import EventLog, FolderLock
 from stores import EpisodicStore
+from stores.files import is_disk_full, write_atomic
 from streams import Experience, Stream, get_stream
 
 
@@ -75,19 +79,40 @@ def _torch_threads(cfg: RunConfig, input_shape: tuple[int, ...]):
         torch.set_num_threads(before)
 
 
-def _check_config(cfg: RunConfig, run_dir: Path) -> None:
+def _check_identity(cfg: RunConfig, stream_print: str | None, run_dir: Path, saved) -> None:
+    """Refuse a folder made by another config or trained on other data; write config.toml.
+
+    The checkpoint carries the config and stream fingerprint it was made with and is the
+    authority (config.toml may have been deleted or edited); a folder never checkpointed
+    is checked against its config.toml."""
     saved_path = run_dir / "config.toml"
-    if saved_path.exists():
-        diffs = RunConfig.load(saved_path).differences(cfg)
+    identity = saved.identity if saved is not None else None
+    if identity is not None:
+        try:
+            made_with = RunConfig.from_dict(identity["config"])
+        except ConfigError as exc:
+            raise ConfigError(
+                f"{run_dir}'s checkpoint holds a config this lifelong cannot read ({exc})"
+            ) from None
+    elif saved_path.exists():
+        made_with = RunConfig.load(saved_path)
+    else:
+        made_with = None
+    if made_with is not None:
+        diffs = made_with.differences(cfg)
         if diffs:
             lines = ", ".join(f"{k}: {a!r} (folder) vs {b!r} (now)" for k, (a, b) in diffs.items())
             raise ConfigError(
                 f"run folder {run_dir} was made with a different config ({lines}); "
                 "use another --out, or delete the folder to start over"
             )
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        cfg.dump(saved_path)
+    if identity is not None and identity.get("stream") != stream_print and stream_print:
+        raise ConfigError(
+            f"run folder {run_dir} was trained on other data than this stream's "
+            f"{cfg.stream!r} (data fingerprint {identity.get('stream')} in the checkpoint, "
+            f"{stream_print} now); use another --out, or delete the folder to start over"
+        )
+    write_atomic(saved_path, cfg.dumps())
 
 
 class _Source:
@@ -105,6 +130,7 @@ class _Source:
                 raise ConfigError(f"no task file appeared in {cfg.follow}")
             self.spec = StreamSpec(tuple(first.x_train.shape[1:]), cfg.n_classes, False)
             self.total = None
+            self.fingerprint = None  # files arrive over time
         else:
             self.folder = None
             if stream is None:
@@ -114,6 +140,10 @@ class _Source:
                 stream.input_shape, stream.n_classes, stream.task_aware, stream.scenario
             )
             self.total = sum(e.n_train for e in self.experiences)
+            h = hashlib.blake2b(digest_size=16)
+            for e in self.experiences:
+                h.update(e.fingerprint().encode())
+            self.fingerprint = h.hexdigest()
 
     def get(self, i: int) -> Experience | None:
         if self.folder is not None:
@@ -124,24 +154,75 @@ class _Source:
         return self.folder.known() if self.folder is not None else self.experiences
 
 
-class _Log:
-    """metrics.jsonl: append-only events; truncated back to the checkpoint on resume."""
-
-    def __init__(self, path: Path, keep_bytes: int) -> None:
-        self.path = path
-        with open(path, "a+b") as f:
-            f.truncate(keep_bytes)
-
-    def write(self, event: dict) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(event) + "\n")
-
-    def size(self) -> int:
-        return self.path.stat().st_size
-
-
 def evaluate(agent: Agent, tests: list[Experience]) -> list[float]:
     return [agent.accuracy(e.x_test, e.y_test, e.task_id) for e in tests]
+
+
+def _new_progress() -> dict:
+    return {
+        "experience": 0,
+        "batch": 0,
+        "position": 0,
+        "rows": [],
+        "untrained": None,
+        "train_seconds": 0.0,
+        "done": False,
+        "events": 0,  # lines of metrics.jsonl this checkpoint counts
+        "ends": [],  # its experience_end events, to rebuild a lost log from
+    }
+
+
+def _events_of(progress: dict) -> list[dict]:
+    """The events a checkpoint can vouch for: untrained accuracies and experience ends."""
+    events = []
+    if progress["untrained"] is not None:
+        events.append({"type": "untrained", "accuracies": progress["untrained"]})
+    return events + list(progress.get("ends", []))
+
+
+def _upgrade_progress(progress: dict, log_path: Path) -> dict:
+    """Progress written before the event count: count the whole lines it remembered."""
+    if "events" not in progress:
+        kept = (
+            log_path.read_bytes()[: progress.pop("metrics_bytes", 0)] if log_path.exists() else b""
+        )
+        progress["events"] = kept.count(b"\n")
+    return progress
+
+
+class _TestPause:
+    """Test-only: ``LIFELONG_TEST_PAUSE=STEP:FILE`` makes the run finish writing any
+    checkpoint under way, touch FILE after step STEP and wait there (until SIGINT/SIGTERM or
+    SIGKILL), so tests stop a run at a point they choose, with a known last checkpoint,
+    instead of after a wall-clock delay that a fast machine outruns."""
+
+    def __init__(self) -> None:
+        step, _, flag = os.environ.get("LIFELONG_TEST_PAUSE", "").partition(":")
+        self.step, self.flag = (int(step), Path(flag)) if flag else (None, None)
+
+    def at(self, steps: int, stop: _StopFlag, writer: checkpoint.Writer) -> None:
+        if steps != self.step:
+            return
+        writer.wait()
+        self.flag.touch()
+        while not stop.requested:
+            time.sleep(0.01)
+
+
+class DiskFull(RuntimeError):
+    """The disk filled up; the last checkpoint is intact and the run resumes from it."""
+
+
+def _disk_full(run_dir: Path, last: dict | None) -> DiskFull:
+    where = (
+        f"the last checkpoint (experience {last['experience']}, batch {last['batch']}) is intact"
+        if last is not None
+        else "nothing was checkpointed yet"
+    )
+    return DiskFull(
+        f"no space left on the disk of {run_dir}; {where}: free some space and run the same "
+        "command to resume"
+    )
 
 
 def run(
@@ -155,40 +236,40 @@ def run(
     """Train ``cfg``'s agent through its stream in ``run_dir``, resuming if it can.
 
     ``stream`` runs any Stream object (e.g. from ``streams.from_arrays``) instead of the
-    named ``cfg.stream``; its name is recorded in the run's config.
+    named ``cfg.stream``; its name is recorded in the run's config. The folder is locked for
+    the whole run; a folder made with another config or other stream data is refused.
     """
+    cfg = replace(cfg, stream=stream.name) if stream is not None else replace(cfg)
     cfg.validate()
-    if stream is not None:
-        cfg.stream = stream.name
     run_dir = Path(run_dir)
-    _check_config(cfg, run_dir)
-    with _StopFlag() as stop, contextlib.ExitStack() as scope:
-        source = _Source(cfg, stop, follow_options or {}, stream)
+    with _StopFlag() as stop, FolderLock(run_dir) as lock, contextlib.ExitStack() as scope:
+        try:
+            source = _Source(cfg, stop, follow_options or {}, stream)
+        except BaseException:
+            if lock.created and lock.holds_only_itself():  # leave no folder behind a typo
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        saved = checkpoint.load(run_dir, warn=echo)
+        _check_identity(cfg, source.fingerprint, run_dir, saved)
         scope.enter_context(_torch_threads(cfg, source.spec.input_shape))
-        saved = checkpoint.load(run_dir)
         memory_dir = run_dir / "memory"
         if saved is not None:
-            state, progress, snapshot = saved
-            EpisodicStore.restore(memory_dir, snapshot)
+            EpisodicStore.restore(memory_dir, saved.snapshot)
+            progress = _upgrade_progress(saved.progress, run_dir / "metrics.jsonl")
         else:  # never checkpointed: whatever a killed first attempt left is discarded
-            state, progress = None, None
             shutil.rmtree(memory_dir, ignore_errors=True)
+            progress = _new_progress()
+        writer = checkpoint.Writer(run_dir, {"config": cfg.to_dict(), "stream": source.fingerprint})
+        writer.last_progress = saved.progress if saved is not None else None
         store = Agent.memory_for(cfg, source.spec, memory_dir)
+        log = None
         try:
             agent = Agent(cfg, source.spec, store)
-            if state is not None:
-                agent.load_state_dict(state)
-            progress = progress or {
-                "experience": 0,
-                "batch": 0,
-                "position": 0,
-                "rows": [],
-                "untrained": None,
-                "train_seconds": 0.0,
-                "done": False,
-                "metrics_bytes": 0,
-            }
-            log = _Log(run_dir / "metrics.jsonl", progress["metrics_bytes"])
+            if saved is not None:
+                agent.load_state_dict(saved.state)
+            log = EventLog(
+                run_dir / "metrics.jsonl", progress["events"], lambda: _events_of(progress), echo
+            )
             if saved is not None and not progress["done"]:
                 echo(
                     f"resuming {run_dir} at experience {progress['experience']}, "
@@ -196,21 +277,39 @@ def run(
                 )
             interrupted = False
             if not progress["done"]:
-                interrupted = _train(cfg, agent, source, progress, log, run_dir, stop, echo)
+                interrupted = _train(cfg, agent, source, progress, log, writer, stop, echo)
+            result = _finish(cfg, run_dir, progress, agent, interrupted)
+        except BaseException as exc:
+            if is_disk_full(exc):
+                raise _disk_full(run_dir, writer.last_progress) from None
+            raise
         finally:
-            store.close()
-    return _finish(cfg, run_dir, progress, agent, interrupted)
+            if log is not None:
+                log.close()
+            _close(store)
+    return result
 
 
-def _train(cfg, agent, source, progress, log, run_dir, stop, echo) -> bool:
+def _close(store: EpisodicStore) -> None:
+    """Close the store; a failure to save its index file (a full disk) is not an error: the
+    database is committed, and the next open rebuilds the index from it."""
+    try:
+        store.close()
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+
+
+def _train(cfg, agent, source, progress, log, writer, stop, echo) -> bool:
     """The loop; returns True if stopped early (after writing a checkpoint)."""
 
     last_save = time.monotonic()
-    writer = checkpoint.Writer(run_dir)
+    pause = _TestPause()
 
     def save() -> None:
         nonlocal last_save
-        progress["metrics_bytes"] = log.size()
+        progress["events"] = log.count
+        log.sync()
         writer.save(agent.state_dict(), progress, agent.store)
         last_save = time.monotonic()
 
@@ -267,12 +366,13 @@ def _train(cfg, agent, source, progress, log, run_dir, stop, echo) -> bool:
                             "accuracies": evaluate_untimed(),
                         }
                     )
+                pause.at(agent.steps, stop, writer)
                 if stop.requested:
                     save()
                     writer.wait()
                     bar.close()
                     echo(
-                        f"stopped; checkpoint written to {run_dir / 'checkpoint'} "
+                        f"stopped; checkpoint written to {writer.run_dir / checkpoint.NAME} "
                         "(run the same command to resume)"
                     )
                     return True
@@ -282,25 +382,29 @@ def _train(cfg, agent, source, progress, log, run_dir, stop, echo) -> bool:
             progress["train_seconds"] = time.perf_counter() - started
             row = evaluate_untimed()
             progress["rows"].append(row)
-            log.write(
-                {
-                    "type": "experience_end",
-                    "experience": i,
-                    "step": agent.steps,
-                    "position": progress["position"],
-                    "accuracies": row,
-                    "loss": loss,
-                    "seconds": progress["train_seconds"],
-                }
-            )
+            end = {
+                "type": "experience_end",
+                "experience": i,
+                "step": agent.steps,
+                "position": progress["position"],
+                "accuracies": row,
+                "loss": loss,
+                "seconds": progress["train_seconds"],
+            }
+            log.write(end)
+            progress["ends"].append(end)
             progress["experience"], progress["batch"] = i + 1, 0
             save()
             i += 1
         progress["done"] = True
         save()
+        writer.wait()  # on disk before the run returns
+    except BaseException:
+        with contextlib.suppress(Exception):  # the error in hand is the one to report
+            writer.wait()
+        raise
     finally:
         bar.close()
-        writer.wait()  # on disk before the run returns, or before an error propagates
     return False
 
 
@@ -350,14 +454,14 @@ def _finish(cfg, run_dir, progress, agent, interrupted) -> RunResult:
         ",".join([str(i)] + ["" if np.isnan(v) else f"{v:.6f}" for v in row])
         for i, row in enumerate(R)
     ]
-    (run_dir / "accuracy_matrix.csv").write_text("\n".join(lines) + "\n")
+    write_atomic(run_dir / "accuracy_matrix.csv", "\n".join(lines) + "\n")
     record = {
         "summary": summary,
         "matrix": R.tolist(),
         "untrained": progress["untrained"],
         "config": cfg.to_dict(),
     }
-    (run_dir / "summary.json").write_text(json.dumps(_no_nan(record), indent=2))
+    write_atomic(run_dir / "summary.json", json.dumps(_no_nan(record), indent=2))
     paths = report.write_report(run_dir) if len(R) else {}
     return RunResult(run_dir, R, progress["untrained"], summary, interrupted, paths)
 

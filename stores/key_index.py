@@ -9,7 +9,6 @@ half of one.
 from __future__ import annotations
 
 import json
-import os
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import faiss
 import numpy as np
 
 from stores.errors import StoreError
+from stores.files import write_atomic
 
 MAGIC = b"LLKEYIDX1\n"
 KINDS = ("flat", "hnsw", "ivf")
@@ -59,6 +59,7 @@ class Coverage:
     version: int = 0
     max_id: int = -1
     tombstones: list[int] = field(default_factory=list)
+    store_id: str | None = None  # which store's database (a copy of another's is not this one)
 
 
 class KeyIndex:
@@ -202,6 +203,7 @@ class KeyIndex:
             {
                 "version": coverage.version,
                 "max_id": coverage.max_id,
+                "store_id": coverage.store_id,
                 "tombstones": coverage.tombstones,
                 "trained_ivf": self.trained_ivf,
                 "trained_size": self.trained_size,
@@ -210,21 +212,28 @@ class KeyIndex:
                 "size": len(blob),
             }
         ).encode()
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            f.write(MAGIC + struct.pack("<Q", len(header)) + header + blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, MAGIC + struct.pack("<Q", len(header)) + header + blob)
         self.coverage = coverage
 
     @classmethod
     def load(cls, path: Path, spec: IndexSpec) -> KeyIndex:
-        """Read a saved index; StoreError naming the file if it is missing, cut short or alien."""
+        """Read a saved index; StoreError naming the file if it is missing, cut short, alien
+        or holds something FAISS cannot read (a crafted body behind a valid header)."""
         try:
             data = path.read_bytes()
         except FileNotFoundError:
             raise StoreError(f"index file {path} does not exist") from None
+        except OSError as exc:
+            raise StoreError(f"index file {path} cannot be read: {exc.strerror}") from None
+        try:
+            return cls._parse(path, data, spec)
+        except StoreError:
+            raise
+        except Exception as exc:  # FAISS raises RuntimeError on junk; a header may lack keys
+            raise StoreError(f"index file {path} is damaged ({type(exc).__name__})") from None
+
+    @classmethod
+    def _parse(cls, path: Path, data: bytes, spec: IndexSpec) -> KeyIndex:
         if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 8:
             raise StoreError(f"index file {path} is not a lifelong key index")
         (hlen,) = struct.unpack("<Q", data[len(MAGIC) : len(MAGIC) + 8])
@@ -244,10 +253,18 @@ class KeyIndex:
             raise StoreError(f"index file {path} was built for {saved}, the store says {spec}")
         out = cls(spec)
         out.index = faiss.deserialize_index(np.frombuffer(blob, np.uint8))
-        out.trained_ivf = header["trained_ivf"]
-        out.trained_size = header.get("trained_size", 0)
-        out.tombstones = set(header["tombstones"])
-        out.coverage = Coverage(header["version"], header["max_id"], header["tombstones"])
+        if out.index.d != spec.dim:
+            raise StoreError(f"index file {path} holds {out.index.d}-d keys, not {spec.dim}")
+        out.trained_ivf = bool(header["trained_ivf"])
+        out.trained_size = int(header.get("trained_size", 0))
+        out.tombstones = {int(i) for i in header["tombstones"]}
+        out.coverage = Coverage(
+            int(header["version"]),
+            int(header["max_id"]),
+            sorted(out.tombstones),
+            header.get("store_id"),
+        )
+        out.ids()  # an index whose id map cannot be read is damaged: fail here, not later
         if spec.kind == "hnsw":
             faiss.downcast_index(out.index.index).hnsw.efSearch = spec.ef_search
         return out

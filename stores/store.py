@@ -14,16 +14,19 @@ nothing that was committed.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import shutil
 import time
+import uuid
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import faiss
 import numpy as np
@@ -40,7 +43,16 @@ from sqlalchemy.pool import StaticPool
 
 from stores import eviction
 from stores.catalog import Catalog
-from stores.errors import StoreError
+from stores.errors import (
+    MemoryNotFound,
+    ReadOnlyStore,
+    SchemaTooNew,
+    StoreChanged,
+    StoreCorrupt,
+    StoreError,
+    StoreLocked,
+)
+from stores.files import fsync_path, temp_file
 from stores.key_index import Coverage, IndexSpec, KeyIndex
 from stores.sampling import balanced_rows
 from stores.schema import SCHEMA_VERSION, Base, Memory, Meta
@@ -142,14 +154,70 @@ def _on_connect(dbapi_conn, _record) -> None:
     cur.execute(f"PRAGMA page_size={PAGE_SIZE}")  # a new database only; before WAL is on
     cur.execute("PRAGMA journal_mode=WAL")  # persistent; readers never block the writer
     cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
+    _reading_pragmas(cur)
+    cur.close()
+
+
+def _on_connect_readonly(dbapi_conn, _record) -> None:
+    # A reader opens the file with mode=ro and sets nothing persistent: it never turns a
+    # stray (empty, foreign) file into a database.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=10000")
+    _reading_pragmas(cur)
+    cur.close()
+
+
+def _reading_pragmas(cur) -> None:
     # random row reads (sampling) go through the OS page cache without a syscall each
     cur.execute("PRAGMA mmap_size=17179869184")
     cur.execute("PRAGMA cache_size=-65536")
-    cur.close()
 
 
 def _on_begin(conn) -> None:
     conn.exec_driver_sql("BEGIN")
+
+
+_TABLES = "SELECT name FROM sqlite_master WHERE type='table'"
+_NEEDED_TABLES = ("memories", "payloads", "meta")
+
+
+def _missing_tables(names) -> list[str]:
+    return sorted(set(_NEEDED_TABLES) - set(names))
+
+
+def check_snapshot(path: str | os.PathLike) -> None:
+    """StoreCorrupt unless ``path`` is an intact store database: SQLite's quick_check passes,
+    the store's tables and settings are there, and every memory has its payload. Opened
+    immutable (read-only, no journal, no locks), so checking never changes the file."""
+    import sqlite3
+
+    path = Path(path)
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path))}?immutable=1", uri=True)
+        try:
+            check = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise StoreCorrupt(f"{path} fails SQLite's integrity check: {check}")
+            missing = _missing_tables(r[0] for r in conn.execute(_TABLES))
+            if missing:
+                raise StoreCorrupt(f"{path} is not a lifelong store (no table(s) {missing})")
+            meta = {k: json.loads(v) for k, v in conn.execute("SELECT name, value FROM meta")}
+            if "schema_version" not in meta:
+                raise StoreCorrupt(f"{path} has no store settings")
+            orphans = conn.execute(
+                "SELECT count(*) FROM memories WHERE id NOT IN (SELECT id FROM payloads)"
+            ).fetchone()[0]
+            if orphans:
+                raise StoreCorrupt(f"{path}: {orphans} memories have no payload")
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise StoreCorrupt(f"{path} is not a readable SQLite database ({exc})") from None
+    except ValueError as exc:
+        if isinstance(exc, StoreError):
+            raise
+        raise StoreCorrupt(f"{path} holds invalid store settings ({exc})") from None
 
 
 def write_snapshot(source, dest: str | os.PathLike) -> None:
@@ -183,33 +251,42 @@ class EpisodicStore:
         self._in_transaction = False  # inside transaction(): writes join it, nothing commits
         if path is None:
             url, kw = "sqlite://", {"poolclass": StaticPool}
+        elif readonly:
+            url, kw = f"sqlite:///file:{quote(str(path / DB_NAME))}?mode=ro&uri=true", {}
         else:
             url, kw = f"sqlite:///{path / DB_NAME}", {}
         self.engine = create_engine(url, **kw)
-        event.listen(self.engine, "connect", _on_connect)
+        event.listen(self.engine, "connect", _on_connect_readonly if readonly else _on_connect)
         event.listen(self.engine, "begin", _on_begin)
         try:
-            self._conn = self.engine.connect()
-            if not readonly:
+            if not readonly:  # before the connection's first write (its journal mode)
                 self._take_writer_lock()
+            self._conn = self.engine.connect()
             if _create is not None:
                 self._initialise(_create)
             self.meta = self._read_meta()
             if self.meta["schema_version"] < SCHEMA_VERSION:
                 self._upgrade()
+            self.spec = IndexSpec(**self.meta["index"])
+            self.value_shape = tuple(self.meta["value_shape"])
+            self.value_dtype = np.dtype(self.meta["value_dtype"])
+            self.capacity: int | None = self.meta["capacity"]
         except (DatabaseError, OperationalError) as exc:
             self.close(save=False)
-            raise StoreError(
+            raise StoreCorrupt(
                 f"{path / DB_NAME if path else 'in-memory store'} is not a readable SQLite "
                 f"store database or is corrupt ({exc.orig})"
+            ) from None
+        except (KeyError, TypeError, ValueError) as exc:
+            self.close(save=False)
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreCorrupt(
+                f"{self._where()} has damaged store settings in its meta table ({exc!r})"
             ) from None
         except BaseException:
             self.close(save=False)
             raise
-        self.spec = IndexSpec(**self.meta["index"])
-        self.value_shape = tuple(self.meta["value_shape"])
-        self.value_dtype = np.dtype(self.meta["value_dtype"])
-        self.capacity: int | None = self.meta["capacity"]
         self.catalog = Catalog()
         self.index = KeyIndex(self.spec)
         # database versions the RAM catalog and index reflect (-1: nothing yet)
@@ -218,6 +295,7 @@ class EpisodicStore:
         self._saved_rows = 0
         self._load_index_file()
         self._sync()
+        self._check_loaded_index()
 
     @classmethod
     def create(
@@ -254,6 +332,7 @@ class EpisodicStore:
             "destructive_version": 0,
             "next_id": 0,
             "seen": 0,
+            "store_id": uuid.uuid4().hex,
             "rng_state": np.random.default_rng(seed).bit_generator.state,
         }
         folder = None
@@ -283,12 +362,16 @@ class EpisodicStore:
     def _take_writer_lock(self) -> None:
         if self.path is None:
             return
-        fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        lock = self.path / LOCK_NAME
+        try:  # never through a planted symlink
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot open the writer lock {lock}: {exc.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise StoreError(
+            raise StoreLocked(
                 f"{self.path} is open for writing by another process; open it with readonly=True"
             ) from None
         self._lock_fd = fd
@@ -350,7 +433,13 @@ class EpisodicStore:
 
     def _read_meta(self, conn: Connection | None = None) -> dict:
         def read(c: Connection) -> dict:
-            return {name: json.loads(v) for name, v in c.execute(select(Meta.name, Meta.value))}
+            rows = c.execute(select(Meta.name, Meta.value)).all()
+            try:
+                return {name: json.loads(v) for name, v in rows}
+            except ValueError as exc:
+                raise StoreCorrupt(
+                    f"{self._where()}: the meta table holds invalid JSON ({exc})"
+                ) from None
 
         if conn is not None:
             return read(conn)
@@ -359,7 +448,7 @@ class EpisodicStore:
         if "schema_version" not in meta:
             raise StoreError(f"{self._where()} has no store settings; it is not a lifelong store")
         if meta["schema_version"] > SCHEMA_VERSION:
-            raise StoreError(
+            raise SchemaTooNew(
                 f"{self._where()} was written by store schema version {meta['schema_version']}; "
                 f"this lifelong reads up to version {SCHEMA_VERSION}: upgrade lifelong"
             )
@@ -376,23 +465,54 @@ class EpisodicStore:
 
     # -- keeping the caches in step with the database ---------------------------------------
     def _load_index_file(self) -> None:
+        """Adopt the saved index only where it covers this very database up to a version it
+        has reached: an index ahead of the database (an older database put back), from
+        another store, or unreadable is dropped, and the index is rebuilt from SQLite."""
+        self._index_from_file = self._index_file_rejected = False
         if self.path is None or not (self.path / INDEX_NAME).exists():
             return
+        self._index_file_rejected = True  # until it proves itself
         try:
-            self.index = KeyIndex.load(self.path / INDEX_NAME, self.spec)
-            self._index_version = self.index.coverage.version
-            self._index_max_id = self.index.coverage.max_id
+            saved = KeyIndex.load(self.path / INDEX_NAME, self.spec)
         except StoreError as exc:
             warnings.warn(f"{exc}; rebuilding the index from {DB_NAME}", stacklevel=3)
-            self.index = KeyIndex(self.spec)
+            return
+        cov = saved.coverage
+        if cov.version > self.meta["version"] or cov.store_id != self.meta.get("store_id"):
+            warnings.warn(
+                f"index file {self.path / INDEX_NAME} does not belong to this database "
+                f"(it covers version {cov.version}, the database is at "
+                f"{self.meta['version']}); rebuilding it from {DB_NAME}",
+                stacklevel=3,
+            )
+            return
+        self.index = saved
+        self._index_version, self._index_max_id = cov.version, cov.max_id
+        self._index_from_file, self._index_file_rejected = True, False
 
-    def _sync(self) -> None:
-        """Bring catalog and index up to the database in one read snapshot.
+    def _check_loaded_index(self) -> None:
+        """After catching up, a loaded index must hold exactly the database's ids."""
+        if self._index_from_file and not np.array_equal(self.index.ids(), self.catalog.ids):
+            warnings.warn(
+                f"index file {self.path / INDEX_NAME} disagrees with {DB_NAME}; rebuilding it",
+                stacklevel=3,
+            )
+            self.index, self._index_version = KeyIndex(self.spec), -1
+            self._sync()
+            self._index_file_rejected = True
+        self._index_from_file = False
+        if self._index_file_rejected and not self.readonly:  # replace the bad file now
+            self.index.coverage = Coverage(version=-1)
+            self.flush()
+
+    def _sync(self, conn: Connection | None = None) -> None:
+        """Bring catalog and index up to the database in one read snapshot (``conn``'s open
+        transaction, when given).
 
         Where only appends happened since a cache's version, it reads just the new rows;
         after a delete or re-key it rebuilds that cache from the database.
         """
-        with self._tx() as s:
+        with contextlib.nullcontext(conn) if conn is not None else self._tx() as s:
             self.meta = self._read_meta(s)
             version, destructive = self.meta["version"], self.meta["destructive_version"]
             if self._catalog_version == version and self._index_version == version:
@@ -430,7 +550,7 @@ class EpisodicStore:
 
     def _check_writable(self) -> None:
         if self.readonly:
-            raise StoreError(f"{self._where()} was opened read-only")
+            raise ReadOnlyStore(f"{self._where()} was opened read-only")
 
     # -- writing --------------------------------------------------------------------------
     def write(
@@ -574,7 +694,7 @@ class EpisodicStore:
         ids = np.unique(int_column(ids, len(np.atleast_1d(ids)), "ids", allow_none=False))
         missing = ids[self.catalog.rows_of(ids) < 0]
         if len(missing):
-            raise StoreError(f"no memories with ids {missing[:10].tolist()}")
+            raise MemoryNotFound(f"no memories with ids {missing[:10].tolist()}")
         return ids
 
     def rekey(self, ids, keys) -> None:
@@ -588,7 +708,7 @@ class EpisodicStore:
             raise StoreError("rekey: ids must be unique")
         missing = ids[self.catalog.rows_of(ids) < 0]
         if len(missing):
-            raise StoreError(f"no memories with ids {missing[:10].tolist()}")
+            raise MemoryNotFound(f"no memories with ids {missing[:10].tolist()}")
         version = self.meta["version"] + 1
         with self._tx() as c:
             c.exec_driver_sql(
@@ -645,7 +765,7 @@ class EpisodicStore:
         ids = np.asarray(ids, np.int64).reshape(-1)
         rows = self.catalog.rows_of(ids)
         if (rows < 0).any():
-            raise StoreError(f"no memories with ids {ids[rows < 0][:10].tolist()}")
+            raise MemoryNotFound(f"no memories with ids {ids[rows < 0][:10].tolist()}")
         return self._batch(ids, rows, with_values)
 
     def _batch(self, ids: np.ndarray, rows: np.ndarray, with_values: bool) -> Batch:
@@ -664,7 +784,7 @@ class EpisodicStore:
         with self._tx() as c:
             got = dict(c.execute(_VALUES_OF, {"ids": json.dumps(np.unique(ids).tolist())}).all())
         if len(got) < len(np.unique(ids)):
-            raise StoreError("memories vanished while reading; call refresh() and retry")
+            raise StoreChanged("memories vanished while reading; call refresh() and retry")
         flat = np.frombuffer(b"".join(got[int(i)] for i in ids), self.value_dtype)
         return flat.reshape(len(ids), *self.value_shape).copy()  # writable, like any array
 
@@ -682,7 +802,7 @@ class EpisodicStore:
             got = dict(c.execute(_KEYS_OF, {"ids": json.dumps(ids)}).all())
         missing = [i for i in ids if i not in got]
         if missing:
-            raise StoreError(f"no memories with ids {missing[:10]}")
+            raise MemoryNotFound(f"no memories with ids {missing[:10]}")
         return np.frombuffer(b"".join(got[i] for i in ids), np.float32).reshape(len(ids), -1)
 
     def search(self, queries, k: int = 10, *, where: dict | None = None) -> SearchResult:
@@ -774,14 +894,61 @@ class EpisodicStore:
         }
 
     def verify(self, sample: int = 1000) -> dict:
-        """Check the database, the RAM index and the saved index file agree; never mutates."""
+        """Check the database, the RAM index and the saved index file agree; never mutates
+        the files and never raises: what cannot be read is reported as a problem.
+
+        Everything is read in one read transaction (one snapshot of the database), and a
+        reader's catalog and index are brought to that same snapshot first, so a writer
+        committing meanwhile causes no false differences."""
         problems: list[str] = []
-        with self._tx() as s:
-            check = s.execute(text("PRAGMA quick_check")).scalar()
-            if check != "ok":
-                problems.append(f"database integrity: {check}")
-            db_ids = np.array(s.scalars(select(Memory.id).order_by(Memory.id)).all(), np.int64)
+        counts = {"memories": 0, "index_entries": 0}
+        db_ids = None
+        try:
+            with self._tx() as s:
+                db_ids = self._verify_in(s, problems, counts, sample)
+        except Exception as exc:  # a malformed page, a missing table, a vanished file
+            problems.append(f"database unreadable: {getattr(exc, 'orig', None) or exc}")
+        try:
+            file_state, problem = self._index_file_state(db_ids)
+        except Exception as exc:
+            file_state, problem = "unreadable", f"index file unreadable: {exc}"
+        if problem and db_ids is not None:
+            problems.append(problem)
+        return {"ok": not problems, "problems": problems, **counts, "index_file": file_state}
+
+    def _verify_in(
+        self, s: Connection, problems: list[str], counts: dict, sample: int
+    ) -> np.ndarray | None:
+        """The checks inside verify's one read transaction; the database's ids, or None."""
+        check = s.exec_driver_sql("PRAGMA quick_check").scalar()
+        if check != "ok":
+            problems.append(f"database integrity: {check}")
+            return None
+        missing = _missing_tables(s.exec_driver_sql(_TABLES).scalars())
+        if missing:
+            problems.append(f"table(s) missing from the database: {missing}")
+            return None
+        if self.readonly:
+            self._sync(s)
+        db_ids = np.array(s.scalars(select(Memory.id).order_by(Memory.id)).all(), np.int64)
+        counts["memories"] = len(db_ids)
+        value_ids = np.array(
+            s.exec_driver_sql("SELECT id FROM payloads ORDER BY id").scalars().all(), np.int64
+        )
+        if not np.array_equal(db_ids, value_ids):
+            lost = np.setdiff1d(db_ids, value_ids)[:10].tolist()
+            extra = np.setdiff1d(value_ids, db_ids)[:10].tolist()
+            problems.append(
+                f"payloads missing for memories {lost}; payloads without a memory {extra}"
+            )
+        width = int(np.prod(self.value_shape)) * self.value_dtype.itemsize
+        bad = s.exec_driver_sql(
+            "SELECT count(*) FROM payloads WHERE length(value) != ?", (width,)
+        ).scalar()
+        if bad:
+            problems.append(f"{bad} payload(s) are not {width} bytes long")
         index_ids = self.index.ids()
+        counts["index_entries"] = len(index_ids)
         if not np.array_equal(db_ids, index_ids):
             extra = np.setdiff1d(index_ids, db_ids)[:10].tolist()
             lost = np.setdiff1d(db_ids, index_ids)[:10].tolist()
@@ -792,25 +959,60 @@ class EpisodicStore:
             problems.append("catalog and database ids differ")
         if len(db_ids) and not problems:
             pick = np.random.default_rng(0).choice(db_ids, min(sample, len(db_ids)), replace=False)
-            if not np.allclose(self.index.reconstruct(pick), self.keys_of(pick)):
+            keys = dict(s.execute(_KEYS_OF, {"ids": json.dumps(pick.tolist())}).all())
+            stored = np.frombuffer(b"".join(keys[int(i)] for i in pick), np.float32)
+            if not np.allclose(self.index.reconstruct(pick), stored.reshape(len(pick), -1)):
                 problems.append("index keys differ from database keys")
-        file_state = "none (in memory)" if self.path is None else "missing"
-        if self.path is not None and (self.path / INDEX_NAME).exists():
-            try:
-                saved = KeyIndex.load(self.path / INDEX_NAME, self.spec)
-                behind = self.meta["version"] - saved.coverage.version
-                file_state = (
-                    "current" if behind == 0 else f"{behind} versions behind (caught up on open)"
-                )
-            except StoreError as exc:
-                file_state = f"unreadable: {exc} (rebuilt from the database on open)"
-        return {
-            "ok": not problems,
-            "problems": problems,
-            "memories": int(len(db_ids)),
-            "index_entries": int(len(index_ids)),
-            "index_file": file_state,
-        }
+        return db_ids
+
+    def _index_file_state(self, db_ids: np.ndarray | None = None) -> tuple[str, str | None]:
+        """(what the saved index file is, a problem with it or None), against the database
+        as of ``db_ids`` (this verify's snapshot). A file ahead of that snapshot is a problem
+        only when no writer is live: beside one it is just newer than this read."""
+        if self.path is None:
+            return "none (in memory)", None
+        if not (self.path / INDEX_NAME).exists():
+            return "missing", None
+        try:
+            saved = KeyIndex.load(self.path / INDEX_NAME, self.spec)
+        except StoreError as exc:
+            state = f"unreadable: {exc}"
+            return state, state + " (rebuilt from the database on open; reindex rewrites it)"
+        cov = saved.coverage
+        if cov.store_id != self.meta.get("store_id"):
+            return "another store's", "index file belongs to another store (reindex rewrites it)"
+        behind = self.meta["version"] - cov.version
+        if behind < 0:
+            if self._writer_is_live():
+                return "newer than this read (a writer is live)", None
+            return f"{-behind} versions ahead of the database", (
+                f"index file is {-behind} versions ahead of the database (an older database "
+                "put back?); it is rebuilt on open, and reindex rewrites it"
+            )
+        file_ids = saved.ids()
+        if behind == 0 and db_ids is not None and not np.array_equal(file_ids, db_ids):
+            extra = np.setdiff1d(file_ids, db_ids)[:10].tolist()
+            lost = np.setdiff1d(db_ids, file_ids)[:10].tolist()
+            return "current but different", (
+                f"index file and database differ at the same version: in index file only "
+                f"{extra}, in database only {lost} (rebuilt on open; reindex rewrites it)"
+            )
+        return ("current" if behind == 0 else f"{behind} versions behind (caught up on open)"), None
+
+    def _writer_is_live(self) -> bool:
+        if self._lock_fd is not None:
+            return True
+        try:
+            fd = os.open(self.path / LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
 
     def reindex(self, index: str | None = None, **options) -> None:
         """Rebuild the index from the database and save it, optionally as another kind
@@ -836,7 +1038,8 @@ class EpisodicStore:
         if current and (self.path / INDEX_NAME).exists():
             return
         max_id = int(self.catalog.ids[-1]) if len(self.catalog) else -1
-        self.index.save(self.path / INDEX_NAME, Coverage(self.meta["version"], max_id))
+        coverage = Coverage(self.meta["version"], max_id, store_id=self.meta.get("store_id"))
+        self.index.save(self.path / INDEX_NAME, coverage)
         self._saved_rows = len(self.catalog)
 
     def snapshot(self, dest: str | os.PathLike | None = None):
@@ -878,14 +1081,34 @@ class EpisodicStore:
 
     @staticmethod
     def restore(folder: str | os.PathLike, snapshot: str | os.PathLike) -> None:
-        """Make ``folder`` hold exactly the store in ``snapshot`` (its index is rebuilt on open)."""
+        """Make ``folder`` hold exactly the store in ``snapshot`` (its index is rebuilt on open).
+
+        The snapshot is checked first (``check_snapshot``) and copied to a fresh temporary
+        file beside the database, under the store's writer lock; only then are the live
+        files replaced. A damaged snapshot raises StoreCorrupt with the live store untouched.
+        """
         folder = Path(folder)
+        check_snapshot(snapshot)
         folder.mkdir(parents=True, exist_ok=True)
-        for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm", INDEX_NAME):
-            (folder / name).unlink(missing_ok=True)
-        tmp = folder / (DB_NAME + ".restore")
-        shutil.copyfile(snapshot, tmp)
-        os.replace(tmp, folder / DB_NAME)
+        lock = EpisodicStore.__new__(EpisodicStore)
+        lock.path, lock._lock_fd = folder, None
+        lock._take_writer_lock()
+        try:
+            with temp_file(folder / DB_NAME) as (f, tmp):
+                with open(snapshot, "rb") as src:
+                    shutil.copyfileobj(src, f)
+                f.flush()
+                os.fsync(f.fileno())
+            try:  # a stale journal beside the new database would be replayed into it
+                for name in (DB_NAME + "-wal", DB_NAME + "-shm", INDEX_NAME):
+                    (folder / name).unlink(missing_ok=True)
+                os.replace(tmp, folder / DB_NAME)
+            finally:
+                tmp.unlink(missing_ok=True)
+            fsync_path(folder)
+        finally:
+            fcntl.flock(lock._lock_fd, fcntl.LOCK_UN)
+            os.close(lock._lock_fd)
 
     def export(self, out: str | os.PathLike) -> Path:
         """Everything to .npz (keys, values, metadata) or metadata to .csv, by the suffix."""
@@ -915,15 +1138,21 @@ class EpisodicStore:
         return out
 
     def close(self, save: bool = True) -> None:
-        if save and hasattr(self, "meta") and not self.readonly:
-            self.flush()
-        if hasattr(self, "_conn"):
-            self._conn.close()
-        self.engine.dispose()
-        if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        """Save the index file (writers), close the database and release the writer lock.
+        The lock is released even when saving fails (a full disk): the database is
+        committed, and the next open rebuilds what the index file lacks."""
+        try:
+            if save and hasattr(self, "catalog") and not self.readonly:
+                self.flush()
+        finally:
+            if hasattr(self, "_conn"):
+                self._conn.close()
+                del self._conn
+            self.engine.dispose()
+            if self._lock_fd is not None:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                os.close(self._lock_fd)
+                self._lock_fd = None
 
     def __enter__(self) -> EpisodicStore:
         return self

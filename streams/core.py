@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 SCENARIOS = ("class", "task", "domain", "task-free")
@@ -32,6 +34,16 @@ class Experience:
     @property
     def n_test(self) -> int:
         return int(self.y_test.shape[0])
+
+    def fingerprint(self) -> str:
+        """A hash of the experience's arrays and task id: two experiences with the same
+        fingerprint hold the same data, so a run folder can tell its stream from another."""
+        h = hashlib.blake2b(digest_size=16)
+        for t in (self.x_train, self.y_train, self.x_test, self.y_test):
+            h.update(str((t.dtype, tuple(t.shape))).encode())
+            h.update(t.contiguous().numpy().view(np.uint8).data)
+        h.update(repr(self.task_id).encode())
+        return h.hexdigest()
 
 
 @dataclass

@@ -61,6 +61,13 @@ def matrix(run_dir: Path) -> np.ndarray:
     return np.array([[np.nan if v is None else v for v in r] for r in rows], float)
 
 
+def events_without_timing(run_dir: Path) -> list[dict]:
+    """metrics.jsonl's events, every line whole and valid JSON, less their timings."""
+    lines = (run_dir / "metrics.jsonl").read_text().split("\n")
+    assert lines[-1] == ""
+    return [{k: v for k, v in json.loads(x).items() if k != "seconds"} for x in lines[:-1]]
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ref") / "run"
@@ -106,23 +113,38 @@ def test_same_seed_same_numbers(reference, tmp_path):
     assert np.array_equal(result.matrix, matrix(reference))
 
 
+def start_paused(out: Path, step: int, tmp_path: Path, *extra: str) -> subprocess.Popen:
+    """``lifelong run`` that stops and waits after step ``step`` (the test-only pause hook),
+    returned once it is there: the test then kills it at a point it chose, however fast or
+    slow the machine is."""
+    flag = tmp_path / f"paused-{step}"
+    proc = subprocess.Popen(
+        [*LIFELONG, "run", *SMALL, *extra, "--out", str(out)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "LIFELONG_TEST_PAUSE": f"{step}:{flag}"},
+    )
+    deadline = time.time() + 300
+    while not flag.exists():
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.time() < deadline, "the run never reached its pause"
+        time.sleep(0.02)
+    return proc
+
+
 def test_sigkill_then_resume_gives_same_matrix(reference, tmp_path):
     out = tmp_path / "killed"
-    for delay in (0.5, 2.5):  # kill twice, at different moments (the second run starts up)
-        proc = subprocess.Popen(
-            [*LIFELONG, "run", *SMALL, "--out", str(out)],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.time() + 120
-        while not (out / "checkpoint" / "state.pt").exists() and time.time() < deadline:
-            time.sleep(0.05)
-        time.sleep(delay)
+    # kill twice between checkpoints (every 7 steps; experience 0 ends at step 58), the
+    # second time in experience 1 after resuming
+    for step in (23, 80):
+        proc = start_paused(out, step, tmp_path)
         os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        proc.communicate()
     saved = checkpoint.load(out)
-    assert saved is not None and not saved[1]["done"]  # it really was cut short
+    assert saved is not None and not saved.progress["done"]  # it really was cut short
+    assert saved.state["counters"][0] == 77  # the last checkpoint before step 80
     done = subprocess.run(
         [*LIFELONG, "run", *SMALL, "--out", str(out)],
         cwd=ROOT,
@@ -134,23 +156,16 @@ def test_sigkill_then_resume_gives_same_matrix(reference, tmp_path):
     assert "resuming" in done.stderr
     assert np.array_equal(matrix(out), matrix(reference))
     assert EpisodicStore.open(out / "memory", readonly=True).verify()["ok"]
+    assert events_without_timing(out) == events_without_timing(reference)
 
 
 def test_ctrl_c_checkpoints_then_resumes(reference, tmp_path):
     out = tmp_path / "interrupted"
-    proc = subprocess.Popen(
-        [*LIFELONG, "run", *SMALL, "--out", str(out)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 120
-    while not (out / "checkpoint" / "state.pt").exists() and time.time() < deadline:
-        time.sleep(0.05)
+    proc = start_paused(out, 30, tmp_path)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "stopped; checkpoint written" in err
+    assert checkpoint.load(out).state["counters"][0] == 30
     result = run(small_cfg(), out, echo=quiet)
     assert np.array_equal(result.matrix, matrix(reference))
 
@@ -191,7 +206,7 @@ def test_bad_example_mid_stream_stops_with_checkpoint_intact(tmp_path, monkeypat
     with pytest.raises(BadBatchError, match=r"experience 1: example 17 has NaN or inf"):
         run(cfg, tmp_path / "bad", stream=bad, echo=quiet)
     assert learned and set(learned) == {0}
-    state, progress, _ = checkpoint.load(tmp_path / "bad")
+    progress = checkpoint.load(tmp_path / "bad").progress
     assert progress["experience"] == 1 and len(progress["rows"]) == 1
     st = EpisodicStore.open(tmp_path / "bad" / "memory", readonly=True)
     assert st.verify()["ok"] and len(st) > 0
@@ -285,14 +300,16 @@ def test_background_checkpoint_holds_the_state_at_save_time(tmp_path):
     weights = torch.nn.Linear(3, 2)
     before = {k: v.clone() for k, v in weights.state_dict().items()}
     writer = checkpoint.Writer(tmp_path)
-    writer.save({"model": weights.state_dict()}, {"step": 1}, store)
+    agent_state = {"model": weights.state_dict(), "memory": {}, "counters": torch.tensor([1])}
+    writer.save(agent_state, {"step": 1}, store)
     with torch.no_grad():  # the next steps, racing the writer
         weights.weight.add_(1.0)
     store.write(rng.random((2, 4), np.float32), rng.random((2, 2), np.float32), [3, 4])
     writer.wait()
-    state, progress, snapshot = checkpoint.load(tmp_path)
-    assert progress == {"step": 1} and torch.equal(state["model"]["weight"], before["weight"])
-    EpisodicStore.restore(tmp_path / "restored", snapshot)
+    saved = checkpoint.load(tmp_path)
+    assert saved.progress == {"step": 1}
+    assert torch.equal(saved.state["model"]["weight"], before["weight"])
+    EpisodicStore.restore(tmp_path / "restored", saved.snapshot)
     with EpisodicStore.open(tmp_path / "restored", readonly=True) as back:
         assert len(back) == 3 and back.verify()["ok"]
     store.close()
