@@ -15,6 +15,7 @@ the file copies, fsyncs and renames overlap with training.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -80,12 +81,15 @@ def write(run_dir: Path, state: dict, database) -> None:
     """Write a captured checkpoint and swap it in; nothing is left behind if it fails."""
     try:
         tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=TMP_PREFIX))
+        tmp.chmod(0o755)
     except BaseException:
         database.close()
         raise
     try:
+        buffer = io.BytesIO()  # torch's own file writer hides ENOSPC in a RuntimeError
+        torch.save(state, buffer)
         with open(tmp / "state.pt", "xb") as f:
-            torch.save(state, f)
+            f.write(buffer.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         try:

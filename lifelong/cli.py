@@ -8,7 +8,10 @@ import sys
 
 from lifelong import memory_cli, run_cli
 from lifelong.agent import BadBatchError
+from lifelong.checkpoint import CheckpointError
 from lifelong.config import ConfigError
+from lifelong.runner import DiskFull
+from stores import StoreError
 from streams.errors import StreamError
 
 
@@ -90,13 +93,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# A user's mistake or a damaged file: one line naming the problem, exit 2, no traceback.
+USER_ERRORS = (StreamError, ConfigError, BadBatchError, CheckpointError, DiskFull, StoreError)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (StreamError, ConfigError, BadBatchError, FileNotFoundError, *memory_cli.ERRORS) as exc:
+    except USER_ERRORS as exc:
         print(f"lifelong: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a path that is a folder, a read-only mount, a full disk
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"lifelong: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once; checkpoints are atomic
+        print(
+            "lifelong: interrupted; the last checkpoint is intact (run the same command to resume)",
+            file=sys.stderr,
+        )
+        return 130
 
 
 if __name__ == "__main__":

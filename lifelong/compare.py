@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from lifelong import metrics
-from lifelong.config import RunConfig
+from lifelong.config import ConfigError, RunConfig
 from lifelong.models import build_model
 
 BASELINES = (
@@ -305,11 +305,19 @@ def write_outputs(results: list[dict], stream_name: str, memory: int, out: Path)
 
 
 def parse_seeds(text: str) -> list[int]:
-    """ "0-4" or "0,2,5" or "3"."""
+    """ "0-4" or "0,2,5" or "3"; ConfigError naming the part that is not."""
     seeds: list[int] = []
     for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+        lo, dash, hi = part.strip().partition("-")
+        try:
+            first, last = int(lo), int(hi) if dash else int(lo)
+        except ValueError:
+            raise ConfigError(
+                f"--seeds: {part!r} is not a seed or a range like 0-4 (seeds are integers >= 0)"
+            ) from None
+        if last < first:
+            raise ConfigError(f"--seeds: range {part!r} is empty (write it low-high, e.g. 0-4)")
+        seeds += range(first, last + 1)
     return seeds
 
 

@@ -7,6 +7,7 @@ waits for the next file until it is stopped, so it can run for as long as tasks 
 from __future__ import annotations
 
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -73,7 +74,7 @@ class FolderStream:
 
     def _load(self, path: Path, i: int) -> Experience:
         try:
-            with np.load(path) as data:
+            with np.load(path, allow_pickle=False) as data:
                 missing = [k for k in REQUIRED if k not in data.files]
                 if missing:
                     raise StreamError(
@@ -81,11 +82,14 @@ class FolderStream:
                         f"a task file needs {list(REQUIRED)}"
                     )
                 arrays = {k: data[k] for k in REQUIRED}
-                task = int(data["task_id"]) if "task_id" in data.files else 0
-        except (OSError, ValueError) as exc:
+                task = _task_id(data["task_id"], path.name) if "task_id" in data.files else 0
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             if isinstance(exc, StreamError):
                 raise
-            raise StreamError(f"{path.name}: not a readable .npz file ({exc})") from None
+            raise StreamError(
+                f"{path.name}: not a readable .npz file ({type(exc).__name__}: {exc}); write "
+                "task files under a temporary name and rename them when complete"
+            ) from None
         what = path.name
         x = as_features(arrays["x"], f"{what} x")
         y = as_labels(arrays["y"], f"{what} y", self.n_classes)
@@ -93,6 +97,25 @@ class FolderStream:
         yt = as_labels(arrays["y_test"], f"{what} y_test", self.n_classes)
         check_pair(x, y, f"{what} train")
         check_pair(xt, yt, f"{what} test")
+        if xt.shape[1:] != x.shape[1:]:
+            raise StreamError(
+                f"{what}: x_test examples have shape {tuple(xt.shape[1:])}, "
+                f"x's have {tuple(x.shape[1:])}"
+            )
+        if self.loaded and x.shape[1:] != self.loaded[0].x_train.shape[1:]:
+            raise StreamError(
+                f"{what}: examples have shape {tuple(x.shape[1:])}, the first task file's "
+                f"have {tuple(self.loaded[0].x_train.shape[1:])}"
+            )
         if len(yt) == 0:
             raise StreamError(f"{what} has no test data")
         return Experience(i, x, y, xt, yt, task, tuple(sorted(set(y.tolist()))))
+
+
+def _task_id(value: np.ndarray, what: str) -> int:
+    """A task file's ``task_id``: one non-negative integer."""
+    if value.shape != () or value.dtype.kind not in "iu" or int(value) < 0:
+        raise StreamError(
+            f"{what}: task_id must be one integer >= 0, got {value.dtype} of shape {value.shape}"
+        )
+    return int(value)

@@ -52,9 +52,27 @@ def _filters(p: argparse.ArgumentParser) -> None:
 def _where(args) -> dict:
     where = {f: getattr(args, f) for f in ("task", "label", "experience") if getattr(args, f)}
     if args.positions:
-        lo, _, hi = args.positions.partition(":")
-        where["position"] = (int(lo) if lo else None, int(hi) if hi else None)
+        lo, sep, hi = args.positions.partition(":")
+        try:
+            where["position"] = (int(lo) if lo else None, int(hi) if hi else None)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise StoreError(
+                f"--positions must be START:STOP (either may be empty), got {args.positions!r}"
+            )
     return where
+
+
+def _query_keys(path: str) -> np.ndarray:
+    """Keys from a .npy file, refusing anything but a plain numeric array (no pickles)."""
+    try:
+        keys = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise StoreError(f"--key {path}: not a plain numeric .npy array ({exc})") from None
+    if not isinstance(keys, np.ndarray) or keys.dtype.kind not in "fiu":
+        raise StoreError(f"--key {path}: expected a numeric .npy array of keys")
+    return keys
 
 
 def _emit(args, rows: list[dict]) -> int:
@@ -98,7 +116,7 @@ def stats(args) -> int:
 
 def query(args) -> int:
     with EpisodicStore.open(args.path, readonly=True) as st:
-        keys = st.keys_of([args.id]) if args.id is not None else np.load(args.key)
+        keys = st.keys_of([args.id]) if args.id is not None else _query_keys(args.key)
         res = st.search(keys, args.k, where=_where(args))
         out = []
         for qi in range(res.ids.shape[0]):

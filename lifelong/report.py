@@ -12,6 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from lifelong.run_folder import read_events  # noqa: E402
+
 SUMMARY_ROWS = [
     ("average_accuracy", "average accuracy"),
     ("learning_accuracy", "learning accuracy"),
@@ -31,15 +33,7 @@ def load_run(run_dir: str | Path) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"{run_dir} has no summary.json: is it a lifelong run folder?")
     data = json.loads(path.read_text())
-    events = (
-        [
-            json.loads(line)
-            for line in (run_dir / "metrics.jsonl").read_text().splitlines()
-            if line.strip()
-        ]
-        if (run_dir / "metrics.jsonl").exists()
-        else []
-    )
+    events = read_events(run_dir / "metrics.jsonl")  # whole, valid lines only
     data["events"] = events
     data["name"] = run_dir.name
     return data

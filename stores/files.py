@@ -23,6 +23,7 @@ def temp_file(dest: Path) -> Iterator[tuple[BinaryIO, Path]]:
     fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
     tmp = Path(name)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the file from other readers
         with os.fdopen(fd, "wb") as f:
             yield f, tmp
     except BaseException:

@@ -543,9 +543,7 @@ class EpisodicStore:
 
     def refresh(self) -> None:
         """Readers: catch up with what the writer committed since the last call."""
-        with self._tx() as s:
-            version = json.loads(s.scalar(select(Meta.value).where(Meta.name == "version")))
-        if version != self._catalog_version:
+        if self._committed_version() != self._catalog_version:
             self._sync()
 
     def _check_writable(self) -> None:
@@ -983,8 +981,8 @@ class EpisodicStore:
             return "another store's", "index file belongs to another store (reindex rewrites it)"
         behind = self.meta["version"] - cov.version
         if behind < 0:
-            if self._writer_is_live():
-                return "newer than this read (a writer is live)", None
+            if self._writer_is_live() or cov.version <= self._committed_version():
+                return "newer than this read (a writer committed since)", None
             return f"{-behind} versions ahead of the database", (
                 f"index file is {-behind} versions ahead of the database (an older database "
                 "put back?); it is rebuilt on open, and reindex rewrites it"
@@ -998,6 +996,11 @@ class EpisodicStore:
                 f"{extra}, in database only {lost} (rebuilt on open; reindex rewrites it)"
             )
         return ("current" if behind == 0 else f"{behind} versions behind (caught up on open)"), None
+
+    def _committed_version(self) -> int:
+        """The database's data version now, in a fresh read (not this verify's snapshot)."""
+        with self._tx() as s:
+            return json.loads(s.scalar(select(Meta.value).where(Meta.name == "version")))
 
     def _writer_is_live(self) -> bool:
         if self._lock_fd is not None:

@@ -10,7 +10,11 @@ from streams.errors import StreamError
 
 def as_features(x, what: str) -> torch.Tensor:
     """float32 tensor with finite values, else a StreamError naming ``what`` and the index."""
-    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    if not isinstance(x, torch.Tensor):
+        x = np.asarray(x)
+        if x.dtype.kind not in "fiub":
+            raise StreamError(f"{what}: features must be numeric, got dtype {x.dtype}")
+    t = torch.as_tensor(x)
     if not (
         t.is_floating_point()
         or t.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 import streams
+from tests.run_helpers import reference_run
 
 
 @pytest.fixture(scope="session")
 def digits_split() -> streams.Stream:
     return streams.get_stream("split-digits", experiences=5, seed=0)
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory) -> Path:
+    """The uninterrupted small run (tests/run_helpers.SMALL) that others must equal."""
+    return reference_run(tmp_path_factory)
 
 
 @pytest.fixture(autouse=True)

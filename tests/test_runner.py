@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,65 +19,16 @@ from lifelong.agent import Agent, BadBatchError
 from lifelong.config import ConfigError, RunConfig
 from lifelong.runner import run
 from stores import EpisodicStore
-
-ROOT = Path(__file__).resolve().parents[1]
-LIFELONG = [sys.executable, "-m", "lifelong.cli"]
-SMALL = [
-    "--stream",
-    "split-digits",
-    "--experiences",
-    "3",
-    "--seed",
-    "1",
-    "--memory",
-    "100",
-    "--checkpoint-every",
-    "7",
-    "--controller",  # the slower agent: a kill lands mid-run, and its state resumes too
-    "--no-progress",
-]
-
-
-def quiet(msg):
-    pass
-
-
-def small_cfg(**kw) -> RunConfig:
-    base = dict(
-        stream="split-digits",
-        experiences=3,
-        seed=1,
-        memory=100,
-        checkpoint_every=7,
-        controller=True,
-        progress=False,
-    )
-    return RunConfig(**{**base, **kw}).validate()
-
-
-def matrix(run_dir: Path) -> np.ndarray:
-    rows = json.loads((run_dir / "summary.json").read_text())["matrix"]
-    return np.array([[np.nan if v is None else v for v in r] for r in rows], float)
-
-
-def events_without_timing(run_dir: Path) -> list[dict]:
-    """metrics.jsonl's events, every line whole and valid JSON, less their timings."""
-    lines = (run_dir / "metrics.jsonl").read_text().split("\n")
-    assert lines[-1] == ""
-    return [{k: v for k, v in json.loads(x).items() if k != "seconds"} for x in lines[:-1]]
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("ref") / "run"
-    subprocess.run(
-        [*LIFELONG, "run", *SMALL, "--out", str(out)],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
-    return out
+from tests.run_helpers import (
+    LIFELONG,
+    ROOT,
+    SMALL,
+    events_without_timing,
+    matrix,
+    quiet,
+    small_cfg,
+    start_paused,
+)
 
 
 def test_run_folder_contents(reference):
@@ -111,27 +61,6 @@ def test_run_folder_contents(reference):
 def test_same_seed_same_numbers(reference, tmp_path):
     result = run(small_cfg(), tmp_path / "again", echo=quiet)
     assert np.array_equal(result.matrix, matrix(reference))
-
-
-def start_paused(out: Path, step: int, tmp_path: Path, *extra: str) -> subprocess.Popen:
-    """``lifelong run`` that stops and waits after step ``step`` (the test-only pause hook),
-    returned once it is there: the test then kills it at a point it chose, however fast or
-    slow the machine is."""
-    flag = tmp_path / f"paused-{step}"
-    proc = subprocess.Popen(
-        [*LIFELONG, "run", *SMALL, *extra, "--out", str(out)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "LIFELONG_TEST_PAUSE": f"{step}:{flag}"},
-    )
-    deadline = time.time() + 300
-    while not flag.exists():
-        assert proc.poll() is None, proc.communicate()[1]
-        assert time.time() < deadline, "the run never reached its pause"
-        time.sleep(0.02)
-    return proc
 
 
 def test_sigkill_then_resume_gives_same_matrix(reference, tmp_path):
