@@ -10,7 +10,7 @@ STREAM ?= split-mnist5k
 SEED   ?= 0
 JOBS   ?= 1
 
-.PHONY: install run test lint bench bench-store bench-agent bench-step compare clean
+.PHONY: install run test faults lint bench bench-store bench-agent bench-step compare clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+faults: $(STAMP)
+	$(BIN)/python tests/faults_report.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
