@@ -276,7 +276,7 @@ class Agent:
         return torch.cat(out) if out else torch.empty(0, dtype=torch.int64)
 
     def accuracy(self, x: torch.Tensor, y: torch.Tensor, task_id: int | None = None) -> float:
-        return float((self.predict(x, task_id) == y).float().mean())
+        return int((self.predict(x, task_id) == y).sum()) / max(len(y), 1)
 
     # -- input checks ---------------------------------------------------------------------
     def check_data(self, x, y, experience: int, position: int) -> None:

@@ -1,11 +1,17 @@
-"""Follow mode: experiences arrive as ``.npz`` files in a folder, taken in name order.
+"""Follow mode: experiences arrive as ``.npz`` files in a folder, each learned once, in
+the order they arrived.
 
-Each file holds ``x``, ``y``, ``x_test`` and ``y_test`` (and optionally ``task_id``). The agent
-waits for the next file until it is stopped, so it can run for as long as tasks keep coming.
+Each file holds ``x``, ``y``, ``x_test`` and ``y_test`` (and optionally ``task_id``). A
+ledger of the files taken (name, size, hash), saved in every checkpoint, makes each file one
+experience exactly once: a file that arrives later is taken later whatever its name, and a
+file already learned that changes or vanishes is refused, since its test set is part of the
+accuracy matrix. Hidden files (``.name.npz``, the temporary names writers use) are never
+taken, and a file that is not yet a whole zip archive is waited for.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 import zipfile
 from collections.abc import Callable
@@ -19,8 +25,12 @@ from streams.validate import as_features, as_labels, check_pair
 REQUIRED = ("x", "y", "x_test", "y_test")
 
 
+class NotReady(Exception):
+    """A task file that is still being written (not a whole zip archive yet)."""
+
+
 class FolderStream:
-    """Experience i is the i-th ``.npz`` file by name; ``get`` blocks until it exists."""
+    """Experience i is the i-th file taken; ``get`` waits until a new file is there."""
 
     def __init__(
         self,
@@ -30,47 +40,101 @@ class FolderStream:
         max_experiences: int | None = None,
         idle_timeout: float | None = None,
         should_stop: Callable[[], bool] = lambda: False,
+        echo: Callable[[str], None] = print,
     ) -> None:
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise StreamError(f"follow folder {self.folder} does not exist")
         self.n_classes = n_classes
         self.poll = poll_seconds
-        self.max_experiences = max_experiences
+        self.max_experiences = max_experiences  # new files taken by this process, at most
         self.idle_timeout = idle_timeout
         self.should_stop = should_stop
+        self.echo = echo
+        self.ledger: list[dict] = []  # files taken: name, size, blake2b; saved in checkpoints
         self.loaded: list[Experience] = []
+        self.taken_here = 0
+        self.waited_seconds = 0.0  # time spent waiting for files, which is not training time
         self.scenario = "class"
         self.name = f"follow:{self.folder}"
 
-    def files(self) -> list[Path]:
-        return sorted(self.folder.glob("*.npz"))
+    def resume(self, ledger: list[dict]) -> None:
+        """Adopt a checkpoint's ledger: its files are experiences 0.. in that order."""
+        self.ledger = [dict(entry) for entry in ledger]
 
     def get(self, i: int) -> Experience | None:
-        """The i-th experience, waiting for its file; None when stopped or idle too long."""
-        if self.max_experiences is not None and i >= self.max_experiences:
+        """The i-th experience, waiting for a new file if i is past the ledger; None when
+        stopped, idle too long, or after ``max_experiences`` new files."""
+        while len(self.loaded) < min(i + 1, len(self.ledger)):
+            self.loaded.append(self._reload(len(self.loaded)))
+        if i < len(self.loaded):
+            return self.loaded[i]
+        if self.max_experiences is not None and self.taken_here >= self.max_experiences:
             return None
-        waited = 0.0
+        started = time.monotonic()
+        try:
+            return self._take_next(i)
+        finally:
+            self.waited_seconds += time.monotonic() - started
+
+    def _take_next(self, i: int) -> Experience | None:
+        waited, said = 0.0, set()
         while True:
-            files = self.files()
-            if len(files) > i:
-                break
+            for path in self._new_files():
+                try:
+                    exp = self._load(path, i)
+                except NotReady as exc:
+                    if path.name not in said:
+                        self.echo(f"waiting for {path.name} to be complete ({exc})")
+                        said.add(path.name)
+                    break  # arrival order: nothing later is taken before it
+                self.ledger.append(_entry(path))
+                self.loaded.append(exp)
+                self.taken_here += 1
+                return exp
             if self.should_stop() or (
                 self.idle_timeout is not None and waited >= self.idle_timeout
             ):
                 return None
             time.sleep(self.poll)
             waited += self.poll
-        while len(self.loaded) <= i:
-            self.loaded.append(self._load(files[len(self.loaded)], len(self.loaded)))
-        return self.loaded[i]
+
+    def _new_files(self) -> list[Path]:
+        """Files not taken yet, oldest first (modification time, then name)."""
+        taken = {e["name"] for e in self.ledger}
+        found = []
+        for path in self.folder.glob("*.npz"):
+            if path.name.startswith(".") or path.name in taken:
+                continue
+            try:
+                found.append((path.stat().st_mtime_ns, path.name, path))
+            except FileNotFoundError:  # renamed away between listing and looking
+                continue
+        return [p for _, _, p in sorted(found)]
+
+    def _reload(self, i: int) -> Experience:
+        """Ledger file i, refused if it changed or vanished since it was learned."""
+        entry = self.ledger[i]
+        path = self.folder / entry["name"]
+        if not path.is_file():
+            raise StreamError(
+                f"{entry['name']}, learned as experience {i}, is gone from {self.folder}; "
+                "put it back (its test set is part of the accuracy matrix) or use a new --out"
+            )
+        now = _entry(path)
+        if now != entry:
+            raise StreamError(
+                f"{entry['name']}, learned as experience {i}, has changed since "
+                f"({entry['size']} -> {now['size']} bytes); a learned file is never learned "
+                "again: restore it, and send new data as a new file"
+            )
+        try:
+            return self._load(path, i)
+        except NotReady as exc:
+            raise StreamError(f"{entry['name']}: unreadable ({exc})") from None
 
     def known(self) -> list[Experience]:
         return list(self.loaded)
-
-    def input_shape(self) -> tuple[int, ...] | None:
-        first = self.get(0)
-        return None if first is None else tuple(first.x_train.shape[1:])
 
     def _load(self, path: Path, i: int) -> Experience:
         try:
@@ -83,12 +147,13 @@ class FolderStream:
                     )
                 arrays = {k: data[k] for k in REQUIRED}
                 task = _task_id(data["task_id"], path.name) if "task_id" in data.files else 0
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        except (zipfile.BadZipFile, EOFError) as exc:
+            raise NotReady(f"{type(exc).__name__}: {exc}") from None
+        except (OSError, ValueError) as exc:
             if isinstance(exc, StreamError):
                 raise
             raise StreamError(
-                f"{path.name}: not a readable .npz file ({type(exc).__name__}: {exc}); write "
-                "task files under a temporary name and rename them when complete"
+                f"{path.name}: not a readable .npz file ({type(exc).__name__}: {exc})"
             ) from None
         what = path.name
         x = as_features(arrays["x"], f"{what} x")
@@ -110,6 +175,16 @@ class FolderStream:
         if len(yt) == 0:
             raise StreamError(f"{what} has no test data")
         return Experience(i, x, y, xt, yt, task, tuple(sorted(set(y.tolist()))))
+
+
+def _entry(path: Path) -> dict:
+    """A ledger entry: what identifies a task file's contents."""
+    data = path.read_bytes()
+    return {
+        "name": path.name,
+        "size": len(data),
+        "blake2b": hashlib.blake2b(data, digest_size=16).hexdigest(),
+    }
 
 
 def _task_id(value: np.ndarray, what: str) -> int:

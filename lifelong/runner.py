@@ -79,6 +79,14 @@ def _torch_threads(cfg: RunConfig, input_shape: tuple[int, ...]):
         torch.set_num_threads(before)
 
 
+def _ledger_by_name(folder: FolderStream, progress: dict) -> list[dict]:
+    """Checkpoints from before the ledger took files in name order: rebuild it that way."""
+    from lifelong.follow import _entry
+
+    names = sorted(p for p in folder.folder.glob("*.npz") if not p.name.startswith("."))
+    return [_entry(p) for p in names[: progress["experience"] + (progress["batch"] > 0)]]
+
+
 def _check_identity(cfg: RunConfig, stream_print: str | None, run_dir: Path, saved) -> None:
     """Refuse a folder made by another config or trained on other data; write config.toml.
 
@@ -119,18 +127,24 @@ class _Source:
     """A named stream (every test set known from the start) or a followed folder."""
 
     def __init__(
-        self, cfg: RunConfig, stop: _StopFlag, follow_options: dict, stream: Stream | None
+        self,
+        cfg: RunConfig,
+        stop: _StopFlag,
+        follow_options: dict,
+        stream: Stream | None,
+        echo=print,
     ) -> None:
+        self.cfg = cfg
         if cfg.follow:
             self.folder = FolderStream(
-                cfg.follow, cfg.n_classes, should_stop=lambda: stop.requested, **follow_options
+                cfg.follow,
+                cfg.n_classes,
+                should_stop=lambda: stop.requested,
+                echo=echo,
+                **follow_options,
             )
-            first = self.folder.get(0)
-            if first is None:
-                raise ConfigError(f"no task file appeared in {cfg.follow}")
-            self.spec = StreamSpec(tuple(first.x_train.shape[1:]), cfg.n_classes, False)
             self.total = None
-            self.fingerprint = None  # files arrive over time
+            self.fingerprint = None  # files arrive over time: the ledger identifies them
         else:
             self.folder = None
             if stream is None:
@@ -145,6 +159,26 @@ class _Source:
                 h.update(e.fingerprint().encode())
             self.fingerprint = h.hexdigest()
 
+    def start(self, progress: dict | None) -> None:
+        """Follow mode: adopt the checkpoint's ledger of files taken, then wait for the first
+        file (its shape sets the model's input)."""
+        if self.folder is None:
+            return
+        if progress is not None:
+            self.folder.resume(progress.get("files") or _ledger_by_name(self.folder, progress))
+        first = self.folder.get(0)
+        if first is None:
+            raise ConfigError(f"no task file appeared in {self.cfg.follow}")
+        self.spec = StreamSpec(tuple(first.x_train.shape[1:]), self.cfg.n_classes, False)
+
+    @property
+    def ledger(self) -> list[dict] | None:
+        return list(self.folder.ledger) if self.folder is not None else None
+
+    @property
+    def waited_seconds(self) -> float:
+        return self.folder.waited_seconds if self.folder is not None else 0.0
+
     def get(self, i: int) -> Experience | None:
         if self.folder is not None:
             return self.folder.get(i)
@@ -155,7 +189,8 @@ class _Source:
 
 
 def evaluate(agent: Agent, tests: list[Experience]) -> list[float]:
-    return [agent.accuracy(e.x_test, e.y_test, e.task_id) for e in tests]
+    """Accuracy on each test set, to 6 decimals (a test set of 10,000 needs 4)."""
+    return [round(agent.accuracy(e.x_test, e.y_test, e.task_id), 6) for e in tests]
 
 
 def _new_progress() -> dict:
@@ -244,13 +279,14 @@ def run(
     run_dir = Path(run_dir)
     with _StopFlag() as stop, FolderLock(run_dir) as lock, contextlib.ExitStack() as scope:
         try:
-            source = _Source(cfg, stop, follow_options or {}, stream)
+            source = _Source(cfg, stop, follow_options or {}, stream, echo)
         except BaseException:
             if lock.created and lock.holds_only_itself():  # leave no folder behind a typo
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
         saved = checkpoint.load(run_dir, warn=echo)
         _check_identity(cfg, source.fingerprint, run_dir, saved)
+        source.start(saved.progress if saved is not None else None)
         scope.enter_context(_torch_threads(cfg, source.spec.input_shape))
         memory_dir = run_dir / "memory"
         if saved is not None:
@@ -277,7 +313,7 @@ def run(
                 )
             interrupted = False
             if not progress["done"]:
-                interrupted = _train(cfg, agent, source, progress, log, writer, stop, echo)
+                interrupted = _train(cfg, agent, source, progress, log, writer, stop, echo, run_dir)
             result = _finish(cfg, run_dir, progress, agent, interrupted)
         except BaseException as exc:
             if is_disk_full(exc):
@@ -300,8 +336,12 @@ def _close(store: EpisodicStore) -> None:
             raise
 
 
-def _train(cfg, agent, source, progress, log, writer, stop, echo) -> bool:
-    """The loop; returns True if stopped early (after writing a checkpoint)."""
+def _train(cfg, agent, source, progress, log, writer, stop, echo, run_dir) -> bool:
+    """The loop; returns True if stopped by a signal (after writing a checkpoint).
+
+    A named stream ends when its experiences do (the run is then complete); a followed
+    folder never does: it stops on a signal, ``--idle-timeout`` or ``--max-experiences``,
+    checkpointed, and the same command resumes it and takes the files that came since."""
 
     last_save = time.monotonic()
     pause = _TestPause()
@@ -309,6 +349,8 @@ def _train(cfg, agent, source, progress, log, writer, stop, echo) -> bool:
     def save() -> None:
         nonlocal last_save
         progress["events"] = log.count
+        if source.ledger is not None:
+            progress["files"] = source.ledger
         log.sync()
         writer.save(agent.state_dict(), progress, agent.store)
         last_save = time.monotonic()
@@ -318,6 +360,12 @@ def _train(cfg, agent, source, progress, log, writer, stop, echo) -> bool:
         return bool(every and agent.steps % every == 0) or bool(
             seconds and time.monotonic() - last_save >= seconds
         )
+
+    def stopped(why: str) -> None:
+        save()
+        writer.wait()
+        bar.close()
+        echo(f"{why}; checkpoint written to {writer.run_dir / checkpoint.NAME} ({RESUME_HINT})")
 
     if progress["untrained"] is None:
         progress["untrained"] = evaluate(agent, source.test_sets())
@@ -332,18 +380,20 @@ def _train(cfg, agent, source, progress, log, writer, stop, echo) -> bool:
     )
     started = time.perf_counter() - progress["train_seconds"]
 
-    def evaluate_untimed() -> list[float]:
-        """Accuracies on every test set; the time it takes is not training time."""
+    def untimed(work, *args):
+        """Run ``work()`` off the training clock (evaluation, waiting for files, writing
+        live results): throughput counts training alone."""
         nonlocal started
         t = time.perf_counter()
-        row = evaluate(agent, source.test_sets())
-        started += time.perf_counter() - t
-        return row
+        try:
+            return work(*args)
+        finally:
+            started += time.perf_counter() - t
 
     i = progress["experience"]
     loss = float("nan")
     try:
-        while (exp := source.get(i)) is not None:
+        while (exp := untimed(source.get, i)) is not None:
             if exp.n_train:  # once for the experience, not once a batch (0.1 ms against 1.5)
                 agent.check_data(exp.x_train, exp.y_train, i, 0)
             gen = torch.Generator().manual_seed(cfg.seed * 100_003 + i)
@@ -363,24 +413,18 @@ def _train(cfg, agent, source, progress, log, writer, stop, echo) -> bool:
                             "step": agent.steps,
                             "experience": i,
                             "position": progress["position"],
-                            "accuracies": evaluate_untimed(),
+                            "accuracies": untimed(evaluate, agent, source.test_sets()),
                         }
                     )
                 pause.at(agent.steps, stop, writer)
                 if stop.requested:
-                    save()
-                    writer.wait()
-                    bar.close()
-                    echo(
-                        f"stopped; checkpoint written to {writer.run_dir / checkpoint.NAME} "
-                        "(run the same command to resume)"
-                    )
+                    stopped("stopped")
                     return True
                 if save_due():
                     save()
             agent.end_experience(i)
             progress["train_seconds"] = time.perf_counter() - started
-            row = evaluate_untimed()
+            row = untimed(evaluate, agent, source.test_sets())
             progress["rows"].append(row)
             end = {
                 "type": "experience_end",
@@ -395,10 +439,17 @@ def _train(cfg, agent, source, progress, log, writer, stop, echo) -> bool:
             progress["ends"].append(end)
             progress["experience"], progress["batch"] = i + 1, 0
             save()
+            untimed(_publish, cfg, run_dir, progress, agent, "running")
             i += 1
-        progress["done"] = True
-        save()
-        writer.wait()  # on disk before the run returns
+        if source.folder is None:
+            progress["done"] = True
+            save()
+            writer.wait()  # on disk before the run returns
+        elif stop.requested:
+            stopped("stopped")
+            return True
+        else:
+            stopped(f"stopped after {source.folder.taken_here} new file(s)")
     except BaseException:
         with contextlib.suppress(Exception):  # the error in hand is the one to report
             writer.wait()
@@ -406,6 +457,9 @@ def _train(cfg, agent, source, progress, log, writer, stop, echo) -> bool:
     finally:
         bar.close()
     return False
+
+
+RESUME_HINT = "run the same command to resume"
 
 
 _CHUNK = 64  # batches gathered at once: one gather and then views, not a gather per batch
@@ -430,13 +484,14 @@ def _matrix(rows: list[list[float]]) -> np.ndarray:
     return R
 
 
-def _finish(cfg, run_dir, progress, agent, interrupted) -> RunResult:
-    from lifelong import report
-
+def _publish(cfg, run_dir, progress, agent, status: str) -> tuple[np.ndarray, dict]:
+    """Write accuracy_matrix.csv and summary.json as of now, each atomically: at every
+    experience end (``status`` "running") and when the run stops, so a live run folder can
+    be read, and reported on, at any moment."""
     R = _matrix(progress["rows"])
-    summary: dict = {}
+    summary: dict = {"status": status}
     if len(R):
-        summary = metrics.summary(R, progress["untrained"])
+        summary.update(metrics.summary(R, progress["untrained"]))
     seconds = progress["train_seconds"]
     summary.update(
         {
@@ -446,7 +501,7 @@ def _finish(cfg, run_dir, progress, agent, interrupted) -> RunResult:
             "train_seconds": seconds,
             "samples_per_second": agent.examples / seconds if seconds else None,
             "complete": progress["done"],
-            "memories": len(agent.store),
+            "memories": len(agent.memory),
         }
     )
     header = ["after_experience"] + [f"exp_{j}" for j in range(R.shape[1] if len(R) else 0)]
@@ -454,26 +509,35 @@ def _finish(cfg, run_dir, progress, agent, interrupted) -> RunResult:
         ",".join([str(i)] + ["" if np.isnan(v) else f"{v:.6f}" for v in row])
         for i, row in enumerate(R)
     ]
-    write_atomic(run_dir / "accuracy_matrix.csv", "\n".join(lines) + "\n")
+    write_atomic(run_dir / "accuracy_matrix.csv", "\n".join(lines) + "\n", durable=False)
     record = {
         "summary": summary,
         "matrix": R.tolist(),
         "untrained": progress["untrained"],
         "config": cfg.to_dict(),
     }
-    write_atomic(run_dir / "summary.json", json.dumps(_no_nan(record), indent=2))
+    write_atomic(run_dir / "summary.json", json.dumps(_json_ready(record), indent=2), durable=False)
+    return R, summary
+
+
+def _finish(cfg, run_dir, progress, agent, interrupted) -> RunResult:
+    from lifelong import report
+
+    status = "complete" if progress["done"] else "stopped"
+    R, summary = _publish(cfg, run_dir, progress, agent, status)
     paths = report.write_report(run_dir) if len(R) else {}
     return RunResult(run_dir, R, progress["untrained"], summary, interrupted, paths)
 
 
-def _no_nan(v):
-    """NaN (a test set not known yet) as JSON null, so the file is strict JSON."""
-    if isinstance(v, float) and math.isnan(v):
-        return None
+def _json_ready(v):
+    """NaN (a test set not known yet) as JSON null, so the file is strict JSON; floats
+    rounded to 6 decimals, what the measurements carry (no 0.9209999918937684)."""
+    if isinstance(v, float):
+        return None if math.isnan(v) else round(v, 6)
     if isinstance(v, dict):
-        return {k: _no_nan(x) for k, x in v.items()}
+        return {k: _json_ready(x) for k, x in v.items()}
     if isinstance(v, list):
-        return [_no_nan(x) for x in v]
+        return [_json_ready(x) for x in v]
     return v
 
 

@@ -6,8 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,76 +147,6 @@ def test_task_free_stream_runs_and_its_memories_have_no_task(tmp_path):
     st = EpisodicStore.open(tmp_path / "blurry" / "memory", readonly=True)
     assert len(st) == 100 and st.verify()["ok"]
     assert (st.fetch(st.catalog.ids).tasks == -1).all()
-
-
-def _task_file(path: Path, exp: streams.Experience) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(
-            f,
-            x=exp.x_train.numpy(),
-            y=exp.y_train.numpy(),
-            x_test=exp.x_test.numpy(),
-            y_test=exp.y_test.numpy(),
-        )
-    os.replace(tmp, path)  # appear whole, as a careful producer would write it
-
-
-def test_follow_mode_picks_up_a_file_written_later(tmp_path):
-    s = streams.get_stream("split-digits", experiences=2, seed=0)
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    _task_file(inbox / "task-000.npz", s[0])
-    out = tmp_path / "live"
-    proc = subprocess.Popen(
-        [
-            *LIFELONG,
-            "run",
-            "--follow",
-            str(inbox),
-            "--out",
-            str(out),
-            "--max-experiences",
-            "2",
-            "--poll",
-            "0.1",
-            "--no-progress",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline:  # wait until the agent finished the first file
-        if (out / "metrics.jsonl").exists() and "experience_end" in (
-            out / "metrics.jsonl"
-        ).read_text():
-            break
-        time.sleep(0.1)
-    assert proc.poll() is None  # still running, waiting for more
-    _task_file(inbox / "task-001.npz", s[1])
-    out_text, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err
-    R = matrix(out)
-    assert R.shape == (2, 2) and R[1, 1] > 0.5
-    assert np.isnan(R[0, 1])  # test set 1 was unknown after experience 0
-    assert "average accuracy" in out_text
-
-
-def test_follow_mode_bad_file_is_named(tmp_path):
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    np.savez(inbox / "a.npz", x=np.zeros((4, 3)), y=np.array([0, 1, 0, 1]))
-    with pytest.raises(
-        streams.StreamError, match=r"a.npz: missing array\(s\) \['x_test', 'y_test'\]"
-    ):
-        run(
-            RunConfig(follow=str(inbox), progress=False),
-            tmp_path / "r",
-            echo=quiet,
-            follow_options={"max_experiences": 1, "poll_seconds": 0.05},
-        )
 
 
 def test_background_checkpoint_holds_the_state_at_save_time(tmp_path):
