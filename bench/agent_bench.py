@@ -75,9 +75,9 @@ def bench(stream, cfg: RunConfig, folder: Path | None, batches: int, flush_each_
             agent.observe(
                 e.x_train[b : b + cfg.batch_size],
                 e.y_train[b : b + cfg.batch_size],
-                e.task_id,
-                e.id,
-                pos,
+                task_id=e.task_id,
+                experience=e.id,
+                position=pos,
             )
             pos += cfg.batch_size
             done += 1

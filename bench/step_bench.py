@@ -51,7 +51,9 @@ def warmed_agent(stream, controller: bool) -> Agent:
     e, pos = stream[0], 0
     for _ in range(2):  # 160 batches: the memory of 500 is full, the write policy evicting
         for b in range(0, e.n_train, 10):
-            agent.observe(e.x_train[b : b + 10], e.y_train[b : b + 10], e.task_id, 0, pos)
+            agent.observe(
+                e.x_train[b : b + 10], e.y_train[b : b + 10], task_id=e.task_id, position=pos
+            )
             pos += 10
     return agent
 
@@ -97,7 +99,11 @@ def profile(stream, controller: bool, calls: int) -> list[dict]:
             "update, closed form": lambda: agent._replay_step(loss_of, *batch),
             "update, autograd": lambda: autograd_replay_step(agent, loss_of, *batch),
         }
-    whole = {"whole observe (incl. the update)": lambda: agent.observe(x, y, e.task_id, 0, 0)}
+    whole = {
+        "whole observe (incl. the update)": lambda: agent.observe(
+            x, y, task_id=e.task_id, position=0
+        )
+    }
     times = {**best_us(parts, calls), **best_us(pair, calls), **best_us(whole, calls)}
     closed, auto = list(pair)
     rows = [{"mode": mode, "part": k, "us_per_call": v} for k, v in times.items()]

@@ -17,21 +17,21 @@ import torch
 from lifelong.adaptation import adapted_logits
 from lifelong.config import RunConfig
 from lifelong.controller import LearnedRates, _clip_factor, lamaml_step
+from lifelong.errors import BadBatchError
 from lifelong.losses import ReplayLoss, mask_to
 from lifelong.models import build_model
 from lifelong.replay_memory import ReplayMemory
-from stores import EpisodicStore
+from stores import EpisodicStore, MemoryNotFound
 
 FIXED_KEY_DIM = 128
 
 
-class BadBatchError(ValueError):
-    """An incoming batch the agent refuses: names the experience and the example."""
-
-
 @dataclass
 class StreamSpec:
-    """What the agent must know of a stream before it sees any data."""
+    """What the agent must know of a stream before it sees any data: the shape of one
+    example (``(1, 28, 28)``, ``(3, 32, 32)``, ``(64,)``...), the number of classes, whether
+    task ids are given at train and test time, and the scenario (ER-ACE is off on
+    domain-incremental streams, where new classes do not appear)."""
 
     input_shape: tuple[int, ...]
     n_classes: int
@@ -40,6 +40,25 @@ class StreamSpec:
 
 
 class Agent:
+    """The online learner: one pass over each incoming batch, replay from an episodic
+    memory, optionally a learned per-weight learning-rate controller (La-MAML).
+
+    Drive it from your own loop::
+
+        spec = StreamSpec(input_shape=(1, 28, 28), n_classes=10, task_aware=False)
+        store = Agent.memory_for(cfg, spec)          # in RAM; give a folder to keep it
+        agent = Agent(cfg, spec, store)
+        for x, y in batches:
+            loss = agent.observe(x, y)               # learn, replay, remember
+        agent.end_experience(0)                      # at a task boundary, if there is one
+        agent.predict(x_test), agent.accuracy(x_test, y_test)
+
+    ``cfg`` is a ``RunConfig`` (its learner keys are used); ``store`` is where memories are
+    written behind at ``flush_memory`` (checkpoints, experience ends). ``state_dict`` /
+    ``load_state_dict`` save and restore everything but the store, which checkpoints
+    snapshot beside it.
+    """
+
     def __init__(self, cfg: RunConfig, spec: StreamSpec, store: EpisodicStore) -> None:
         self.cfg, self.spec, self.store = cfg, spec, store
         torch.manual_seed(cfg.seed)
@@ -93,15 +112,20 @@ class Agent:
         self,
         x: torch.Tensor,
         y: torch.Tensor,
-        task_id: int | None,
-        experience: int,
-        position: int,
         *,
+        task_id: int | None = None,
+        experience: int = 0,
+        position: int | None = None,
         checked: bool = False,
     ) -> float:
         """Learn one incoming batch (single pass), then write it to memory. Returns the loss.
-        ``checked``: the caller has already passed this data through ``check_data`` (the
-        runner checks each experience once, not each of its batches)."""
+
+        ``task_id``: the batch's task (None on task-free streams); ``experience`` and
+        ``position`` (its first example's place in the stream; default: the examples seen
+        so far) are recorded with the memories. ``checked``: the caller has already passed
+        this data through ``check_data`` (the runner checks each experience once)."""
+        if position is None:
+            position = self.examples
         if not checked:
             self.check_data(x, y, experience, position)
         self._note_task(task_id, y)
@@ -163,14 +187,7 @@ class Agent:
         empty."""
         if len(self.memory) == 0:
             return None, None, None, None
-        n = self.cfg.replay_batch
-        if self.cfg.replay_policy == "retrieval":  # the store's index finds the neighbours
-            self.flush_memory()
-            res = self.store.search(self.keys(x), max(1, math.ceil(n / len(x))))
-            ids = np.unique(res.ids[res.ids >= 0])
-            slots = self.memory.slots_of(self.np_rng.permutation(ids)[:n])
-        else:
-            slots = self.memory.sample(n, self.cfg.replay_policy, self.np_rng)
+        slots = self.memory.sample(self.cfg.replay_batch, self.cfg.replay_policy, self.np_rng)
         return self.memory.replay(slots)
 
     @torch.no_grad()
@@ -322,6 +339,9 @@ class Agent:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore a ``state_dict``; checked whole first (keys, weight shapes, memories in
+        the store), so a state that does not fit leaves the agent as it was."""
+        self._check_state(state)
         self.model.load_state_dict(state["model"])
         if self.rates is not None:
             self.rates.load_state_dict(state["rates"])
@@ -330,3 +350,26 @@ class Agent:
         self.task_classes = state["task_classes"].clone()
         self.steps, self.grad_steps, self.examples = (int(v) for v in state["counters"])
         self.memory.load_state_dict(state["memory"], self.store)
+
+    def _check_state(self, state: dict) -> None:
+        needed = ["memory", "model", "torch_rng", "numpy_rng", "task_classes", "counters"]
+        if self.rates is not None:
+            needed.append("rates")
+        missing = [k for k in needed if k not in state]
+        if missing:
+            raise ValueError(f"agent state lacks {missing}")
+        own = self.model.state_dict()
+        if set(state["model"]) != set(own) or any(
+            tuple(state["model"][k].shape) != tuple(v.shape) for k, v in own.items()
+        ):
+            raise ValueError("agent state's model does not match this agent's model")
+        ids = state["memory"]["store_ids"].numpy()
+        if len(ids) > self.memory.capacity:
+            raise ValueError(
+                f"agent state holds {len(ids)} memories, capacity is {self.memory.capacity}"
+            )
+        absent = ids[self.store.catalog.rows_of(ids) < 0]
+        if len(absent):
+            raise MemoryNotFound(
+                f"agent state's memories {absent[:10].tolist()} are not in the store"
+            )

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from lifelong.errors import CheckpointError
 from stores import EpisodicStore, StoreError
 from stores.files import fsync_path
 from stores.store import check_snapshot, write_snapshot
@@ -35,10 +36,6 @@ from stores.store import check_snapshot, write_snapshot
 NAME, OLD = "checkpoint", "checkpoint.old"
 TMP_PREFIX = ".checkpoint-"
 AGENT_KEYS = ("model", "memory", "counters")  # what any agent state holds
-
-
-class CheckpointError(RuntimeError):
-    """No checkpoint generation of a run folder can be used; names each and why."""
 
 
 @dataclass

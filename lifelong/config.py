@@ -47,9 +47,7 @@ class RunConfig:
     # memory
     memory: int = opt(500, "episodic memory capacity")
     write_policy: str = opt("reservoir", "reservoir | class-balanced")
-    replay_policy: str = opt(
-        "class-balanced", "uniform | class-balanced | task-balanced | retrieval"
-    )
+    replay_policy: str = opt("class-balanced", "uniform | class-balanced | task-balanced")
     replay_batch: int = opt(32, "memories replayed per update")
     key_source: str = opt("network", "memory keys: network (embedding) | fixed (projection)")
     rekey_every: int = opt(0, "steps between re-keying memories (0: experience ends only)")
@@ -82,7 +80,7 @@ class RunConfig:
         choices = {
             "model": ("auto", "mlp", "cnn"),
             "write_policy": ("reservoir", "class-balanced"),
-            "replay_policy": ("uniform", "class-balanced", "task-balanced", "retrieval"),
+            "replay_policy": ("uniform", "class-balanced", "task-balanced"),
             "key_source": ("network", "fixed"),
             "index": ("flat", "hnsw", "ivf"),
         }

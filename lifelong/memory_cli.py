@@ -6,35 +6,50 @@ import argparse
 import json
 import time
 
-import numpy as np
+from stores.errors import StoreError
 
-from stores import EpisodicStore, StoreError
+# numpy and the store (FAISS, SQLAlchemy) are imported by the commands that use them, so
+# `lifelong --help` and `lifelong streams list` start without them.
 
 
-def add_parser(sub) -> None:
-    m = sub.add_parser("memory", help="inspect an episodic memory store")
-    msub = m.add_subparsers(dest="memory_command", required=True)
+def add_parser(sub, formatter) -> None:
+    m = sub.add_parser(
+        "memory",
+        help="inspect an episodic memory store",
+        description="Look inside a store folder (a run's memory/, or any store); safe beside "
+        "a live run.\n\n  lifelong memory list runs/first/memory --label 3\n"
+        "  lifelong memory query runs/first/memory --id 42 -k 5",
+        formatter_class=formatter,
+    )
+    msub = m.add_subparsers(dest="memory_command", required=True, metavar="MEMORY_COMMAND")
 
     def cmd(name: str, func, help_: str) -> argparse.ArgumentParser:
-        p = msub.add_parser(name, help=help_)
+        p = msub.add_parser(name, help=help_, description=help_, formatter_class=formatter)
         p.add_argument("path", help="store folder, e.g. runs/NAME/memory")
         p.add_argument("--json", action="store_true", help="machine-readable output")
         p.set_defaults(func=func)
         return p
 
     cmd("stats", stats, "counts, settings and file sizes")
+    ls = cmd("list", list_memories, "the memories' ids and fields, filtered, a page at a time")
+    ls.add_argument("--limit", type=int, default=20, help="memories per page")
+    ls.add_argument("--offset", type=int, default=0, help="memories to skip (by id order)")
+    _filters(ls)
     q = cmd("query", query, "nearest memories of a stored memory's key or of a .npy key")
     src = q.add_mutually_exclusive_group(required=True)
     src.add_argument("--id", type=int, help="use this memory's key as the query")
     src.add_argument("--key", help=".npy file holding one key (or several, one per row)")
-    q.add_argument("-k", type=int, default=10)
+    q.add_argument("-k", type=int, default=10, help="neighbours per query")
     _filters(q)
     s = cmd("sample", sample, "a random batch of memories")
-    s.add_argument("-n", type=int, default=10)
+    s.add_argument("-n", type=int, default=10, help="memories to draw")
     s.add_argument(
-        "--policy", default="uniform", choices=["uniform", "class-balanced", "task-balanced"]
+        "--policy",
+        default="uniform",
+        choices=["uniform", "class-balanced", "task-balanced"],
+        help="uniform, or stratified over classes or tasks",
     )
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="seed of the draw")
     _filters(s)
     e = cmd("export", export, "write every memory to .npz (keys, values, fields) or .csv")
     e.add_argument("out", help="output file ending in .npz or .csv")
@@ -45,8 +60,10 @@ def add_parser(sub) -> None:
 def _filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", type=int, action="append", help="keep this task (repeatable)")
     p.add_argument("--label", type=int, action="append", help="keep this label (repeatable)")
-    p.add_argument("--experience", type=int, action="append", help="keep this experience")
-    p.add_argument("--positions", help="stream position range START:STOP")
+    p.add_argument(
+        "--experience", type=int, action="append", help="keep this experience (repeatable)"
+    )
+    p.add_argument("--positions", help="stream position range START:STOP (either may be empty)")
 
 
 def _where(args) -> dict:
@@ -64,8 +81,10 @@ def _where(args) -> dict:
     return where
 
 
-def _query_keys(path: str) -> np.ndarray:
+def _query_keys(path: str):
     """Keys from a .npy file, refusing anything but a plain numeric array (no pickles)."""
+    import numpy as np
+
     try:
         keys = np.load(path, allow_pickle=False)
     except ValueError as exc:
@@ -98,13 +117,19 @@ def _table(rows: list[dict]) -> None:
 def _fmt(v, col: str = "") -> str:
     if col == "written_at" and v is not None:
         return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v))
-    if v is None or (isinstance(v, (int, np.integer)) and v == -1):
+    if v is None or (isinstance(v, int) and v == -1):
         return "-"
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+def _open(path: str, readonly: bool = True):
+    from stores.store import EpisodicStore
+
+    return EpisodicStore.open(path, readonly=readonly)
+
+
 def stats(args) -> int:
-    with EpisodicStore.open(args.path, readonly=True) as st:
+    with _open(args.path) as st:
         info = st.stats()
     if args.json:
         print(json.dumps(info, indent=2))
@@ -114,8 +139,26 @@ def stats(args) -> int:
     return 0
 
 
+def list_memories(args) -> int:
+    """Ids in order with their fields: the ids to ask ``query --id`` about."""
+    with _open(args.path) as st:
+        ids = st.catalog.ids
+        where = _where(args)
+        if where:
+            ids = ids[st.catalog.mask(**where)]
+        page = ids[args.offset : args.offset + args.limit]
+        rows = st.records(page)
+    if args.json:
+        print(json.dumps({"total": int(len(ids)), "offset": args.offset, "memories": rows}))
+        return 0
+    _table(rows)
+    print(f"({len(rows)} of {len(ids)} memories from offset {args.offset})")
+    return 0
+
+
 def query(args) -> int:
-    with EpisodicStore.open(args.path, readonly=True) as st:
+
+    with _open(args.path) as st:
         keys = st.keys_of([args.id]) if args.id is not None else _query_keys(args.key)
         res = st.search(keys, args.k, where=_where(args))
         out = []
@@ -130,7 +173,9 @@ def query(args) -> int:
 
 
 def sample(args) -> int:
-    with EpisodicStore.open(args.path, readonly=True) as st:
+    import numpy as np
+
+    with _open(args.path) as st:
         b = st.sample(
             args.n,
             args.policy,
@@ -143,7 +188,7 @@ def sample(args) -> int:
 
 
 def export(args) -> int:
-    with EpisodicStore.open(args.path, readonly=True) as st:
+    with _open(args.path) as st:
         path = st.export(args.out)
         n = len(st)
     print(
@@ -155,7 +200,7 @@ def export(args) -> int:
 
 
 def verify(args) -> int:
-    with EpisodicStore.open(args.path, readonly=True) as st:
+    with _open(args.path) as st:
         report = st.verify()
     if args.json:
         print(json.dumps(report, indent=2))
@@ -170,11 +215,8 @@ def verify(args) -> int:
 
 
 def reindex(args) -> int:
-    with EpisodicStore.open(args.path) as st:
+    with _open(args.path, readonly=False) as st:
         st.reindex()
         n = len(st)
     print(json.dumps({"reindexed": n}) if args.json else f"reindexed {n} memories")
     return 0
-
-
-ERRORS = (StoreError,)

@@ -17,13 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lifelong.config import ConfigError
+from lifelong.errors import RunFolderBusy
 from stores.files import write_atomic
 
 LOCK_NAME = "run.lock"
-
-
-class RunFolderBusy(ConfigError):
-    """Another process is running in this run folder."""
 
 
 class FolderLock:

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from lifelong import checkpoint, metrics
 from lifelong.agent import Agent, StreamSpec
 from lifelong.config import ConfigError, RunConfig
+from lifelong.errors import DiskFull
 from lifelong.follow import FolderStream
 from lifelong.models import model_kind
 from lifelong.run_folder import EventLog, FolderLock
@@ -244,10 +245,6 @@ class _TestPause:
             time.sleep(0.01)
 
 
-class DiskFull(RuntimeError):
-    """The disk filled up; the last checkpoint is intact and the run resumes from it."""
-
-
 def _disk_full(run_dir: Path, last: dict | None) -> DiskFull:
     where = (
         f"the last checkpoint (experience {last['experience']}, batch {last['batch']}) is intact"
@@ -399,7 +396,14 @@ def _train(cfg, agent, source, progress, log, writer, stop, echo, run_dir) -> bo
             gen = torch.Generator().manual_seed(cfg.seed * 100_003 + i)
             order = torch.randperm(exp.n_train, generator=gen)
             for b, x, y in _batches(exp, order, cfg.batch_size, progress["batch"]):
-                loss = agent.observe(x, y, exp.task_id, i, progress["position"], checked=True)
+                loss = agent.observe(
+                    x,
+                    y,
+                    task_id=exp.task_id,
+                    experience=i,
+                    position=progress["position"],
+                    checked=True,
+                )
                 progress["position"] += len(y)
                 progress["batch"] = b + 1
                 progress["train_seconds"] = time.perf_counter() - started

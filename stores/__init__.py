@@ -1,7 +1,10 @@
 """Episodic memory store: SQLite (via SQLAlchemy) is the truth, a FAISS index is its cache.
 
-Knows vectors and rows, nothing of models or what tasks mean.
+Knows vectors and rows, nothing of models or what tasks mean. Names are imported on first
+use (PEP 562): the errors cost no FAISS or SQLAlchemy import.
 """
+
+from importlib import import_module
 
 from stores.errors import (
     MemoryNotFound,
@@ -12,18 +15,22 @@ from stores.errors import (
     StoreError,
     StoreLocked,
 )
-from stores.store import Batch, EpisodicStore, SearchResult, WriteResult
+
+_STORE = ("Batch", "EpisodicStore", "SearchResult", "WriteResult")
 
 __all__ = [
-    "Batch",
-    "EpisodicStore",
+    *_STORE,
     "MemoryNotFound",
     "ReadOnlyStore",
     "SchemaTooNew",
-    "SearchResult",
     "StoreChanged",
     "StoreCorrupt",
     "StoreError",
     "StoreLocked",
-    "WriteResult",
 ]
+
+
+def __getattr__(name: str):
+    if name in _STORE:
+        return getattr(import_module("stores.store"), name)
+    raise AttributeError(f"module 'stores' has no attribute {name!r}")

@@ -1,26 +1,32 @@
-"""Task streams: what a continual learner learns, in order. Knows data, nothing of models."""
+"""Task streams: what a continual learner learns, in order. Knows data, nothing of models.
 
-from streams.arrays import from_arrays
-from streams.avalanche_adapter import from_avalanche, to_avalanche
-from streams.core import Experience, Stream
-from streams.errors import StreamError
-from streams.registry import get_stream, stream_names
-from streams.scenarios import blurry, permuted, rotated, split
-from streams.sources import Dataset, load_source
+Names are imported on first use (PEP 562), so ``streams.names`` and ``streams.errors`` cost
+no torch import: the command line starts fast.
+"""
 
-__all__ = [
-    "Dataset",
-    "Experience",
-    "Stream",
-    "StreamError",
-    "blurry",
-    "from_arrays",
-    "from_avalanche",
-    "get_stream",
-    "load_source",
-    "permuted",
-    "rotated",
-    "split",
-    "stream_names",
-    "to_avalanche",
-]
+from importlib import import_module
+
+_WHERE = {
+    "from_arrays": "streams.arrays",
+    "from_avalanche": "streams.avalanche_adapter",
+    "to_avalanche": "streams.avalanche_adapter",
+    "Experience": "streams.core",
+    "Stream": "streams.core",
+    "StreamError": "streams.errors",
+    "get_stream": "streams.registry",
+    "stream_names": "streams.names",
+    "blurry": "streams.scenarios",
+    "permuted": "streams.scenarios",
+    "rotated": "streams.scenarios",
+    "split": "streams.scenarios",
+    "Dataset": "streams.sources",
+    "load_source": "streams.sources",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'streams' has no attribute {name!r}")

@@ -138,4 +138,4 @@ def load_source(name: str, root: str | os.PathLike | None = None) -> Dataset:
     raise StreamError(f"unknown data source {name!r}; known sources: {', '.join(known)}")
 
 
-SOURCES = ("mnist5k", "digits", *_TORCHVISION)
+SOURCES = ("mnist5k", "digits", *_TORCHVISION)  # streams.names.SOURCES says how each comes

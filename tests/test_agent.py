@@ -8,7 +8,7 @@ import torch
 
 import streams
 from lifelong.agent import Agent, BadBatchError, StreamSpec
-from lifelong.config import RunConfig
+from lifelong.config import ConfigError, RunConfig
 
 
 def make_agent(stream, **overrides) -> Agent:
@@ -24,7 +24,9 @@ def train(agent: Agent, stream, experiences) -> list[list[float]]:
         order = torch.randperm(e.n_train, generator=torch.Generator().manual_seed(e.id))
         for b in range(0, e.n_train, agent.cfg.batch_size):
             idx = order[b : b + agent.cfg.batch_size]
-            agent.observe(e.x_train[idx], e.y_train[idx], e.task_id, e.id, pos)
+            agent.observe(
+                e.x_train[idx], e.y_train[idx], task_id=e.task_id, experience=e.id, position=pos
+            )
             pos += len(idx)
         rows.append([agent.accuracy(t.x_test, t.y_test, t.task_id) for t in experiences])
     return rows
@@ -83,12 +85,12 @@ def test_task_incremental_masks_head():
     assert set(pred.unique().tolist()) <= set(s[1].classes)
 
 
-@pytest.mark.parametrize("policy", ["uniform", "task-balanced", "retrieval"])
+@pytest.mark.parametrize("policy", ["uniform", "task-balanced"])
 def test_replay_policies_run(two_exp, policy):
     agent = make_agent(two_exp, controller=False, replay_policy=policy, memory=50, iters=1)
     e = two_exp[0]
     for b in range(0, 100, 10):
-        agent.observe(e.x_train[b : b + 10], e.y_train[b : b + 10], 0, 0, b)
+        agent.observe(e.x_train[b : b + 10], e.y_train[b : b + 10], task_id=0, position=b)
     agent.flush_memory()
     assert len(agent.store) == 50
     recs = agent.store.records(agent.store.catalog.ids)
@@ -148,11 +150,11 @@ def test_local_adaptation_changes_predictions_only_temporarily(two_exp):
 def test_bad_batch_is_refused_and_nothing_is_written(two_exp, mutate, message):
     agent = make_agent(two_exp, controller=False)
     e = two_exp[1]
-    agent.observe(e.x_train[:10], e.y_train[:10], 0, 1, 10)
+    agent.observe(e.x_train[:10], e.y_train[:10], task_id=0, experience=1, position=10)
     before = len(agent.memory), [p.clone() for p in agent.model.parameters()]
     x, y = mutate(e.x_train[10:20], e.y_train[10:20])
     with pytest.raises(BadBatchError, match=message):
-        agent.observe(x, y, 0, 1, 20)
+        agent.observe(x, y, task_id=0, experience=1, position=20)
     assert len(agent.memory) == before[0] and agent.memory.seen == 10
     assert all(torch.equal(a, b) for a, b in zip(before[1], agent.model.parameters()))
 
@@ -171,7 +173,7 @@ def test_colour_images_get_the_cnn_and_train():
     assert isinstance(agent.model, SmallCNN)
     for _ in range(20):
         for b in range(0, 30, 10):
-            agent.observe(s[0].x_train[b : b + 10], s[0].y_train[b : b + 10], 0, 0, b)
+            agent.observe(s[0].x_train[b : b + 10], s[0].y_train[b : b + 10], task_id=0, position=b)
     assert agent.accuracy(s[0].x_test, s[0].y_test) == 1.0
 
 
@@ -248,3 +250,11 @@ def test_a_new_agent_adopts_the_memories_already_in_its_store(two_exp):
     by_id = torch.from_numpy(np.argsort(first.memory.store_id[:60]))  # adopted in id order
     assert torch.equal(second.memory.x[:60], first.memory.x[by_id])
     assert torch.equal(second.memory.y[:60], first.memory.y[by_id])
+
+
+def test_retrieval_replay_is_no_longer_an_option():
+    """Retrieval replay (nearest memories of the incoming batch) was removed: balanced by
+    class it still trailed class-balanced replay on split-mnist5k (0.915 vs 0.919, seeds
+    0-2) at a tenth of the speed; a config naming it is refused, naming the choices."""
+    with pytest.raises(ConfigError, match="replay_policy must be one of"):
+        RunConfig(replay_policy="retrieval").validate()

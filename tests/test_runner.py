@@ -128,7 +128,9 @@ def test_bad_example_mid_stream_stops_with_checkpoint_intact(tmp_path, monkeypat
     learned = []
     real = Agent.observe
     monkeypatch.setattr(
-        Agent, "observe", lambda self, *a, **k: (learned.append(a[3]), real(self, *a, **k))[1]
+        Agent,
+        "observe",
+        lambda self, *a, **k: (learned.append(k["experience"]), real(self, *a, **k))[1],
     )
     with pytest.raises(BadBatchError, match=r"experience 1: example 17 has NaN or inf"):
         run(cfg, tmp_path / "bad", stream=bad, echo=quiet)

@@ -533,3 +533,21 @@ def test_reader_process_while_writer_writes(tmp_path):
     assert result["errors"] == 0, err
     assert len(result["sizes"]) == 150 and result["sizes"][-1] > result["sizes"][0]
     st.close()
+
+
+def test_class_balanced_draw_is_stratified(tmp_path):
+    """A draw of n from k classes gives each n // k, and one more to n % k of them; a class
+    too small gives all it has and the others make up the rest."""
+    rng = np.random.default_rng(6)
+    with make(tmp_path) as st:
+        k, v, _ = batch(rng, 203)
+        labels = np.r_[np.repeat(np.arange(10), 20), [10, 10, 10]]  # class 10 holds 3
+        st.write(k, v, labels)
+        for seed in range(20):
+            draw = st.sample(11, "class-balanced", rng=np.random.default_rng(seed)).labels
+            assert sorted(draw.tolist()) == list(range(11))  # every class, once
+            counts = np.bincount(
+                st.sample(60, "class-balanced", rng=np.random.default_rng(seed)).labels
+            )
+            assert counts[10] == 3 and set(counts[:10].tolist()) <= {5, 6}
+            assert counts.sum() == 60

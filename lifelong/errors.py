@@ -1,0 +1,24 @@
+"""Errors a user can cause or fix: each is one line at the command line (exit 2), never a
+traceback. Kept apart from the modules that raise them, so the command line can catch them
+without importing torch."""
+
+from lifelong.config import ConfigError
+
+
+class BadBatchError(ValueError):
+    """An incoming batch the agent refuses: names the experience and the example."""
+
+
+class CheckpointError(RuntimeError):
+    """No checkpoint generation of a run folder can be used; names each and why."""
+
+
+class DiskFull(RuntimeError):
+    """The disk filled up; the last checkpoint is intact and the run resumes from it."""
+
+
+class RunFolderBusy(ConfigError):
+    """Another process is running in this run folder."""
+
+
+__all__ = ["BadBatchError", "CheckpointError", "ConfigError", "DiskFull", "RunFolderBusy"]
