@@ -198,8 +198,32 @@ def compare(
     for r in results:
         R = np.array(r["matrix"], float)
         r.update(metrics.summary(R, r["untrained"]))
+    results = _merged_with_earlier(results, stream_name, memory, out)
     write_outputs(results, stream_name, memory, out)
     return results
+
+
+def _merged_with_earlier(results: list[dict], stream_name: str, memory: int, out: Path):
+    """This compare's runs and the earlier ones in ``out`` it did not redo: a compare of
+    fewer methods into the same folder keeps the other rows. A folder of another stream or
+    memory is refused, not mixed."""
+    path = out / "results.json"
+    if not path.exists():
+        return results
+    try:
+        earlier = json.loads(path.read_text())
+    except ValueError:
+        return results  # unreadable: this compare's results replace it
+    if (earlier.get("stream"), earlier.get("memory")) != (stream_name, memory):
+        raise ConfigError(
+            f"{out} holds a compare of {earlier.get('stream')} at memory "
+            f"{earlier.get('memory')}, not {stream_name} at {memory}; use another --out"
+        )
+    redone = {(r["method"], r["seed"]) for r in results}
+    kept = [r for r in earlier.get("runs", []) if (r["method"], r["seed"]) not in redone]
+    order = {m: i for i, m in enumerate(METHODS)}
+    merged = kept + results
+    return sorted(merged, key=lambda r: (order.get(r["method"], len(order)), r["seed"]))
 
 
 def aggregate(results: list[dict]) -> list[dict]:
@@ -251,18 +275,15 @@ def write_outputs(results: list[dict], stream_name: str, memory: int, out: Path)
     import matplotlib.pyplot as plt
 
     rows = aggregate(results)
+    record = {
+        "stream": stream_name,
+        "memory": memory,
+        "runs": results,
+        "summary": rows,
+        "speed_ratios": speed_ratios(results),
+    }
     (out / "results.json").write_text(
-        json.dumps(
-            {
-                "stream": stream_name,
-                "memory": memory,
-                "runs": results,
-                "summary": rows,
-                "speed_ratios": speed_ratios(results),
-            },
-            indent=2,
-            default=lambda v: None,
-        )
+        json.dumps(metrics.json_ready(record), indent=2, default=lambda v: None)
     )
     fields = [
         "method",
@@ -295,9 +316,15 @@ def write_outputs(results: list[dict], stream_name: str, memory: int, out: Path)
         label="forgetting (Chaudhry)",
     )
     ax.set_xticks(x, [r["method"] for r in rows], rotation=30, ha="right")
-    ax.set_ylim(0, 1)
+    lowest = min(
+        [0.0] + [r["forgetting_chaudhry2018"] - r["forgetting_chaudhry2018_std"] for r in rows]
+    )
+    ax.set_ylim(lowest - 0.05, 1.02)  # negative forgetting (a later gain) shows below zero
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xlabel("method")
+    ax.set_ylabel("accuracy / forgetting")
     ax.set_title(f"{stream_name}, memory {memory}, mean ± std over seeds")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "comparison.png")

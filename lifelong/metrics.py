@@ -14,6 +14,8 @@ name says whose definition it is:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -88,3 +90,15 @@ def summary(R, untrained=None) -> dict:
         "bwt_lopezpaz2017": bwt_lopezpaz2017(R),
         "fwt_lopezpaz2017": fwt_lopezpaz2017(R, untrained),
     }
+
+
+def json_ready(v):
+    """NaN (a test set not known yet) as JSON null, so the file is strict JSON; floats
+    rounded to 6 decimals, what the measurements carry (no 0.9209999918937684)."""
+    if isinstance(v, float):
+        return None if math.isnan(v) else round(v, 6)
+    if isinstance(v, dict):
+        return {k: json_ready(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [json_ready(x) for x in v]
+    return v

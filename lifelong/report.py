@@ -54,13 +54,28 @@ def curve_points(events: list[dict]) -> tuple[list[int], list[list[float]], list
     return xs, ys, ends
 
 
+def experience_curves(events: list[dict]) -> tuple[dict[int, list[tuple[int, float]]], list[int]]:
+    """Each experience's forgetting curve: (stream position, accuracy) from the end of its
+    own training on (not the ramp up from the untrained model), and the boundaries."""
+    curves: dict[int, list[tuple[int, float]]] = {}
+    ends = []
+    for e in events:
+        if e["type"] not in ("curve", "experience_end"):
+            continue
+        if e["type"] == "experience_end":
+            ends.append(e["position"])
+        trained = e["experience"] if e["type"] == "experience_end" else e["experience"] - 1
+        for j, acc in enumerate(e["accuracies"][: trained + 1]):
+            if acc is not None:
+                curves.setdefault(j, []).append((e["position"], acc))
+    return curves, ends
+
+
 def plot_forgetting_curves(run: dict, path: Path) -> Path:
-    xs, ys, ends = curve_points(run["events"])
-    width = max((len(y) for y in ys), default=0)
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
-    cmap = plt.get_cmap("tab10" if width <= 10 else "tab20")
-    for j in range(width):
-        pts = [(x, y[j]) for x, y in zip(xs, ys) if len(y) > j]
+    curves, ends = experience_curves(run["events"])
+    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=110)
+    cmap = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20")
+    for j, pts in sorted(curves.items()):
         ax.plot(
             [p[0] for p in pts],
             [p[1] for p in pts],
@@ -71,11 +86,14 @@ def plot_forgetting_curves(run: dict, path: Path) -> Path:
         )
     for end in ends[:-1]:
         ax.axvline(end, color="grey", ls="--", lw=0.8)
+    values = [a for pts in curves.values() for _, a in pts]
+    low = min(values, default=0.0)
+    ax.set_ylim(max(0.0, low - 0.05), 1.0 + 0.01)  # the data's range, not always 0..1
     ax.set_xlabel("training examples seen (dashed: experience boundaries)")
-    ax.set_ylabel("test accuracy")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title(f"Forgetting curves: {run['name']}")
-    ax.legend(fontsize=7, ncol=2, loc="lower left")
+    ax.set_ylabel("test accuracy of the experience")
+    ax.set_title(f"Forgetting curves: {run['name']} (each from the end of its training)")
+    if curves:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
@@ -85,8 +103,12 @@ def plot_forgetting_curves(run: dict, path: Path) -> Path:
 
 def plot_matrix(run: dict, path: Path) -> Path:
     R = np.array([[np.nan if v is None else v for v in row] for row in run["matrix"]], float)
-    fig, ax = plt.subplots(figsize=(1 + 0.6 * R.shape[1], 1 + 0.5 * R.shape[0]), dpi=110)
-    im = ax.imshow(R, vmin=0, vmax=1, cmap="viridis")
+    if R.size:  # test sets not trained yet (j > i) are not forgetting: masked, not coloured
+        R[np.triu_indices(R.shape[0], 1, R.shape[1])] = np.nan
+    fig, ax = plt.subplots(figsize=(1.5 + 0.6 * R.shape[1], 1.2 + 0.5 * R.shape[0]), dpi=110)
+    cmap = plt.get_cmap("viridis").copy()
+    cmap.set_bad("#eeeeee")
+    im = ax.imshow(np.ma.masked_invalid(R), vmin=0, vmax=1, cmap=cmap)
     for i in range(R.shape[0]):
         for j in range(R.shape[1]):
             if not np.isnan(R[i, j]):
@@ -101,8 +123,8 @@ def plot_matrix(run: dict, path: Path) -> Path:
                 )
     ax.set_xlabel("test set of experience j")
     ax.set_ylabel("after training experience i")
-    ax.set_title("Accuracy matrix R[i][j]")
-    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.set_title("Accuracy matrix R[i][j] (grey: not trained yet)")
+    fig.colorbar(im, ax=ax, fraction=0.046, label="test accuracy")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -159,34 +181,67 @@ def write_report(run_dir: str | Path) -> dict:
     return {"forgetting_curves": curves, "accuracy_matrix": matrix, "html": page}
 
 
+def _stream_of(run: dict) -> str:
+    cfg = run.get("config", {})
+    return str(cfg.get("follow") or cfg.get("stream"))
+
+
+def _name_uniquely(runs: list[dict], dirs: list[Path]) -> None:
+    """Runs whose folders share a name are told apart by their parent folders, so two
+    ``seed0`` runs are two columns, not one merged entry."""
+    names = [r["name"] for r in runs]
+    for r, d in zip(runs, dirs):
+        if names.count(r["name"]) > 1:
+            r["name"] = str(d.resolve().relative_to(d.resolve().anchor))
+    names = [r["name"] for r in runs]
+    for i, r in enumerate(runs):
+        if names.count(r["name"]) > 1:  # the same folder given twice
+            r["name"] = f"{r['name']} [{i}]"
+
+
 def write_comparison(run_dirs: list[str | Path], out: str | Path) -> dict:
     """Several runs side by side: average accuracy along the stream, and their summaries."""
     runs = [load_run(d) for d in run_dirs]
+    _name_uniquely(runs, [Path(d) for d in run_dirs])
+    streams = {
+        str(r.get("config", {}).get("follow") or r.get("config", {}).get("stream")) for r in runs
+    }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=110)
     for r in runs:
         xs, ys, _ = curve_points(r["events"])
         seen = [e["experience"] for e in r["events"] if e["type"] != "untrained"]
         avg = [float(np.mean(y[: s + 1])) for y, s in zip(ys[1:], seen)]
-        ax.plot(xs[1:], avg, marker="o", ms=3, label=r["name"])
+        label = r["name"] if len(streams) == 1 else f"{r['name']} ({_stream_of(r)})"
+        ax.plot(xs[1:], avg, marker="o", ms=3, label=label)
     ax.set_xlabel("training examples seen")
     ax.set_ylabel("mean accuracy over experiences seen")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title("Runs compared")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+    ax.set_title(
+        "Runs compared" if len(streams) == 1 else "Runs compared: DIFFERENT STREAMS, see legend"
+    )
     fig.tight_layout()
     png = out / "runs_compared.png"
     fig.savefig(png)
     plt.close(fig)
-    table = {r["name"]: r["summary"] for r in runs}
+    table = {r["name"]: {"stream": _stream_of(r), **r["summary"]} for r in runs}
     (out / "runs_compared.json").write_text(json.dumps(table, indent=2))
     page = out / "index.html"
     page.write_text(
         _page(
             "lifelong: runs compared",
-            _summary_table(runs) + f"<img src='{png.name}' alt='runs compared'>",
+            (
+                ""
+                if len(streams) == 1
+                else "<p><b>These runs are on different streams: "
+                + html.escape(", ".join(sorted(streams)))
+                + "</b>; their numbers are not comparable.</p>"
+            )
+            + _summary_table(runs)
+            + f"<img src='{png.name}' alt='runs compared'>",
         )
     )
     return {"plot": png, "json": out / "runs_compared.json", "html": page}

@@ -520,7 +520,9 @@ def _publish(cfg, run_dir, progress, agent, status: str) -> tuple[np.ndarray, di
         "untrained": progress["untrained"],
         "config": cfg.to_dict(),
     }
-    write_atomic(run_dir / "summary.json", json.dumps(_json_ready(record), indent=2), durable=False)
+    write_atomic(
+        run_dir / "summary.json", json.dumps(metrics.json_ready(record), indent=2), durable=False
+    )
     return R, summary
 
 
@@ -531,18 +533,6 @@ def _finish(cfg, run_dir, progress, agent, interrupted) -> RunResult:
     R, summary = _publish(cfg, run_dir, progress, agent, status)
     paths = report.write_report(run_dir) if len(R) else {}
     return RunResult(run_dir, R, progress["untrained"], summary, interrupted, paths)
-
-
-def _json_ready(v):
-    """NaN (a test set not known yet) as JSON null, so the file is strict JSON; floats
-    rounded to 6 decimals, what the measurements carry (no 0.9209999918937684)."""
-    if isinstance(v, float):
-        return None if math.isnan(v) else round(v, 6)
-    if isinstance(v, dict):
-        return {k: _json_ready(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_json_ready(x) for x in v]
-    return v
 
 
 def format_summary(result: RunResult) -> str:

@@ -258,3 +258,34 @@ def test_retrieval_replay_is_no_longer_an_option():
     0-2) at a tenth of the speed; a config naming it is refused, naming the choices."""
     with pytest.raises(ConfigError, match="replay_policy must be one of"):
         RunConfig(replay_policy="retrieval").validate()
+
+
+def test_load_state_dict_checks_everything_before_changing_anything(two_exp):
+    """A state whose memories are not in this agent's store is refused whole: the agent
+    keeps its weights, counters and memory (it used to half-load)."""
+    from stores import MemoryNotFound
+
+    trained = make_agent(two_exp, controller=False, memory=50, iters=1)
+    train(trained, two_exp, [two_exp[0]])
+    state = trained.state_dict()
+    fresh = make_agent(two_exp, controller=False, memory=50, iters=1)  # its own empty store
+    before = {k: v.clone() for k, v in fresh.model.state_dict().items()}
+    with pytest.raises(MemoryNotFound, match="not in the store"):
+        fresh.load_state_dict(state)
+    after = fresh.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert fresh.steps == 0 and len(fresh.memory) == 0
+    broken = {**state, "model": {k: v[:1] for k, v in state["model"].items()}}
+    with pytest.raises(ValueError, match="does not match"):
+        trained.load_state_dict(broken)
+
+
+def test_observe_keyword_defaults_record_positions(two_exp):
+    """observe(x, y) alone works: positions default to the examples seen so far."""
+    agent = make_agent(two_exp, controller=False, memory=50, iters=1)
+    e = two_exp[0]
+    for b in range(0, 40, 10):
+        agent.observe(e.x_train[b : b + 10], e.y_train[b : b + 10])
+    agent.flush_memory()
+    positions = agent.store.fetch(agent.store.catalog.ids).positions
+    assert sorted(positions.tolist()) == list(range(40))
