@@ -63,6 +63,7 @@ class RunConfig:
     checkpoint_every: int = opt(0, "also checkpoint every N steps (0: off)")
     checkpoint_seconds: float = opt(60.0, "also checkpoint when this long since the last (0: off)")
     progress: bool = opt(True, "show a progress bar")
+    tensorboard: bool = opt(True, "write TensorBoard scalars to RUN/tensorboard")
     threads: int = opt(
         0,
         "torch threads; 0: one for the MLP (its small products lose more to thread "
@@ -70,7 +71,7 @@ class RunConfig:
     )
 
     # keys that may differ when resuming a run folder without changing its numbers
-    RESUMABLE_CHANGES = ("progress", "checkpoint_every", "checkpoint_seconds")
+    RESUMABLE_CHANGES = ("progress", "tensorboard", "checkpoint_every", "checkpoint_seconds")
 
     def validate(self) -> RunConfig:
         """Every value's type and range, checked before anything is created: the message

@@ -106,8 +106,7 @@ def plot_matrix(run: dict, path: Path) -> Path:
     if R.size:  # test sets not trained yet (j > i) are not forgetting: masked, not coloured
         R[np.triu_indices(R.shape[0], 1, R.shape[1])] = np.nan
     fig, ax = plt.subplots(figsize=(1.5 + 0.6 * R.shape[1], 1.2 + 0.5 * R.shape[0]), dpi=110)
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("#eeeeee")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#eeeeee")
     im = ax.imshow(np.ma.masked_invalid(R), vmin=0, vmax=1, cmap=cmap)
     for i in range(R.shape[0]):
         for j in range(R.shape[1]):

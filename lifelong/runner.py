@@ -30,6 +30,7 @@ from lifelong.errors import DiskFull
 from lifelong.follow import FolderStream
 from lifelong.models import model_kind
 from lifelong.run_folder import EventLog, FolderLock
+from lifelong.tensorboard_log import Scalars
 from stores import EpisodicStore
 from stores.files import is_disk_full, write_atomic
 from streams import Experience, Stream, get_stream
@@ -295,7 +296,7 @@ def run(
         writer = checkpoint.Writer(run_dir, {"config": cfg.to_dict(), "stream": source.fingerprint})
         writer.last_progress = saved.progress if saved is not None else None
         store = Agent.memory_for(cfg, source.spec, memory_dir)
-        log = None
+        log = tb = None
         try:
             agent = Agent(cfg, source.spec, store)
             if saved is not None:
@@ -310,7 +311,10 @@ def run(
                 )
             interrupted = False
             if not progress["done"]:
-                interrupted = _train(cfg, agent, source, progress, log, writer, stop, echo, run_dir)
+                tb = Scalars(run_dir, agent.steps) if cfg.tensorboard else None
+                interrupted = _train(
+                    cfg, agent, source, progress, log, writer, stop, echo, run_dir, tb
+                )
             result = _finish(cfg, run_dir, progress, agent, interrupted)
         except BaseException as exc:
             if is_disk_full(exc):
@@ -319,6 +323,8 @@ def run(
         finally:
             if log is not None:
                 log.close()
+            if tb is not None:
+                tb.close()
             _close(store)
     return result
 
@@ -333,7 +339,7 @@ def _close(store: EpisodicStore) -> None:
             raise
 
 
-def _train(cfg, agent, source, progress, log, writer, stop, echo, run_dir) -> bool:
+def _train(cfg, agent, source, progress, log, writer, stop, echo, run_dir, tb) -> bool:
     """The loop; returns True if stopped by a signal (after writing a checkpoint).
 
     A named stream ends when its experiences do (the run is then complete); a followed
@@ -410,16 +416,21 @@ def _train(cfg, agent, source, progress, log, writer, stop, echo, run_dir) -> bo
                 bar.update(len(y))
                 if agent.steps % 10 == 0:
                     bar.set_postfix(exp=i, loss=f"{loss:.3f}", refresh=False)
+                    if tb is not None:
+                        tb.loss(agent.steps, loss)
                 if cfg.eval_every and agent.steps % cfg.eval_every == 0:
+                    row = untimed(evaluate, agent, source.test_sets())
                     log.write(
                         {
                             "type": "curve",
                             "step": agent.steps,
                             "experience": i,
                             "position": progress["position"],
-                            "accuracies": untimed(evaluate, agent, source.test_sets()),
+                            "accuracies": row,
                         }
                     )
+                    if tb is not None:
+                        tb.accuracies(agent.steps, row)
                 pause.at(agent.steps, stop, writer)
                 if stop.requested:
                     stopped("stopped")
@@ -441,6 +452,9 @@ def _train(cfg, agent, source, progress, log, writer, stop, echo, run_dir) -> bo
             }
             log.write(end)
             progress["ends"].append(end)
+            if tb is not None:
+                seconds = max(progress["train_seconds"], 1e-9)
+                tb.experience_end(agent.steps, progress["rows"], agent.examples / seconds)
             progress["experience"], progress["batch"] = i + 1, 0
             save()
             untimed(_publish, cfg, run_dir, progress, agent, "running")

@@ -206,3 +206,25 @@ def test_run_sets_torch_threads_and_restores_them(tmp_path, monkeypatch, threads
     before = torch.get_num_threads()
     run(small_cfg(experiences=1, controller=False, threads=threads), tmp_path / "r", echo=quiet)
     assert set(seen) == {expected} and torch.get_num_threads() == before
+
+
+def test_tensorboard_scalars_match_the_summary(reference):
+    """Every run writes TensorBoard events: loss, accuracy per experience, average
+    accuracy, forgetting and throughput; the last average accuracy is the summary's."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(reference / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {
+        "train/loss",
+        "accuracy/experience_0",
+        "accuracy/experience_2",
+        "metrics/average_accuracy",
+        "metrics/forgetting_chaudhry2018",
+        "speed/examples_per_second",
+    } <= tags
+    summary = json.loads((reference / "summary.json").read_text())["summary"]
+    avg = events.Scalars("metrics/average_accuracy")
+    assert len(avg) == 3 and avg[-1].value == pytest.approx(summary["average_accuracy"], abs=1e-6)
+    assert avg[-1].step == summary["gradient_steps"] // RunConfig().iters
