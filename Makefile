@@ -10,7 +10,7 @@ STREAM ?= split-mnist5k
 SEED   ?= 0
 JOBS   ?= 1
 
-.PHONY: install run test faults lint bench bench-store bench-agent bench-step compare clean
+.PHONY: install run test faults lint bench bench-store bench-agent bench-step bench-startup compare clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,7 +41,10 @@ bench-agent: $(STAMP)
 bench-step: $(STAMP)
 	$(BIN)/python bench/step_bench.py
 
-bench: bench-store bench-agent bench-step
+bench-startup: $(STAMP)
+	$(BIN)/python bench/startup_bench.py
+
+bench: bench-store bench-agent bench-step bench-startup
 
 compare: $(STAMP)
 	$(BIN)/lifelong compare --stream $(STREAM) --seeds 0-4 --memory 500 --jobs $(JOBS)
