@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import streams
+from lifelong import cli
 from lifelong.config import RunConfig
 from lifelong.runner import run
 from tests.run_helpers import LIFELONG, ROOT, matrix, quiet
@@ -189,6 +190,8 @@ def test_sigterm_while_idle_exits_130_with_a_checkpoint(tmp_path, digits):
         assert proc.poll() is None and time.time() < deadline
         time.sleep(0.05)
     assert json.loads((out / "summary.json").read_text())["summary"]["status"] == "running"
+    assert cli.main(["report", str(out)]) == 0  # a live run folder reports
+    assert (out / "report" / "forgetting_curves.png").exists()
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "stopped; checkpoint written" in err, err

@@ -77,6 +77,21 @@ def test_report_command_overlays_runs(small_run, tmp_path, capsys):
     assert _pixels_near(img, TAB10["blue"]) > 100 and _pixels_near(img, TAB10["orange"]) > 100
 
 
+def test_report_keeps_same_named_runs_apart_and_labels_other_streams(small_run, tmp_path):
+    """Two folders both called `run` are two entries; a run of another stream is labelled
+    as such in the table, the legend's title and the page."""
+    cfg = RunConfig(
+        stream="rotated-digits", experiences=2, memory=100, progress=False, controller=False
+    )
+    other = run(cfg, tmp_path / "b" / "run", echo=lambda m: None)
+    out = tmp_path / "both"
+    assert main(["report", str(small_run.run_dir), str(other.run_dir), "--out", str(out)]) == 0
+    table = json.loads((out / "runs_compared.json").read_text())
+    assert len(table) == 2
+    assert sorted(v["stream"] for v in table.values()) == ["rotated-digits", "split-digits"]
+    assert "different streams" in (out / "index.html").read_text()
+
+
 def test_compare_two_strategies_on_two_experiences(tmp_path, capsys):
     out = tmp_path / "cmp"
     code = main(
