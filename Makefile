@@ -10,7 +10,7 @@ STREAM ?= split-mnist5k
 SEED   ?= 0
 JOBS   ?= 1
 
-.PHONY: install run test faults lint bench bench-store bench-agent bench-step bench-startup compare clean
+.PHONY: install run test test-fast faults lint bench bench-store bench-agent bench-step bench-startup compare clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)  # the edit loop: everything but process-spawning and whole-run tests
+	$(BIN)/python -m pytest -q -m "not slow"
 
 faults: $(STAMP)
 	$(BIN)/python tests/faults_report.py

@@ -16,7 +16,7 @@ import torch
 
 from lifelong.adaptation import adapted_logits
 from lifelong.config import RunConfig
-from lifelong.controller import LearnedRates, _clip_factor, lamaml_step
+from lifelong.controller import LearnedRates, clip_factor, lamaml_step
 from lifelong.errors import BadBatchError
 from lifelong.losses import ReplayLoss, mask_to
 from lifelong.models import build_model
@@ -171,7 +171,7 @@ class Agent:
         logits, vjp = self.model.forward_vjp(self.weights, x)
         loss, grad_logits = loss_of.with_grad(logits, y, n_in)
         grads = vjp(grad_logits)
-        lr = self.cfg.lr * _clip_factor(grads, self.cfg.grad_clip)  # clipped in the step
+        lr = self.cfg.lr * clip_factor(grads, self.cfg.grad_clip)  # clipped in the step
         torch._foreach_add_(self.weights, grads, alpha=-lr)
         return loss, logits[:n_in]
 
@@ -223,7 +223,7 @@ class Agent:
     def flush_memory(self) -> None:
         """Bring the store up to date with the RAM memory (the runner does it at every
         checkpoint; a store written this way can be queried and snapshotted)."""
-        self.memory.flush(self.store, self.keys, self._memory_losses)
+        self.memory.flush_to_store(self.store, self.keys, self._memory_losses)
 
     def end_experience(self, experience: int) -> None:
         """What the agent does once an experience is over: refresh the logits it remembers
@@ -248,7 +248,7 @@ class Agent:
             return torch.nn.functional.cross_entropy(logits[s], y[s], reduction="none").numpy()
 
         keys = None if self.cfg.key_source == "fixed" else embeddings.numpy()
-        self.memory.flush(self.store, self.keys, losses, keys=keys)
+        self.memory.flush_to_store(self.store, self.keys, losses, keys=keys)
 
     # -- task masks (task-incremental streams only) ---------------------------------------
     def _masked(self, task_id) -> bool:

@@ -69,8 +69,8 @@ def lamaml_step(
     else:  # sums over the look-ahead steps: their mean and sign go into the update's scalars
         meta, w_grads, a_grads, logits_in, k = _meta_grad_sums(*batch)
         w_scale, a_scale = 1.0 / k, -1.0 / k
-    w_scale = _clip_factor(w_grads, grad_clip, w_scale)
-    a_scale = _clip_factor(a_grads, grad_clip, a_scale)
+    w_scale = clip_factor(w_grads, grad_clip, w_scale)
+    a_scale = clip_factor(a_grads, grad_clip, a_scale)
     with torch.no_grad():
         torch._foreach_add_(rates.tensors, a_grads, alpha=-rate_lr * a_scale)
         torch._foreach_addcmul_(rates.weights, rates.applied(), w_grads, value=-w_scale)
@@ -184,14 +184,14 @@ def _clipped(grads, max_norm: float) -> list[torch.Tensor]:
 
 def _clip_(grads, max_norm: float) -> None:
     """Scale grads in place so their joint L2 norm is at most max_norm."""
-    factor = _clip_factor(grads, max_norm)
+    factor = clip_factor(grads, max_norm)
     if factor != 1.0:
         torch._foreach_mul_(list(grads), factor)
 
 
-def _clip_factor(grads, max_norm: float, scale: float = 1.0) -> float:
+def clip_factor(grads, max_norm: float, scale: float = 1.0) -> float:
     """``scale``, shrunk so that ``scale * grads`` has joint L2 norm at most max_norm: an update
-    ``w -= lr * _clip_factor(g, c) * g`` clips without a pass that rescales g first."""
+    ``w -= lr * clip_factor(g, c) * g`` clips without a pass that rescales g first."""
     if max_norm <= 0:
         return scale
     total = float(_total_norm(grads)) * abs(scale)

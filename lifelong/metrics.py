@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 
-def _matrix(R) -> np.ndarray:
+def _checked(R) -> np.ndarray:
     R = np.asarray(R, dtype=float)
     if R.ndim != 2 or R.shape[0] == 0:
         raise ValueError(f"accuracy matrix must be 2-D with at least one row, got {R.shape}")
@@ -28,20 +28,30 @@ def _matrix(R) -> np.ndarray:
     return R
 
 
+def matrix_from_rows(rows: list[list[float]]) -> np.ndarray:
+    """The accuracy matrix from its rows as recorded: row i holds the test sets known after
+    experience i (a followed folder learns of later ones later); the rest is NaN."""
+    width = max((len(r) for r in rows), default=0)
+    R = np.full((len(rows), width), np.nan)
+    for i, r in enumerate(rows):
+        R[i, : len(r)] = r
+    return R
+
+
 def average_accuracy(R) -> float:
-    R = _matrix(R)
+    R = _checked(R)
     t = R.shape[0]
     return float(R[t - 1, :t].mean())
 
 
 def learning_accuracy(R) -> float:
-    R = _matrix(R)
+    R = _checked(R)
     t = R.shape[0]
     return float(np.mean([R[j, j] for j in range(t)]))
 
 
 def forgetting_chaudhry2018(R) -> float:
-    R = _matrix(R)
+    R = _checked(R)
     t = R.shape[0]
     if t < 2:
         return 0.0
@@ -50,7 +60,7 @@ def forgetting_chaudhry2018(R) -> float:
 
 
 def bwt_lopezpaz2017(R) -> float:
-    R = _matrix(R)
+    R = _checked(R)
     t = R.shape[0]
     if t < 2:
         return 0.0
@@ -62,7 +72,7 @@ def forgetting_avalanche(R) -> float:
 
 
 def fwt_lopezpaz2017(R, untrained) -> float | None:
-    R = _matrix(R)
+    R = _checked(R)
     t = R.shape[0]
     if untrained is None or t < 2 or R.shape[1] < 2:
         return None
@@ -75,14 +85,14 @@ def fwt_lopezpaz2017(R, untrained) -> float | None:
 
 def forgetting_curves(R) -> dict[int, list[float]]:
     """Experience j's accuracy along the stream: R[i][j] for every trained i."""
-    R = _matrix(R)
+    R = _checked(R)
     return {j: R[:, j].tolist() for j in range(R.shape[1])}
 
 
 def summary(R, untrained=None) -> dict:
     """Every metric above, JSON-able."""
     return {
-        "experiences_trained": int(_matrix(R).shape[0]),
+        "experiences_trained": int(_checked(R).shape[0]),
         "average_accuracy": average_accuracy(R),
         "learning_accuracy": learning_accuracy(R),
         "forgetting_chaudhry2018": forgetting_chaudhry2018(R),

@@ -130,7 +130,7 @@ class ReplayMemory:
     def pending(self) -> bool:
         return bool(self.evicted or (self.store_id[: self.size] < 0).any() or self.replays.any())
 
-    def flush(
+    def flush_to_store(
         self,
         store: EpisodicStore,
         keys_of: Callable[[torch.Tensor], np.ndarray],

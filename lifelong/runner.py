@@ -494,19 +494,11 @@ def _batches(exp: Experience, order: torch.Tensor, size: int, start: int):
             yield b, xs[k : k + size], ys[k : k + size]
 
 
-def _matrix(rows: list[list[float]]) -> np.ndarray:
-    width = max((len(r) for r in rows), default=0)
-    R = np.full((len(rows), width), np.nan)
-    for i, r in enumerate(rows):
-        R[i, : len(r)] = r
-    return R
-
-
 def _publish(cfg, run_dir, progress, agent, status: str) -> tuple[np.ndarray, dict]:
     """Write accuracy_matrix.csv and summary.json as of now, each atomically: at every
     experience end (``status`` "running") and when the run stops, so a live run folder can
     be read, and reported on, at any moment."""
-    R = _matrix(progress["rows"])
+    R = metrics.matrix_from_rows(progress["rows"])
     summary: dict = {"status": status}
     if len(R):
         summary.update(metrics.summary(R, progress["untrained"]))

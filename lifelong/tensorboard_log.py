@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from lifelong import metrics
 
 
@@ -34,9 +32,7 @@ class Scalars:
 
     def experience_end(self, step: int, rows: list[list[float]], examples_per_s: float) -> None:
         self.accuracies(step, rows[-1])
-        R = np.full((len(rows), max(len(r) for r in rows)), np.nan)
-        for i, r in enumerate(rows):
-            R[i, : len(r)] = r
+        R = metrics.matrix_from_rows(rows)
         self._writer.add_scalar("metrics/average_accuracy", metrics.average_accuracy(R), step)
         if len(rows) > 1:
             self._writer.add_scalar(

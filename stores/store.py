@@ -503,7 +503,7 @@ class EpisodicStore:
         self._index_from_file = False
         if self._index_file_rejected and not self.readonly:  # replace the bad file now
             self.index.coverage = Coverage(version=-1)
-            self.flush()
+            self.save_index()
 
     def _sync(self, conn: Connection | None = None) -> None:
         """Bring catalog and index up to the database in one read snapshot (``conn``'s open
@@ -667,7 +667,7 @@ class EpisodicStore:
         self._catalog_version = self._index_version = version
         grown = len(self.catalog) - self._saved_rows > max(20_000, self._saved_rows)
         if grown and not self._in_transaction:  # never save an index ahead of a commit
-            self.flush()
+            self.save_index()
 
     def delete(self, ids) -> None:
         """Delete memories by id from the database and the index together."""
@@ -1031,9 +1031,9 @@ class EpisodicStore:
         self._index_version = -1
         self._sync()
         self.index.coverage = Coverage(version=-1)  # force the save
-        self.flush()
+        self.save_index()
 
-    def flush(self) -> None:
+    def save_index(self) -> None:
         """Save the index file if it is behind the database (the database is always committed)."""
         if self.readonly or self.path is None:
             return
@@ -1146,7 +1146,7 @@ class EpisodicStore:
         committed, and the next open rebuilds what the index file lacks."""
         try:
             if save and hasattr(self, "catalog") and not self.readonly:
-                self.flush()
+                self.save_index()
         finally:
             if hasattr(self, "_conn"):
                 self._conn.close()

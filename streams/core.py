@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from streams.errors import StreamError
+
 SCENARIOS = ("class", "task", "domain", "task-free")
 
 
@@ -65,7 +67,7 @@ class Stream:
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
-            raise ValueError(f"unknown scenario {self.scenario!r}; expected one of {SCENARIOS}")
+            raise StreamError(f"unknown scenario {self.scenario!r}; expected one of {SCENARIOS}")
 
     def __len__(self) -> int:
         return self.n_experiences

@@ -38,6 +38,9 @@ from tests.run_helpers import (
 )
 from tests.store_helpers import batch
 
+# process-spawning and whole-run tests: `make test-fast` leaves them out
+pytestmark = pytest.mark.slow
+
 
 def half_done(monkeypatch, tmp_path: Path, step: int = 80, **cfg) -> Path:
     """A run of the small config stopped (as by Ctrl-C) after ``step``, with two checkpoint
@@ -341,7 +344,7 @@ def test_verify_beside_a_live_writer_reports_no_false_failures(tmp_path):
             "        if i % 7 == 0:\n"
             "            ids = st.catalog.ids[:4]\n"
             "            st.rekey(ids, rng.standard_normal((4, 8)).astype('float32'))\n"
-            "        if i % 50 == 0: st.flush()\n",
+            "        if i % 50 == 0: st.save_index()\n",
             str(mem),
         ],
         cwd=ROOT,

@@ -18,6 +18,9 @@ from lifelong.config import RunConfig
 from lifelong.runner import run
 from tests.run_helpers import LIFELONG, ROOT, matrix, quiet
 
+# process-spawning and whole-run tests: `make test-fast` leaves them out
+pytestmark = pytest.mark.slow
+
 
 def _task_file(path: Path, exp: streams.Experience) -> None:
     tmp = path.with_suffix(".tmp")

@@ -81,7 +81,7 @@ def test_verify_exit_1_when_index_disagrees(store_dir, capsys):
     st = EpisodicStore.open(store_dir / "mem")
     st.index.remove(np.array([3, 4]))
     st.index.coverage.version = -1
-    st.flush()  # writes the damaged index as "current"
+    st.save_index()  # writes the damaged index as "current"
     st.engine.dispose()
     st.close(save=False)
     code, report = run_json(capsys, "memory", "verify", str(store_dir / "mem"))

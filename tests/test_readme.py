@@ -17,6 +17,9 @@ import pytest
 
 from lifelong import cli
 
+# process-spawning and whole-run tests: `make test-fast` leaves them out
+pytestmark = pytest.mark.slow
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 NOT_RUN = ("lifelong streams download", "tensorboard --logdir")
 

@@ -44,9 +44,9 @@ def test_store_mirrors_memory_after_each_flush(tmp_path):
             x, y, pos = stream_batch(rng, b)
             mem.add(x, y, b % 3, b // 40, pos, logits_of(x))
             if b % 17 == 0:
-                mem.flush(store, keys_of, loss_of)
+                mem.flush_to_store(store, keys_of, loss_of)
         assert mem.pending()
-        mem.flush(store, keys_of, loss_of)
+        mem.flush_to_store(store, keys_of, loss_of)
         assert not mem.pending() and len(mem) == 50 and mem.seen == 2000
         ids = mem.store_id[: len(mem)]
         assert sorted(ids.tolist()) == store.catalog.ids.tolist()  # evictions reached it
@@ -81,7 +81,7 @@ def test_flush_with_rekey_keys_every_memory_in_one_transaction(tmp_path):
     with make_store(tmp_path) as store:
         for b in range(3):
             mem.add(*stream_batch(rng, b)[:2], None, 0, b * 10, None)
-        mem.flush(store, keys_of, loss_of)
+        mem.flush_to_store(store, keys_of, loss_of)
         mem.replay(np.arange(5))
         for b in range(3, 6):  # evicts some flushed memories, adds new ones
             mem.add(*stream_batch(rng, b)[:2], None, 0, b * 10, None)
@@ -90,7 +90,7 @@ def test_flush_with_rekey_keys_every_memory_in_one_transaction(tmp_path):
             return keys_of(x) * 2 + 1
 
         version = store.stats()["version"]
-        mem.flush(store, drifted, loss_of, keys=drifted(mem.x[: len(mem)]))
+        mem.flush_to_store(store, drifted, loss_of, keys=drifted(mem.x[: len(mem)]))
         ids = mem.store_id[: len(mem)]
         assert sorted(ids.tolist()) == store.catalog.ids.tolist()
         assert np.allclose(store.keys_of(ids), drifted(mem.x[: len(mem)]))
@@ -100,9 +100,9 @@ def test_flush_with_rekey_keys_every_memory_in_one_transaction(tmp_path):
         before = store.catalog.ids.tolist()
         mem.add(*stream_batch(rng, 6)[:2], None, 0, 60, None)
         with pytest.raises(StoreError):
-            mem.flush(store, lambda x: keys_of(x)[:, :3], loss_of)  # keys of the wrong size
+            mem.flush_to_store(store, lambda x: keys_of(x)[:, :3], loss_of)  # keys of the wrong size
         assert mem.pending() and store.catalog.ids.tolist() == before
-        mem.flush(store, keys_of, loss_of)
+        mem.flush_to_store(store, keys_of, loss_of)
         assert not mem.pending() and len(store) == 30 and store.verify()["ok"]
 
 
@@ -115,7 +115,7 @@ def test_replay_counts_and_losses_reach_the_store(tmp_path):
         draws = [mem.sample(8, "class-balanced", np.random.default_rng(i)) for i in range(5)]
         for slots in draws:
             mem.replay(slots)  # replayed before they were ever flushed
-        mem.flush(store, keys_of, loss_of)
+        mem.flush_to_store(store, keys_of, loss_of)
         recs = {r["id"]: r for r in store.records(mem.store_id[:20])}
         expect = np.bincount(np.concatenate(draws), minlength=20)
         for slot in range(20):
@@ -134,7 +134,7 @@ def test_state_round_trip_through_the_store(tmp_path):
             mem.add(x, y, 1, 0, b * 10, logits_of(x))
         with pytest.raises(RuntimeError, match="flush"):
             mem.state_dict()
-        mem.flush(store, keys_of, loss_of)
+        mem.flush_to_store(store, keys_of, loss_of)
         state = mem.state_dict()
         back = ReplayMemory(25, SHAPE, CLASSES, "reservoir", seed=99)
         back.load_state_dict(state, store)
@@ -155,7 +155,7 @@ def test_store_too_small_for_the_memory_is_an_error(tmp_path):
         x, y, pos = stream_batch(rng, 0, 30)
         mem.add(x, y, 0, 0, pos, None)
         with pytest.raises(StoreError, match="capacity"):
-            mem.flush(store, keys_of, loss_of)
+            mem.flush_to_store(store, keys_of, loss_of)
 
 
 def test_refresh_logits_renews_only_that_experience(tmp_path):

@@ -12,6 +12,9 @@ from lifelong.cli import main
 from lifelong.config import RunConfig
 from lifelong.runner import run
 
+# process-spawning and whole-run tests: `make test-fast` leaves them out
+pytestmark = pytest.mark.slow
+
 TAB10 = {"blue": (31, 119, 180), "orange": (255, 127, 14)}
 
 

@@ -28,6 +28,9 @@ from tests.run_helpers import (
     start_paused,
 )
 
+# process-spawning and whole-run tests: `make test-fast` leaves them out
+pytestmark = pytest.mark.slow
+
 
 def test_run_folder_contents(reference):
     for name in (

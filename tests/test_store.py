@@ -330,7 +330,7 @@ def test_reopen_catches_up_on_rows_newer_than_index_file(tmp_path):
     rng = np.random.default_rng(11)
     with make(tmp_path) as st:
         st.write(*batch(rng, 30))
-        st.flush()
+        st.save_index()
         later = st.write(*batch(rng, 10)).ids
         st.close(save=False)  # the index file now covers only the first 30
     with EpisodicStore.open(tmp_path / "mem") as st:
@@ -465,7 +465,7 @@ rng = np.random.default_rng(0)
 for b in range(100000):
     st.write(*batch(rng, 50), experiences=b)
     if b == 5:
-        st.flush()
+        st.save_index()
     print(b, flush=True)
 """
 
