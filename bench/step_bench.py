@@ -27,7 +27,7 @@ import streams  # noqa: E402
 from bench.results_table import write_table  # noqa: E402
 from lifelong.agent import Agent, StreamSpec  # noqa: E402
 from lifelong.config import RunConfig  # noqa: E402
-from lifelong.controller import _clip_, meta_grads_autograd, meta_grads_first_order  # noqa: E402
+from lifelong.controller import meta_grads_autograd, meta_grads_first_order  # noqa: E402
 
 ROUNDS = 7
 
@@ -58,24 +58,14 @@ def warmed_agent(stream, controller: bool) -> Agent:
     return agent
 
 
-def autograd_replay_step(agent: Agent, loss_of, x, y, x_mem, y_mem) -> None:
-    """The plain replay update as autograd computes it (what the closed form replaced)."""
-    params = agent.weights
-    logits = agent.model(torch.cat([x, x_mem]))
-    loss = loss_of(logits[: len(y)], y, logits[len(y) :], y_mem)
-    grads = torch.autograd.grad(loss, params)
-    _clip_(grads, agent.cfg.grad_clip)
-    with torch.no_grad():
-        torch._foreach_add_(params, list(grads), alpha=-agent.cfg.lr)
-
-
 def profile(stream, controller: bool, calls: int) -> list[dict]:
     agent = warmed_agent(stream, controller)
     e = stream[0]
     x, y = e.x_train[:10], e.y_train[:10]
     rng = np.random.default_rng(0)
-    x_mem, y_mem, t_mem, z_mem = agent._replay(x)
-    loss_of = agent._replay_loss(e.task_id, t_mem, z_mem)
+    update = agent._update_batch(x, y, e.task_id)
+    loss_of = agent.method.loss(update)
+    x_mem, y_mem, z_mem = update.x_mem, update.y_mem, update.z_mem
     batch = (x, y, x_mem, y_mem)
     parts = {
         "input checks": lambda: agent.check_data(x, y, 0, 0),
@@ -87,7 +77,8 @@ def profile(stream, controller: bool, calls: int) -> list[dict]:
         ),
     }
     mode = "controller" if controller else "replay"
-    agent.cfg.lr = 0.0  # the plain update leaves the weights as they are: every call alike
+    if not controller:  # the plain update leaves the weights as they are: every call alike
+        agent.method.settings.lr = 0.0
     if controller:
         args = (agent.model, agent.rates, loss_of, *batch, agent.cfg.inner_steps, 2.0)
         pair = {
@@ -96,8 +87,8 @@ def profile(stream, controller: bool, calls: int) -> list[dict]:
         }
     else:
         pair = {
-            "update, closed form": lambda: agent._replay_step(loss_of, *batch),
-            "update, autograd": lambda: autograd_replay_step(agent, loss_of, *batch),
+            "update, closed form": lambda: agent.method._closed_form_step(loss_of, update),
+            "update, autograd": lambda: agent.method._autograd_step(loss_of, update),
         }
     whole = {
         "whole observe (incl. the update)": lambda: agent.observe(

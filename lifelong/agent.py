@@ -16,9 +16,9 @@ import torch
 
 from lifelong.adaptation import adapted_logits
 from lifelong.config import RunConfig
-from lifelong.controller import LearnedRates, clip_factor, lamaml_step
 from lifelong.errors import BadBatchError
-from lifelong.losses import ReplayLoss, mask_to
+from lifelong.losses import mask_to
+from lifelong.methods import Update, method_class, resolve
 from lifelong.models import build_model
 from lifelong.replay_memory import ReplayMemory
 from stores import EpisodicStore, MemoryNotFound
@@ -63,8 +63,9 @@ class Agent:
         self.cfg, self.spec, self.store = cfg, spec, store
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.model, spec.input_shape, spec.n_classes, cfg.hidden)
-        self.rates = LearnedRates(self.model, cfg.alpha_init) if cfg.controller else None
-        self.weights = list(self.model.parameters())  # what the steps update, in place
+        values = cfg.to_dict()
+        method = method_class(resolve(values))
+        self.method = method(self.model, method.settings_from(values), spec.scenario)
         self._mode_matters = any(
             isinstance(m, (torch.nn.Dropout, torch.nn.modules.batchnorm._BatchNorm))
             for m in self.model.modules()
@@ -76,9 +77,6 @@ class Agent:
         if len(store):  # a store written before (by another agent, or a tool): adopt it
             self.memory.load(store, store.catalog.ids)
         self.task_classes = torch.zeros(0, spec.n_classes, dtype=torch.bool)
-        # ER-ACE fights the bias towards new classes; a domain-incremental stream has none,
-        # and masking its incoming batch to the classes it happens to hold only hurts
-        self.ace = cfg.ace and spec.scenario != "domain"
         self.steps = 0
         self.grad_steps = 0
         self.examples = 0
@@ -133,24 +131,7 @@ class Agent:
             self.model.train()
         logits_in = None  # the incoming batch's logits, which memories keep (DER)
         for _ in range(self.cfg.iters):
-            x_mem, y_mem, t_mem, z_mem = self._replay(x)
-            loss_of = self._replay_loss(task_id, t_mem, z_mem)
-            if self.rates is not None:
-                loss, logits_in = lamaml_step(
-                    self.model,
-                    self.rates,
-                    loss_of,
-                    x,
-                    y,
-                    x_mem,
-                    y_mem,
-                    inner_steps=self.cfg.inner_steps,
-                    second_order=self.cfg.second_order,
-                    rate_lr=self.cfg.alpha_lr,
-                    grad_clip=self.cfg.grad_clip,
-                )
-            else:
-                loss, logits_in = self._replay_step(loss_of, x, y, x_mem, y_mem)
+            loss, logits_in = self.method.update(self._update_batch(x, y, task_id))
             self.grad_steps += 1
         self.memory.add(x, y, task_id, experience, position, logits_in)
         self.steps += 1
@@ -159,27 +140,17 @@ class Agent:
             self.rekey()
         return float(loss)
 
-    @torch.no_grad()
-    def _replay_step(self, loss_of: ReplayLoss, x, y, x_mem, y_mem) -> tuple[torch.Tensor, ...]:
-        """Plain experience replay: one clipped SGD step on incoming + replayed examples.
-        Returns the loss and the incoming examples' logits (from before the step, as DER
-        keeps them)."""
-        if x_mem is not None:
-            x, y, n_in = torch.cat([x, x_mem]), torch.cat([y, y_mem]), len(y)
-        else:
-            n_in = len(y)
-        logits, vjp = self.model.forward_vjp(self.weights, x)
-        loss, grad_logits = loss_of.with_grad(logits, y, n_in)
-        grads = vjp(grad_logits)
-        lr = self.cfg.lr * clip_factor(grads, self.cfg.grad_clip)  # clipped in the step
-        torch._foreach_add_(self.weights, grads, alpha=-lr)
-        return loss, logits[:n_in]
+    @property
+    def rates(self):
+        """The learned per-weight rates of La-MAML (None for other methods)."""
+        return getattr(self.method, "rates", None)
 
-    def _replay_loss(self, task_id, t_mem, z_mem) -> ReplayLoss:
-        """This update's loss: ER-ACE and task masks as configured, DER's logit targets."""
+    def _update_batch(self, x: torch.Tensor, y: torch.Tensor, task_id) -> Update:
+        """One update's data: the incoming batch, a fresh replay batch, the task masks."""
+        x_mem, y_mem, t_mem, z_mem = self._replay(x)
         mask_in = self._task_mask(torch.full((1,), task_id)) if self._masked(task_id) else None
         mask_mem = self._task_mask(t_mem) if self.spec.task_aware and t_mem is not None else None
-        return ReplayLoss(self.ace, mask_in, mask_mem, z_mem, self.cfg.distill)
+        return Update(x, y, x_mem, y_mem, t_mem, z_mem, mask_in, mask_mem)
 
     # -- memory ---------------------------------------------------------------------------
     def _replay(self, x: torch.Tensor) -> tuple:
@@ -331,7 +302,7 @@ class Agent:
         return {
             "memory": self.memory.state_dict(),
             "model": self.model.state_dict(),
-            "rates": self.rates.state_dict() if self.rates is not None else {},
+            "method": self.method.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "numpy_rng": json.dumps(self.np_rng.bit_generator.state),
             "task_classes": self.task_classes.clone(),
@@ -343,8 +314,7 @@ class Agent:
         the store), so a state that does not fit leaves the agent as it was."""
         self._check_state(state)
         self.model.load_state_dict(state["model"])
-        if self.rates is not None:
-            self.rates.load_state_dict(state["rates"])
+        self.method.load_state_dict(state.get("method", state.get("rates", {})))
         torch.set_rng_state(state["torch_rng"])
         self.np_rng.bit_generator.state = json.loads(state["numpy_rng"])
         self.task_classes = state["task_classes"].clone()
@@ -353,9 +323,9 @@ class Agent:
 
     def _check_state(self, state: dict) -> None:
         needed = ["memory", "model", "torch_rng", "numpy_rng", "task_classes", "counters"]
-        if self.rates is not None:
-            needed.append("rates")
         missing = [k for k in needed if k not in state]
+        if self.method.state_dict() and not ({"method", "rates"} & set(state)):
+            missing.append("method")
         if missing:
             raise ValueError(f"agent state lacks {missing}")
         own = self.model.state_dict()

@@ -30,6 +30,11 @@ class RunConfig:
     follow: str = opt("", "follow a folder of .npz task files instead of a named stream")
     n_classes: int = opt(10, "follow mode: size of the label space")
     # the learner
+    method: str = opt(
+        "auto",
+        "er | der++ | er-ace | lamaml | package.module:Class (auto: lamaml with --controller, "
+        "er-ace with --ace, der++ with --distill > 0, else er)",
+    )
     model: str = opt("auto", "auto | mlp | cnn (auto: CNN for colour images, else MLP)")
     hidden: int = opt(100, "hidden width (MLP: input-hidden-hidden-classes)")
     controller: bool = opt(False, "La-MAML learned per-weight rates (off: replay + SGD)")
@@ -96,6 +101,15 @@ class RunConfig:
                 raise ConfigError(f"{key} must be zero or positive, got {getattr(self, key)!r}")
         if not self.stream:
             raise ConfigError("stream must name a stream (see `lifelong streams list`)")
+        if self.method not in BUILT_IN_METHODS and ":" not in self.method:
+            raise ConfigError(
+                f"method must be one of {BUILT_IN_METHODS} or package.module:Class, "
+                f"got {self.method!r}"
+            )
+        if self.controller and self.method not in ("auto", "lamaml"):
+            raise ConfigError(
+                f"--controller is La-MAML's: it cannot go with method {self.method!r}"
+            )
         return self
 
     def to_dict(self) -> dict:
@@ -132,6 +146,7 @@ class RunConfig:
         return {k: (a[k], b[k]) for k in a if a[k] != b[k] and k not in self.RESUMABLE_CHANGES}
 
 
+BUILT_IN_METHODS = ("auto", "er", "der++", "er-ace", "lamaml")
 _POSITIVE = (
     "batch_size",
     "memory",

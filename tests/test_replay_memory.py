@@ -100,7 +100,9 @@ def test_flush_with_rekey_keys_every_memory_in_one_transaction(tmp_path):
         before = store.catalog.ids.tolist()
         mem.add(*stream_batch(rng, 6)[:2], None, 0, 60, None)
         with pytest.raises(StoreError):
-            mem.flush_to_store(store, lambda x: keys_of(x)[:, :3], loss_of)  # keys of the wrong size
+            mem.flush_to_store(
+                store, lambda x: keys_of(x)[:, :3], loss_of
+            )  # keys of the wrong size
         assert mem.pending() and store.catalog.ids.tolist() == before
         mem.flush_to_store(store, keys_of, loss_of)
         assert not mem.pending() and len(store) == 30 and store.verify()["ok"]

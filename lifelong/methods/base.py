@@ -1,0 +1,78 @@
+"""What every learning method is: one small protocol between the agent and an update rule.
+
+The agent owns the loop's bookkeeping (drawing replay, writing memory, task masks, time);
+a method owns one thing, how the weights move given one update's data. It gets an
+``Update`` (the incoming batch, a replay batch with the logits stored with each memory, and
+which logits a task-incremental stream allows) and returns the loss and the incoming
+batch's logits (which memories of these examples keep, for logit replay).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from lifelong.losses import ReplayLoss
+
+
+@dataclass
+class Update:
+    """One update's data. The replay fields are None while memory is empty; masks are
+    None where every logit counts (all but task-incremental streams)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    x_mem: torch.Tensor | None = None
+    y_mem: torch.Tensor | None = None
+    t_mem: torch.Tensor | None = None  # the memories' task ids (-1: none)
+    z_mem: torch.Tensor | None = None  # the logits stored with each memory
+    mask_in: torch.Tensor | None = None  # (C,) or (n, C) allowed logits of the incoming
+    mask_mem: torch.Tensor | None = None  # (n_mem, C) allowed logits of the memories
+
+
+@dataclass
+class NoSettings:
+    """A method without settings of its own."""
+
+
+class Method:
+    """Base class of learning methods: set ``Settings`` (a dataclass) and write ``update``.
+
+    ``scenario`` is the stream's ("class", "task", "domain", "task-free"); methods that
+    only make sense in some scenarios (ER-ACE) read it.
+    """
+
+    Settings: ClassVar[type] = NoSettings
+
+    def __init__(self, model: nn.Module, settings: Any, scenario: str = "class") -> None:
+        self.model = model
+        self.settings = settings
+        self.scenario = scenario
+        self.weights = list(model.parameters())  # what updates move, in place
+
+    def update(self, batch: Update) -> tuple[torch.Tensor, torch.Tensor]:
+        """Move the weights on ``batch``; return (loss, logits of the incoming batch)."""
+        raise NotImplementedError
+
+    def loss(self, batch: Update) -> ReplayLoss:
+        """This update's loss, bound to the batch's masks and stored logits."""
+        return ReplayLoss(False, batch.mask_in, batch.mask_mem)
+
+    def state_dict(self) -> dict:
+        """What the method learns besides the weights (La-MAML's rates); plain tensors."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            raise ValueError(f"{type(self).__name__} keeps no state, got {sorted(state)}")
+
+    @classmethod
+    def settings_from(cls, values: dict) -> Any:
+        """The method's settings, taking each field from ``values`` (a run config's keys)
+        where it is there, else the field's default."""
+        names = {f.name for f in dataclasses.fields(cls.Settings)}
+        return cls.Settings(**{k: v for k, v in values.items() if k in names})
