@@ -80,7 +80,7 @@ def profile(stream, controller: bool, calls: int) -> list[dict]:
     if not controller:  # the plain update leaves the weights as they are: every call alike
         agent.method.settings.lr = 0.0
     if controller:
-        args = (agent.model, agent.rates, loss_of, *batch, agent.cfg.inner_steps, 2.0)
+        args = (agent.model, agent.rates, loss_of, *batch, agent.method.settings.inner_steps, 2.0)
         pair = {
             "meta-gradients, closed form": lambda: meta_grads_first_order(*args),
             "meta-gradients, autograd": lambda: meta_grads_autograd(*args, create_graph=False),

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 
 from lifelong.adaptation import adapted_logits
-from lifelong.config import RunConfig
 from lifelong.errors import BadBatchError
+from lifelong.learner_config import LearnerConfig
 from lifelong.losses import mask_to
-from lifelong.methods import Update, method_class, resolve
+from lifelong.methods import Update, method_class
 from lifelong.models import build_model
 from lifelong.replay_memory import ReplayMemory
 from stores import EpisodicStore, MemoryNotFound
@@ -53,19 +53,20 @@ class Agent:
         agent.end_experience(0)                      # at a task boundary, if there is one
         agent.predict(x_test), agent.accuracy(x_test, y_test)
 
-    ``cfg`` is a ``RunConfig`` (its learner keys are used); ``store`` is where memories are
+    ``cfg`` is a ``LearnerConfig`` (or a ``RunConfig``, whose ``learner()`` is taken);
+    ``store`` is where memories are
     written behind at ``flush_memory`` (checkpoints, experience ends). ``state_dict`` /
     ``load_state_dict`` save and restore everything but the store, which checkpoints
     snapshot beside it.
     """
 
-    def __init__(self, cfg: RunConfig, spec: StreamSpec, store: EpisodicStore) -> None:
+    def __init__(self, cfg: LearnerConfig, spec: StreamSpec, store: EpisodicStore) -> None:
+        cfg = _learner(cfg)
         self.cfg, self.spec, self.store = cfg, spec, store
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.model, spec.input_shape, spec.n_classes, cfg.hidden)
-        values = cfg.to_dict()
-        method = method_class(resolve(values))
-        self.method = method(self.model, method.settings_from(values), spec.scenario)
+        method = method_class(cfg.method)
+        self.method = method(self.model, method.settings_from(cfg.method_values), spec.scenario)
         self._mode_matters = any(
             isinstance(m, (torch.nn.Dropout, torch.nn.modules.batchnorm._BatchNorm))
             for m in self.model.modules()
@@ -86,13 +87,15 @@ class Agent:
             self.projection = torch.randn(dim, FIXED_KEY_DIM, generator=gen) / math.sqrt(dim)
 
     @staticmethod
-    def key_dim(cfg: RunConfig, spec: StreamSpec) -> int:
+    def key_dim(cfg: LearnerConfig, spec: StreamSpec) -> int:
+        cfg = _learner(cfg)
         return FIXED_KEY_DIM if cfg.key_source == "fixed" else cfg.hidden
 
     @classmethod
-    def memory_for(cls, cfg: RunConfig, spec: StreamSpec, path=None) -> EpisodicStore:
+    def memory_for(cls, cfg: LearnerConfig, spec: StreamSpec, path=None) -> EpisodicStore:
         """The episodic store this agent needs: opened at ``path`` if one is there, created
         otherwise, or kept in RAM when ``path`` is None."""
+        cfg = _learner(cfg)
         settings = dict(
             dim=cls.key_dim(cfg, spec),
             value_shape=spec.input_shape,
@@ -201,7 +204,7 @@ class Agent:
         of that experience (with distillation) and re-key its memories. One forward pass
         over the memories serves the new logits, the keys and the replay losses."""
         embeddings, logits = self._embeddings_and_logits(self.memory.x[: len(self.memory)])
-        if self.cfg.distill and self.cfg.refresh_logits:
+        if getattr(self.method.settings, "distill", 0) and self.cfg.refresh_logits:
             self.memory.refresh_logits(experience, logits)
         self._flush_rekeyed(embeddings, logits)
 
@@ -343,3 +346,8 @@ class Agent:
             raise MemoryNotFound(
                 f"agent state's memories {absent[:10].tolist()} are not in the store"
             )
+
+
+def _learner(cfg) -> LearnerConfig:
+    """A learner config; a run config (anything with ``learner()``) gives its learner's."""
+    return cfg.learner() if callable(getattr(cfg, "learner", None)) else cfg

@@ -11,6 +11,8 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from lifelong.learner_config import LearnerConfig, resolve
+
 
 class ConfigError(ValueError):
     """A configuration that cannot run, or that does not match an existing run folder."""
@@ -74,6 +76,8 @@ class RunConfig:
         "torch threads; 0: one for the MLP (its small products lose more to thread "
         "hand-offs than they gain), every core for the CNN",
     )
+    # a user's method's own settings (the TOML file's [method] keys no other method has)
+    method_options: dict = field(default_factory=dict, metadata={"help": ""})
 
     # keys that may differ when resuming a run folder without changing its numbers
     RESUMABLE_CHANGES = ("progress", "tensorboard", "checkpoint_every", "checkpoint_seconds")
@@ -115,8 +119,22 @@ class RunConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def learner(self) -> LearnerConfig:
+        """The learner's own settings: what an Agent needs, none of the run's."""
+        values = self.to_dict()
+        own = {f.name for f in fields(LearnerConfig)} - {"method", "method_values"}
+        return LearnerConfig(
+            **{k: values[k] for k in own},
+            method=resolve(values),
+            method_values={**values, **self.method_options},
+        )
+
     @classmethod
     def from_dict(cls, data: dict) -> RunConfig:
+        """From flat keys (every key a flag) or sections: ``[run]``, ``[learner]`` and
+        ``[method]``, whose keys no built-in setting has go to ``method_options``."""
+        if any(isinstance(v, dict) for k, v in data.items() if k != "method_options"):
+            data = _flatten(data)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -134,8 +152,17 @@ class RunConfig:
         return cls.from_dict(data)
 
     def dumps(self) -> str:
-        """The config as TOML text (what ``load`` reads back)."""
-        return "\n".join(f"{k} = {_toml_value(v)}" for k, v in self.to_dict().items()) + "\n"
+        """The config as TOML text in sections (what ``load`` reads back)."""
+        values = self.to_dict()
+        extra = values.pop("method_options")
+        out = []
+        for section, keys in SECTIONS.items():
+            out.append(f"[{section}]")
+            out += [f"{k} = {_toml_value(values[k])}" for k in keys]
+            if section == "method":
+                out += [f"{k} = {_toml_value(v)}" for k, v in sorted(extra.items())]
+            out.append("")
+        return "\n".join(out)
 
     def dump(self, path: str | Path) -> None:
         Path(path).write_text(self.dumps())
@@ -147,6 +174,53 @@ class RunConfig:
 
 
 BUILT_IN_METHODS = ("auto", "er", "der++", "er-ace", "lamaml")
+# the TOML file's sections: what a run is, who learns, and how the method updates
+SECTIONS = {
+    "run": (
+        "stream",
+        "experiences",
+        "seed",
+        "follow",
+        "n_classes",
+        "batch_size",
+        "eval_every",
+        "checkpoint_every",
+        "checkpoint_seconds",
+        "progress",
+        "tensorboard",
+        "threads",
+    ),
+    "learner": (
+        "method",
+        "model",
+        "hidden",
+        "iters",
+        "memory",
+        "write_policy",
+        "replay_policy",
+        "replay_batch",
+        "key_source",
+        "rekey_every",
+        "index",
+        "refresh_logits",
+        "local_adapt",
+        "adapt_k",
+        "adapt_steps",
+        "adapt_lr",
+        "adapt_l2",
+    ),
+    "method": (
+        "controller",
+        "lr",
+        "alpha_init",
+        "alpha_lr",
+        "inner_steps",
+        "second_order",
+        "grad_clip",
+        "ace",
+        "distill",
+    ),
+}
 _POSITIVE = (
     "batch_size",
     "memory",
@@ -186,13 +260,42 @@ def _check_type(key: str, value, kind: str) -> None:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         if ok and not math.isfinite(value):
             raise ConfigError(f"{key} must be a finite number, got {value!r}")
+    elif kind == "dict":
+        ok = isinstance(value, dict) and all(isinstance(k, str) for k in value)
     else:
         ok = isinstance(value, str)
     if not ok:
         raise ConfigError(f"{key} must be {_KIND_NAMES[kind]}, got {value!r}")
 
 
-_KIND_NAMES = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "text"}
+_KIND_NAMES = {
+    "bool": "true or false",
+    "int": "an integer",
+    "float": "a number",
+    "str": "text",
+    "dict": "a table of named values",
+}
+
+
+def _flatten(data: dict) -> dict:
+    """Sectioned TOML to flat keys, refusing a key in the wrong section."""
+    flat: dict = {}
+    unknown_sections = sorted(set(data) - set(SECTIONS))
+    if unknown_sections:
+        raise ConfigError(f"unknown config section(s) or key(s) {unknown_sections}")
+    for section, values in data.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{section}] must be a table of keys")
+        for key, value in values.items():
+            if key in SECTIONS[section]:
+                flat[key] = value
+            elif section == "method":
+                flat.setdefault("method_options", {})[key] = value
+            else:
+                home = [s for s, keys in SECTIONS.items() if key in keys]
+                where = f"; it belongs in [{home[0]}]" if home else ""
+                raise ConfigError(f"unknown key {key!r} in [{section}]{where}")
+    return flat
 
 
 def _toml_value(v) -> str:

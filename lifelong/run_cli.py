@@ -31,6 +31,8 @@ def add_parser(sub, formatter) -> None:
     r.add_argument("--poll", type=float, default=1.0, help="follow mode: seconds between looks")
     defaults = RunConfig()
     for f in fields(RunConfig):
+        if str(f.type) == "dict":  # method_options: a TOML [method] table, not a flag
+            continue
         flag = "--" + f.name.replace("_", "-")
         text = f"{f.metadata['help']} (default: {getattr(defaults, f.name)!r})"
         if f.type in ("bool", bool):
@@ -86,7 +88,7 @@ def add_parser(sub, formatter) -> None:
 def config_from_args(args) -> RunConfig:
     base = RunConfig.load(args.config).to_dict() if args.config else RunConfig().to_dict()
     for f in fields(RunConfig):
-        v = getattr(args, f.name)
+        v = getattr(args, f.name, None)
         if v is not None:
             base[f.name] = v
     return RunConfig.from_dict(base)

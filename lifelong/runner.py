@@ -295,10 +295,10 @@ def run(
             progress = _new_progress()
         writer = checkpoint.Writer(run_dir, {"config": cfg.to_dict(), "stream": source.fingerprint})
         writer.last_progress = saved.progress if saved is not None else None
-        store = Agent.memory_for(cfg, source.spec, memory_dir)
+        store = Agent.memory_for(cfg.learner(), source.spec, memory_dir)
         log = tb = None
         try:
-            agent = Agent(cfg, source.spec, store)
+            agent = Agent(cfg.learner(), source.spec, store)
             if saved is not None:
                 agent.load_state_dict(saved.state)
             log = EventLog(

@@ -10,6 +10,8 @@ import streams
 from lifelong.agent import Agent, BadBatchError, StreamSpec
 from lifelong.config import ConfigError, RunConfig
 
+BATCH = 10  # incoming batch size: the run cuts the stream, not the learner
+
 
 def make_agent(stream, **overrides) -> Agent:
     cfg = RunConfig(stream=stream.name, seed=0, **overrides).validate()
@@ -22,8 +24,8 @@ def train(agent: Agent, stream, experiences) -> list[list[float]]:
     rows, pos = [], 0
     for e in experiences:
         order = torch.randperm(e.n_train, generator=torch.Generator().manual_seed(e.id))
-        for b in range(0, e.n_train, agent.cfg.batch_size):
-            idx = order[b : b + agent.cfg.batch_size]
+        for b in range(0, e.n_train, BATCH):
+            idx = order[b : b + BATCH]
             agent.observe(
                 e.x_train[idx], e.y_train[idx], task_id=e.task_id, experience=e.id, position=pos
             )

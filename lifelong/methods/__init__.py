@@ -13,6 +13,7 @@ import os
 import sys
 
 from lifelong.errors import ConfigError
+from lifelong.learner_config import resolve
 from lifelong.methods.base import Method, NoSettings, Update
 from lifelong.methods.derpp import DERpp
 from lifelong.methods.er import ER
@@ -22,19 +23,6 @@ from lifelong.methods.lamaml import LaMAML
 METHODS: dict[str, type[Method]] = {"er": ER, "der++": DERpp, "er-ace": ERACE, "lamaml": LaMAML}
 
 __all__ = ["METHODS", "Method", "NoSettings", "Update", "method_class", "resolve"]
-
-
-def resolve(values: dict) -> str:
-    """The method a run config names. ``auto`` keeps the older flags' meaning: the
-    controller is La-MAML, ``ace`` ER-ACE, a ``distill`` weight DER++, else plain replay."""
-    name = values.get("method", "auto")
-    if name != "auto":
-        return name
-    if values.get("controller"):
-        return "lamaml"
-    if values.get("ace"):
-        return "er-ace"
-    return "der++" if values.get("distill", 0) else "er"
 
 
 def _import(module: str):

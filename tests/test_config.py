@@ -1,0 +1,70 @@
+"""Run config: sections in TOML ([run], [learner], [method]), flat files still load, and the
+learner's own config carries nothing of the run."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from lifelong.config import SECTIONS, ConfigError, RunConfig
+from lifelong.learner_config import LearnerConfig
+from lifelong.methods import METHODS
+
+
+def test_toml_has_sections_and_round_trips(tmp_path):
+    cfg = RunConfig(stream="split-digits", lr=0.05, memory=200, method_options={"smoothing": 0.2})
+    text = cfg.dumps()
+    assert text.index("[run]") < text.index("[learner]") < text.index("[method]")
+    assert "smoothing = 0.2" in text.split("[method]")[1]
+    (tmp_path / "c.toml").write_text(text)
+    assert RunConfig.load(tmp_path / "c.toml") == cfg
+
+
+def test_every_flag_is_in_exactly_one_section():
+    keys = [k for keys in SECTIONS.values() for k in keys]
+    flags = {f.name for f in dataclasses.fields(RunConfig)} - {"method_options"}
+    assert sorted(keys) == sorted(flags)
+
+
+def test_old_flat_config_files_still_load(tmp_path):
+    (tmp_path / "flat.toml").write_text('stream = "split-digits"\nlr = 0.05\ncontroller = true\n')
+    cfg = RunConfig.load(tmp_path / "flat.toml")
+    assert cfg.lr == 0.05 and cfg.controller and cfg.learner().method == "lamaml"
+
+
+def test_a_key_in_the_wrong_section_names_its_section(tmp_path):
+    (tmp_path / "c.toml").write_text('[learner]\nstream = "split-digits"\n')
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'stream' in \[learner\]; it belongs in \[run\]"
+    ):
+        RunConfig.load(tmp_path / "c.toml")
+    (tmp_path / "c.toml").write_text("[trainer]\nlr = 0.1\n")
+    with pytest.raises(ConfigError, match="unknown config section"):
+        RunConfig.load(tmp_path / "c.toml")
+
+
+def test_the_learner_config_holds_no_run_keys():
+    learner = RunConfig(stream="split-digits", checkpoint_every=7, lr=0.3).learner()
+    names = {f.name for f in dataclasses.fields(LearnerConfig)}
+    assert not names & {"stream", "follow", "checkpoint_every", "progress", "batch_size"}
+    assert learner.method == "der++"
+    settings = METHODS["der++"].settings_from(learner.method_values)
+    assert settings.lr == 0.3
+
+
+def test_method_options_reach_a_users_method(tmp_path):
+    """A [method] key no built-in setting has goes to the method's own settings."""
+    from lifelong.methods import Method
+
+    @dataclasses.dataclass
+    class MySettings:
+        lr: float = 0.1
+        smoothing: float = 0.0
+
+    class Mine(Method):
+        Settings = MySettings
+
+    learner = RunConfig(lr=0.2, method_options={"smoothing": 0.3}).learner()
+    s = Mine.settings_from(learner.method_values)
+    assert (s.lr, s.smoothing) == (0.2, 0.3)
