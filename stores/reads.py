@@ -1,0 +1,163 @@
+"""Reading memories: fetch by id, k-nearest search with filters, sampling, records, stats."""
+
+from __future__ import annotations
+
+import json
+
+import faiss
+import numpy as np
+
+from stores.errors import (
+    MemoryNotFound,
+    StoreChanged,
+    StoreError,
+)
+from stores.folder import DB_NAME, INDEX_NAME
+from stores.results import Batch, SearchResult
+from stores.sampling import balanced_rows
+from stores.sqlite import (
+    _KEYS_OF,
+    _RECORDS_OF,
+    _VALUES_OF,
+)
+from stores.validate import check_where, keys_array
+
+EXACT_FILTER_LIMIT = 50_000  # filtered ANN searches over fewer candidates are done exactly
+SAMPLE_POLICIES = ("uniform", "class-balanced", "task-balanced")
+
+
+class Reads:
+    """Part of ``EpisodicStore``: fetch, search, sample, records and stats."""
+
+    def fetch(self, ids, *, with_values: bool = True) -> Batch:
+        """Memories by id, in the order asked; StoreError for ids not in the store."""
+        self._maybe_refresh()
+        ids = np.asarray(ids, np.int64).reshape(-1)
+        rows = self.catalog.rows_of(ids)
+        if (rows < 0).any():
+            raise MemoryNotFound(f"no memories with ids {ids[rows < 0][:10].tolist()}")
+        return self._batch(ids, rows, with_values)
+
+    def _batch(self, ids: np.ndarray, rows: np.ndarray, with_values: bool) -> Batch:
+        c = self.catalog.cols
+        values = self._values(ids) if with_values else None
+        return Batch(
+            ids,
+            c["label"][rows],
+            c["task"][rows],
+            c["experience"][rows],
+            c["position"][rows],
+            values,
+        )
+
+    def _values(self, ids: np.ndarray) -> np.ndarray:
+        with self._tx() as c:
+            got = dict(c.execute(_VALUES_OF, {"ids": json.dumps(np.unique(ids).tolist())}).all())
+        if len(got) < len(np.unique(ids)):
+            raise StoreChanged("memories vanished while reading; call refresh() and retry")
+        flat = np.frombuffer(b"".join(got[int(i)] for i in ids), self.value_dtype)
+        return flat.reshape(len(ids), *self.value_shape).copy()  # writable, like any array
+
+    def records(self, ids) -> list[dict]:
+        """Every stored field but key and value, for display and export."""
+        ids = [int(i) for i in np.atleast_1d(ids)]
+        with self._tx() as c:
+            got = {r.id: r._asdict() for r in c.execute(_RECORDS_OF, {"ids": json.dumps(ids)})}
+        return [got[i] for i in ids if i in got]
+
+    def keys_of(self, ids) -> np.ndarray:
+        """The stored key vectors of ids (from the database, the source of truth)."""
+        ids = [int(i) for i in np.atleast_1d(ids)]
+        with self._tx() as c:
+            got = dict(c.execute(_KEYS_OF, {"ids": json.dumps(ids)}).all())
+        missing = [i for i in ids if i not in got]
+        if missing:
+            raise MemoryNotFound(f"no memories with ids {missing[:10]}")
+        return np.frombuffer(b"".join(got[i] for i in ids), np.float32).reshape(len(ids), -1)
+
+    def search(self, queries, k: int = 10, *, where: dict | None = None) -> SearchResult:
+        """k nearest memories of each query key, optionally filtered by task, label,
+        experience (a value or a list) or position range (start, stop)."""
+        self._maybe_refresh()
+        q = keys_array(queries, self.spec.dim, "queries")
+        if k <= 0:
+            raise StoreError(f"k must be positive, got {k}")
+        where = check_where(where)
+        allowed = self.catalog.ids[self.catalog.mask(**where)] if where else None
+        if allowed is not None and self.spec.kind != "flat" and len(allowed) <= EXACT_FILTER_LIMIT:
+            dist, ids = self._exact_search(q, k, allowed)
+        elif allowed is not None and len(allowed) == 0:
+            dist = np.full((len(q), k), np.inf, np.float32)
+            ids = np.full((len(q), k), -1, np.int64)
+        else:
+            dist, ids = self.index.search(q, k, allowed)
+        labels, tasks, exps, pos = self.catalog.gather(
+            ids, ("label", "task", "experience", "position")
+        )
+        return SearchResult(ids, dist, labels, tasks, exps, pos)
+
+    def _exact_search(self, q: np.ndarray, k: int, allowed: np.ndarray):
+        """Exact search over a filtered subset, whose keys are read from the database."""
+        keys = self.keys_of(allowed) if len(allowed) else np.empty((0, self.spec.dim), np.float32)
+        flat = faiss.IndexFlat(self.spec.dim, self.spec.faiss_metric)
+        flat.add(keys)
+        dist, rows = flat.search(q, k)
+        return dist, np.where(rows >= 0, allowed[np.maximum(rows, 0)], -1)
+
+    def sample(
+        self,
+        n: int,
+        policy: str = "uniform",
+        *,
+        rng: np.random.Generator | None = None,
+        where: dict | None = None,
+        with_values: bool = True,
+    ) -> Batch:
+        """Up to n distinct memories: uniform, or balanced over classes or tasks."""
+        self._maybe_refresh()
+        if policy not in SAMPLE_POLICIES:
+            raise StoreError(
+                f"unknown sampling policy {policy!r}; expected one of {SAMPLE_POLICIES}"
+            )
+        rng = rng if rng is not None else np.random.default_rng()
+        where = check_where(where)
+        pool = np.flatnonzero(self.catalog.mask(**where)) if where else None
+        size = len(self.catalog) if pool is None else len(pool)
+        if size == 0 or n <= 0:
+            rows = np.empty(0, np.int64)
+        elif policy == "uniform" or pool is not None:
+            rows = rng.choice(size, min(n, size), replace=False)
+            rows = rows if pool is None else pool[rows]
+        else:
+            rows = self._balanced_rows(n, "label" if policy == "class-balanced" else "task", rng)
+        return self._batch(self.catalog.ids[rows], rows, with_values)
+
+    def _balanced_rows(self, n: int, field: str, rng: np.random.Generator) -> np.ndarray:
+        _, bounds, order = self.catalog.groups(field)
+        return balanced_rows(bounds, order, n, rng)
+
+    def stats(self) -> dict:
+        """Counts, settings and file sizes, JSON-able."""
+        self._maybe_refresh()
+        files = {}
+        if self.path is not None:
+            for name in (DB_NAME, DB_NAME + "-wal", INDEX_NAME):
+                p = self.path / name
+                files[name] = p.stat().st_size if p.exists() else 0
+        return {
+            "path": self._where(),
+            "memories": len(self.catalog),
+            "capacity": self.capacity,
+            "eviction": self.meta["eviction"],
+            "seen": self.meta["seen"],
+            "version": self.meta["version"],
+            "key_dim": self.spec.dim,
+            "metric": self.spec.metric,
+            "index": self.spec.kind,
+            "index_entries": self.index.ntotal,
+            "value_shape": list(self.value_shape),
+            "value_dtype": self.value_dtype.str,
+            "labels": self.catalog.counts("label"),
+            "tasks": self.catalog.counts("task"),
+            "files_bytes": files,
+        }

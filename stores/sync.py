@@ -1,0 +1,119 @@
+"""Keeping the RAM catalog and the FAISS index in step with the database.
+
+On open the saved index is adopted only where it covers this very database; after that,
+appends are replayed row by row and anything destructive rebuilds from SQLite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import numpy as np
+from sqlalchemy import Connection
+
+from stores.catalog import Catalog
+from stores.errors import (
+    ReadOnlyStore,
+    StoreError,
+)
+from stores.folder import DB_NAME, INDEX_NAME
+from stores.key_index import Coverage, KeyIndex
+from stores.sqlite import (
+    _CATALOG_ROWS,
+    _KEY_ROWS,
+)
+
+
+class CacheSync:
+    """Part of ``EpisodicStore``: keeping its catalog and index in step with SQLite."""
+
+    def _load_index_file(self) -> None:
+        """Adopt the saved index only where it covers this very database up to a version it
+        has reached: an index ahead of the database (an older database put back), from
+        another store, or unreadable is dropped, and the index is rebuilt from SQLite."""
+        self._index_from_file = self._index_file_rejected = False
+        if self.path is None or not (self.path / INDEX_NAME).exists():
+            return
+        self._index_file_rejected = True  # until it proves itself
+        try:
+            saved = KeyIndex.load(self.path / INDEX_NAME, self.spec)
+        except StoreError as exc:
+            warnings.warn(f"{exc}; rebuilding the index from {DB_NAME}", stacklevel=3)
+            return
+        cov = saved.coverage
+        if cov.version > self.meta["version"] or cov.store_id != self.meta.get("store_id"):
+            warnings.warn(
+                f"index file {self.path / INDEX_NAME} does not belong to this database "
+                f"(it covers version {cov.version}, the database is at "
+                f"{self.meta['version']}); rebuilding it from {DB_NAME}",
+                stacklevel=3,
+            )
+            return
+        self.index = saved
+        self._index_version, self._index_max_id = cov.version, cov.max_id
+        self._index_from_file, self._index_file_rejected = True, False
+
+    def _check_loaded_index(self) -> None:
+        """After catching up, a loaded index must hold exactly the database's ids."""
+        if self._index_from_file and not np.array_equal(self.index.ids(), self.catalog.ids):
+            warnings.warn(
+                f"index file {self.path / INDEX_NAME} disagrees with {DB_NAME}; rebuilding it",
+                stacklevel=3,
+            )
+            self.index, self._index_version = KeyIndex(self.spec), -1
+            self._sync()
+            self._index_file_rejected = True
+        self._index_from_file = False
+        if self._index_file_rejected and not self.readonly:  # replace the bad file now
+            self.index.coverage = Coverage(version=-1)
+            self.save_index()
+
+    def _sync(self, conn: Connection | None = None) -> None:
+        """Bring catalog and index up to the database in one read snapshot (``conn``'s open
+        transaction, when given).
+
+        Where only appends happened since a cache's version, it reads just the new rows;
+        after a delete or re-key it rebuilds that cache from the database.
+        """
+        with contextlib.nullcontext(conn) if conn is not None else self._tx() as s:
+            self.meta = self._read_meta(s)
+            version, destructive = self.meta["version"], self.meta["destructive_version"]
+            if self._catalog_version == version and self._index_version == version:
+                return
+            last = -1
+            if 0 <= destructive <= self._catalog_version:
+                last = int(self.catalog.ids[-1]) if len(self.catalog) else -1
+            else:
+                self.catalog = Catalog()
+            # a million rows: plain tuples from the driver, not Row objects (30x faster here)
+            rows = s.exec_driver_sql(_CATALOG_ROWS, (last,)).cursor.fetchall()
+            self._append_catalog(np.array(rows, np.int64).reshape(-1, 5))
+            start = -1
+            if 0 <= destructive <= self._index_version:
+                start = self._index_max_id
+            else:
+                self.index = KeyIndex(self.spec)
+            cur = s.exec_driver_sql(_KEY_ROWS, (start,)).cursor
+            while chunk := cur.fetchmany(50_000):
+                ids = np.fromiter((r[0] for r in chunk), np.int64, len(chunk))
+                keys = np.frombuffer(b"".join(r[1] for r in chunk), np.float32)
+                self.index.add(ids, keys.reshape(len(chunk), self.spec.dim))
+                self._index_max_id = int(ids[-1])
+        self._catalog_version = self._index_version = version
+
+    def _append_catalog(self, rows: np.ndarray) -> None:
+        self.catalog.append({f: rows[:, i] for i, f in enumerate(Catalog.FIELDS)})
+
+    def refresh(self) -> None:
+        """Readers: catch up with what the writer committed since the last call."""
+        if self._committed_version() != self._catalog_version:
+            self._sync()
+
+    def _check_writable(self) -> None:
+        if self.readonly:
+            raise ReadOnlyStore(f"{self._where()} was opened read-only")
+
+    def _maybe_refresh(self) -> None:
+        if self.readonly:
+            self.refresh()
