@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from lifelong.config import ConfigError, RunConfig
 from lifelong.errors import DiskFull
 from lifelong.follow import FolderStream
 from lifelong.models import model_kind
+from lifelong.progress import Progress
 from lifelong.run_folder import EventLog, FolderLock
 from lifelong.tensorboard_log import Scalars
 from stores import EpisodicStore
@@ -195,38 +197,6 @@ def evaluate(agent: Agent, tests: list[Experience]) -> list[float]:
     return [round(agent.accuracy(e.x_test, e.y_test, e.task_id), 6) for e in tests]
 
 
-def _new_progress() -> dict:
-    return {
-        "experience": 0,
-        "batch": 0,
-        "position": 0,
-        "rows": [],
-        "untrained": None,
-        "train_seconds": 0.0,
-        "done": False,
-        "events": 0,  # lines of metrics.jsonl this checkpoint counts
-        "ends": [],  # its experience_end events, to rebuild a lost log from
-    }
-
-
-def _events_of(progress: dict) -> list[dict]:
-    """The events a checkpoint can vouch for: untrained accuracies and experience ends."""
-    events = []
-    if progress["untrained"] is not None:
-        events.append({"type": "untrained", "accuracies": progress["untrained"]})
-    return events + list(progress.get("ends", []))
-
-
-def _upgrade_progress(progress: dict, log_path: Path) -> dict:
-    """Progress written before the event count: count the whole lines it remembered."""
-    if "events" not in progress:
-        kept = (
-            log_path.read_bytes()[: progress.pop("metrics_bytes", 0)] if log_path.exists() else b""
-        )
-        progress["events"] = kept.count(b"\n")
-    return progress
-
-
 class _TestPause:
     """Test-only: ``LIFELONG_TEST_PAUSE=STEP:FILE`` makes the run finish writing any
     checkpoint under way, touch FILE after step STEP and wait there (until SIGINT/SIGTERM or
@@ -289,10 +259,10 @@ def run(
         memory_dir = run_dir / "memory"
         if saved is not None:
             EpisodicStore.restore(memory_dir, saved.snapshot)
-            progress = _upgrade_progress(saved.progress, run_dir / "metrics.jsonl")
+            progress = Progress.from_dict(saved.progress, run_dir / "metrics.jsonl")
         else:  # never checkpointed: whatever a killed first attempt left is discarded
             shutil.rmtree(memory_dir, ignore_errors=True)
-            progress = _new_progress()
+            progress = Progress()
         writer = checkpoint.Writer(run_dir, {"config": cfg.to_dict(), "stream": source.fingerprint})
         writer.last_progress = saved.progress if saved is not None else None
         store = Agent.memory_for(cfg.learner(), source.spec, memory_dir)
@@ -302,19 +272,18 @@ def run(
             if saved is not None:
                 agent.load_state_dict(saved.state)
             log = EventLog(
-                run_dir / "metrics.jsonl", progress["events"], lambda: _events_of(progress), echo
+                run_dir / "metrics.jsonl", progress.events, progress.vouched_events, echo
             )
-            if saved is not None and not progress["done"]:
+            if saved is not None and not progress.done:
                 echo(
-                    f"resuming {run_dir} at experience {progress['experience']}, "
-                    f"batch {progress['batch']} (step {agent.steps})"
+                    f"resuming {run_dir} at experience {progress.experience}, "
+                    f"batch {progress.batch} (step {agent.steps})"
                 )
             interrupted = False
-            if not progress["done"]:
+            if not progress.done:
                 tb = Scalars(run_dir, agent.steps) if cfg.tensorboard else None
-                interrupted = _train(
-                    cfg, agent, source, progress, log, writer, stop, echo, run_dir, tb
-                )
+                training = Training(cfg, agent, source, progress, log, writer, stop, echo, tb)
+                interrupted = training.run()
             result = _finish(cfg, run_dir, progress, agent, interrupted)
         except BaseException as exc:
             if is_disk_full(exc):
@@ -339,142 +308,163 @@ def _close(store: EpisodicStore) -> None:
             raise
 
 
-def _train(cfg, agent, source, progress, log, writer, stop, echo, run_dir, tb) -> bool:
-    """The loop; returns True if stopped by a signal (after writing a checkpoint).
+@dataclass
+class Training:
+    """One process's stretch of a run: the loop over experiences and batches, with its
+    checkpoints, evaluations, event log and live results.
 
     A named stream ends when its experiences do (the run is then complete); a followed
     folder never does: it stops on a signal, ``--idle-timeout`` or ``--max-experiences``,
     checkpointed, and the same command resumes it and takes the files that came since."""
 
-    last_save = time.monotonic()
-    pause = _TestPause()
+    cfg: RunConfig
+    agent: Agent
+    source: _Source
+    progress: Progress
+    log: EventLog
+    writer: checkpoint.Writer
+    stop: _StopFlag
+    echo: Callable[[str], None]
+    tb: Scalars | None = None
 
-    def save() -> None:
-        nonlocal last_save
-        progress["events"] = log.count
-        if source.ledger is not None:
-            progress["files"] = source.ledger
-        log.sync()
-        writer.save(agent.state_dict(), progress, agent.store)
-        last_save = time.monotonic()
-
-    def save_due() -> bool:
-        every, seconds = cfg.checkpoint_every, cfg.checkpoint_seconds
-        return bool(every and agent.steps % every == 0) or bool(
-            seconds and time.monotonic() - last_save >= seconds
+    def run(self) -> bool:
+        """Train until the stream ends or a stop; True if stopped by a signal."""
+        p, agent = self.progress, self.agent
+        self._last_save = time.monotonic()
+        self._pause = _TestPause()
+        self._loss = float("nan")
+        if p.untrained is None:
+            p.untrained = evaluate(agent, self.source.test_sets())
+            self.log.write({"type": "untrained", "accuracies": p.untrained})
+        self._bar = tqdm(
+            total=self.source.total,
+            initial=p.position,
+            unit="ex",
+            disable=not self.cfg.progress,
+            dynamic_ncols=True,
+            desc="training",
         )
+        self._started = time.perf_counter() - p.train_seconds
+        try:
+            while (exp := self._untimed(self.source.get, p.experience)) is not None:
+                if self._learn(exp):
+                    return True
+                self._end_experience(p.experience)
+            if self.source.folder is None:
+                p.done = True
+                self._save()
+                self.writer.wait()  # on disk before the run returns
+            elif self.stop.requested:
+                self._stopped("stopped")
+                return True
+            else:
+                self._stopped(f"stopped after {self.source.folder.taken_here} new file(s)")
+        except BaseException:
+            with contextlib.suppress(Exception):  # the error in hand is the one to report
+                self.writer.wait()
+            raise
+        finally:
+            self._bar.close()
+        return False
 
-    def stopped(why: str) -> None:
-        save()
-        writer.wait()
-        bar.close()
-        echo(f"{why}; checkpoint written to {writer.run_dir / checkpoint.NAME} ({RESUME_HINT})")
+    def _learn(self, exp: Experience) -> bool:
+        """The experience's batches from where the run is; True if a signal stopped it."""
+        p, agent, cfg, i = self.progress, self.agent, self.cfg, self.progress.experience
+        if exp.n_train:  # once for the experience, not once a batch (0.1 ms against 1.5)
+            agent.check_data(exp.x_train, exp.y_train, i, 0)
+        order = torch.randperm(
+            exp.n_train, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + i)
+        )
+        for b, x, y in _batches(exp, order, cfg.batch_size, p.batch):
+            self._loss = agent.observe(
+                x, y, task_id=exp.task_id, experience=i, position=p.position, checked=True
+            )
+            p.position += len(y)
+            p.batch = b + 1
+            p.train_seconds = time.perf_counter() - self._started
+            self._bar.update(len(y))
+            if agent.steps % 10 == 0:
+                self._bar.set_postfix(exp=i, loss=f"{self._loss:.3f}", refresh=False)
+                if self.tb is not None:
+                    self.tb.loss(agent.steps, self._loss)
+            if cfg.eval_every and agent.steps % cfg.eval_every == 0:
+                self._curve_point(i)
+            self._pause.at(agent.steps, self.stop, self.writer)
+            if self.stop.requested:
+                self._stopped("stopped")
+                return True
+            if self._save_due():
+                self._save()
+        return False
 
-    if progress["untrained"] is None:
-        progress["untrained"] = evaluate(agent, source.test_sets())
-        log.write({"type": "untrained", "accuracies": progress["untrained"]})
-    bar = tqdm(
-        total=source.total,
-        initial=progress["position"],
-        unit="ex",
-        disable=not cfg.progress,
-        dynamic_ncols=True,
-        desc="training",
-    )
-    started = time.perf_counter() - progress["train_seconds"]
+    def _curve_point(self, i: int) -> None:
+        row = self._untimed(evaluate, self.agent, self.source.test_sets())
+        self.log.write(
+            {
+                "type": "curve",
+                "step": self.agent.steps,
+                "experience": i,
+                "position": self.progress.position,
+                "accuracies": row,
+            }
+        )
+        if self.tb is not None:
+            self.tb.accuracies(self.agent.steps, row)
 
-    def untimed(work, *args):
-        """Run ``work()`` off the training clock (evaluation, waiting for files, writing
-        live results): throughput counts training alone."""
-        nonlocal started
+    def _end_experience(self, i: int) -> None:
+        p, agent = self.progress, self.agent
+        agent.end_experience(i)
+        p.train_seconds = time.perf_counter() - self._started
+        row = self._untimed(evaluate, agent, self.source.test_sets())
+        p.rows.append(row)
+        end = {
+            "type": "experience_end",
+            "experience": i,
+            "step": agent.steps,
+            "position": p.position,
+            "accuracies": row,
+            "loss": self._loss,
+            "seconds": p.train_seconds,
+        }
+        self.log.write(end)
+        p.ends.append(end)
+        if self.tb is not None:
+            seconds = max(p.train_seconds, 1e-9)
+            self.tb.experience_end(agent.steps, p.rows, agent.examples / seconds)
+        p.experience, p.batch = i + 1, 0
+        self._save()
+        self._untimed(_publish, self.cfg, self.writer.run_dir, p, agent, "running")
+
+    def _untimed(self, work, *args):
+        """Run ``work(*args)`` off the training clock (evaluation, waiting for files,
+        writing live results): throughput counts training alone."""
         t = time.perf_counter()
         try:
             return work(*args)
         finally:
-            started += time.perf_counter() - t
+            self._started += time.perf_counter() - t
 
-    i = progress["experience"]
-    loss = float("nan")
-    try:
-        while (exp := untimed(source.get, i)) is not None:
-            if exp.n_train:  # once for the experience, not once a batch (0.1 ms against 1.5)
-                agent.check_data(exp.x_train, exp.y_train, i, 0)
-            gen = torch.Generator().manual_seed(cfg.seed * 100_003 + i)
-            order = torch.randperm(exp.n_train, generator=gen)
-            for b, x, y in _batches(exp, order, cfg.batch_size, progress["batch"]):
-                loss = agent.observe(
-                    x,
-                    y,
-                    task_id=exp.task_id,
-                    experience=i,
-                    position=progress["position"],
-                    checked=True,
-                )
-                progress["position"] += len(y)
-                progress["batch"] = b + 1
-                progress["train_seconds"] = time.perf_counter() - started
-                bar.update(len(y))
-                if agent.steps % 10 == 0:
-                    bar.set_postfix(exp=i, loss=f"{loss:.3f}", refresh=False)
-                    if tb is not None:
-                        tb.loss(agent.steps, loss)
-                if cfg.eval_every and agent.steps % cfg.eval_every == 0:
-                    row = untimed(evaluate, agent, source.test_sets())
-                    log.write(
-                        {
-                            "type": "curve",
-                            "step": agent.steps,
-                            "experience": i,
-                            "position": progress["position"],
-                            "accuracies": row,
-                        }
-                    )
-                    if tb is not None:
-                        tb.accuracies(agent.steps, row)
-                pause.at(agent.steps, stop, writer)
-                if stop.requested:
-                    stopped("stopped")
-                    return True
-                if save_due():
-                    save()
-            agent.end_experience(i)
-            progress["train_seconds"] = time.perf_counter() - started
-            row = untimed(evaluate, agent, source.test_sets())
-            progress["rows"].append(row)
-            end = {
-                "type": "experience_end",
-                "experience": i,
-                "step": agent.steps,
-                "position": progress["position"],
-                "accuracies": row,
-                "loss": loss,
-                "seconds": progress["train_seconds"],
-            }
-            log.write(end)
-            progress["ends"].append(end)
-            if tb is not None:
-                seconds = max(progress["train_seconds"], 1e-9)
-                tb.experience_end(agent.steps, progress["rows"], agent.examples / seconds)
-            progress["experience"], progress["batch"] = i + 1, 0
-            save()
-            untimed(_publish, cfg, run_dir, progress, agent, "running")
-            i += 1
-        if source.folder is None:
-            progress["done"] = True
-            save()
-            writer.wait()  # on disk before the run returns
-        elif stop.requested:
-            stopped("stopped")
-            return True
-        else:
-            stopped(f"stopped after {source.folder.taken_here} new file(s)")
-    except BaseException:
-        with contextlib.suppress(Exception):  # the error in hand is the one to report
-            writer.wait()
-        raise
-    finally:
-        bar.close()
-    return False
+    def _save(self) -> None:
+        p = self.progress
+        p.events = self.log.count
+        if self.source.ledger is not None:
+            p.files = self.source.ledger
+        self.log.sync()
+        self.writer.save(self.agent.state_dict(), p.to_dict(), self.agent.store)
+        self._last_save = time.monotonic()
+
+    def _save_due(self) -> bool:
+        every, seconds = self.cfg.checkpoint_every, self.cfg.checkpoint_seconds
+        return bool(every and self.agent.steps % every == 0) or bool(
+            seconds and time.monotonic() - self._last_save >= seconds
+        )
+
+    def _stopped(self, why: str) -> None:
+        self._save()
+        self.writer.wait()
+        self._bar.close()
+        where = self.writer.run_dir / checkpoint.NAME
+        self.echo(f"{why}; checkpoint written to {where} ({RESUME_HINT})")
 
 
 RESUME_HINT = "run the same command to resume"
@@ -498,11 +488,11 @@ def _publish(cfg, run_dir, progress, agent, status: str) -> tuple[np.ndarray, di
     """Write accuracy_matrix.csv and summary.json as of now, each atomically: at every
     experience end (``status`` "running") and when the run stops, so a live run folder can
     be read, and reported on, at any moment."""
-    R = metrics.matrix_from_rows(progress["rows"])
+    R = metrics.matrix_from_rows(progress.rows)
     summary: dict = {"status": status}
     if len(R):
-        summary.update(metrics.summary(R, progress["untrained"]))
-    seconds = progress["train_seconds"]
+        summary.update(metrics.summary(R, progress.untrained))
+    seconds = progress.train_seconds
     summary.update(
         {
             "examples": agent.examples,
@@ -510,7 +500,7 @@ def _publish(cfg, run_dir, progress, agent, status: str) -> tuple[np.ndarray, di
             "gradient_steps_per_example": agent.grad_steps / max(agent.examples, 1),
             "train_seconds": seconds,
             "samples_per_second": agent.examples / seconds if seconds else None,
-            "complete": progress["done"],
+            "complete": progress.done,
             "memories": len(agent.memory),
         }
     )
@@ -523,7 +513,7 @@ def _publish(cfg, run_dir, progress, agent, status: str) -> tuple[np.ndarray, di
     record = {
         "summary": summary,
         "matrix": R.tolist(),
-        "untrained": progress["untrained"],
+        "untrained": progress.untrained,
         "config": cfg.to_dict(),
     }
     write_atomic(
@@ -535,10 +525,10 @@ def _publish(cfg, run_dir, progress, agent, status: str) -> tuple[np.ndarray, di
 def _finish(cfg, run_dir, progress, agent, interrupted) -> RunResult:
     from lifelong import report
 
-    status = "complete" if progress["done"] else "stopped"
+    status = "complete" if progress.done else "stopped"
     R, summary = _publish(cfg, run_dir, progress, agent, status)
     paths = report.write_report(run_dir) if len(R) else {}
-    return RunResult(run_dir, R, progress["untrained"], summary, interrupted, paths)
+    return RunResult(run_dir, R, progress.untrained, summary, interrupted, paths)
 
 
 def format_summary(result: RunResult) -> str:
