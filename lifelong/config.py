@@ -11,11 +11,10 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from lifelong.errors import ConfigError
 from lifelong.learner_config import LearnerConfig, resolve
 
-
-class ConfigError(ValueError):
-    """A configuration that cannot run, or that does not match an existing run folder."""
+__all__ = ["ConfigError", "RunConfig"]
 
 
 def opt(default, help: str):

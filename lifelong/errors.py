@@ -2,7 +2,9 @@
 traceback. Kept apart from the modules that raise them, so the command line can catch them
 without importing torch."""
 
-from lifelong.config import ConfigError
+
+class ConfigError(ValueError):
+    """A configuration that cannot run, or that does not match an existing run folder."""
 
 
 class BadBatchError(ValueError):
