@@ -26,7 +26,6 @@ sys.path.insert(0, str(ROOT))
 
 import streams  # noqa: E402
 from bench.results_table import write_table  # noqa: E402
-from lifelong import agent as agent_mod  # noqa: E402
 from lifelong.agent import Agent, StreamSpec  # noqa: E402
 from lifelong.config import RunConfig  # noqa: E402
 
@@ -53,19 +52,7 @@ def bench(stream, cfg: RunConfig, folder: Path | None, batches: int, flush_each_
     timed(agent, "_replay", clock)
     timed(agent.memory, "add", clock)
     timed(agent, "flush_memory", clock)
-    update = "lamaml_step" if cfg.controller else None
-    if update:
-        original = agent_mod.lamaml_step
-
-        def lamaml(*a, **k):
-            t = time.perf_counter()
-            out = original(*a, **k)
-            clock["update"] += time.perf_counter() - t
-            return out
-
-        agent_mod.lamaml_step = lamaml
-    else:
-        timed(agent, "_replay_step", clock)
+    timed(agent.method, "update", clock)  # the method's step, whichever method it is
     xs = [e for e in stream]
     pos, done, t0 = 0, 0, time.perf_counter()
     for e in xs:
@@ -85,10 +72,6 @@ def bench(stream, cfg: RunConfig, folder: Path | None, batches: int, flush_each_
                 agent.flush_memory()
     agent.flush_memory()
     total = time.perf_counter() - t0
-    if update:
-        agent_mod.lamaml_step = original
-    else:
-        clock["update"] = clock.pop("_replay_step")
     store.close()
     ms = {k: 1e3 * v / done for k, v in clock.items()}
     return {
