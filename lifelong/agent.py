@@ -19,7 +19,7 @@ from lifelong.errors import BadBatchError
 from lifelong.learner_config import LearnerConfig
 from lifelong.losses import mask_to
 from lifelong.methods import Update, method_class
-from lifelong.models import build_model
+from lifelong.models import build_model, embedding_dim
 from lifelong.replay_memory import ReplayMemory
 from stores import EpisodicStore, MemoryNotFound
 
@@ -60,11 +60,22 @@ class Agent:
     snapshot beside it.
     """
 
-    def __init__(self, cfg: LearnerConfig, spec: StreamSpec, store: EpisodicStore) -> None:
+    def __init__(
+        self,
+        cfg: LearnerConfig,
+        spec: StreamSpec,
+        store: EpisodicStore,
+        model: torch.nn.Module | None = None,
+    ) -> None:
         cfg = _learner(cfg)
         self.cfg, self.spec, self.store = cfg, spec, store
         torch.manual_seed(cfg.seed)
-        self.model = build_model(cfg.model, spec.input_shape, spec.n_classes, cfg.hidden)
+        if model is None:
+            model = build_model(cfg.model, spec.input_shape, spec.n_classes, cfg.hidden)
+        self.model = model
+        # memories are keyed by the network's embedding, or, for a model without one (any
+        # nn.Module of yours) or when asked, by a fixed random projection of the input
+        self.fixed_keys = _fixed_keys(cfg, model)
         method = method_class(cfg.method)
         self.method = method(self.model, method.settings_from(cfg.method_values), spec.scenario)
         self._mode_matters = any(
@@ -81,23 +92,31 @@ class Agent:
         self.steps = 0
         self.grad_steps = 0
         self.examples = 0
-        if cfg.key_source == "fixed":
+        if self.fixed_keys:
             gen = torch.Generator().manual_seed(10_000 + cfg.seed)
             dim = math.prod(spec.input_shape)
             self.projection = torch.randn(dim, FIXED_KEY_DIM, generator=gen) / math.sqrt(dim)
 
     @staticmethod
-    def key_dim(cfg: LearnerConfig, spec: StreamSpec) -> int:
+    def key_dim(cfg: LearnerConfig, spec: StreamSpec, model: torch.nn.Module | None = None) -> int:
+        """The size of the memories' keys: the backbone's embedding, or the fixed keys'."""
         cfg = _learner(cfg)
-        return FIXED_KEY_DIM if cfg.key_source == "fixed" else cfg.hidden
+        if model is not None:
+            return FIXED_KEY_DIM if _fixed_keys(cfg, model) else int(model.embedding_dim)
+        if cfg.key_source == "fixed":
+            return FIXED_KEY_DIM
+        return embedding_dim(cfg.model, spec.input_shape, cfg.hidden) or FIXED_KEY_DIM
 
     @classmethod
-    def memory_for(cls, cfg: LearnerConfig, spec: StreamSpec, path=None) -> EpisodicStore:
+    def memory_for(
+        cls, cfg: LearnerConfig, spec: StreamSpec, path=None, model: torch.nn.Module | None = None
+    ) -> EpisodicStore:
         """The episodic store this agent needs: opened at ``path`` if one is there, created
-        otherwise, or kept in RAM when ``path`` is None."""
+        otherwise, or kept in RAM when ``path`` is None. Pass the ``model`` you will give
+        the agent, if it is your own (it decides the key size)."""
         cfg = _learner(cfg)
         settings = dict(
-            dim=cls.key_dim(cfg, spec),
+            dim=cls.key_dim(cfg, spec, model),
             value_shape=spec.input_shape,
             capacity=cfg.memory,
             eviction_policy=cfg.write_policy,
@@ -167,7 +186,7 @@ class Agent:
     @torch.no_grad()
     def keys(self, x: torch.Tensor) -> np.ndarray:
         """Memory keys: the network's embedding, or a fixed random projection of the input."""
-        if self.cfg.key_source == "fixed":
+        if self.fixed_keys:
             return (x.reshape(len(x), -1) @ self.projection).numpy()
         if not self._mode_matters:  # no dropout or batch norm: skip the mode round trip
             return self.model.embed(x).numpy()
@@ -179,13 +198,21 @@ class Agent:
 
     @torch.no_grad()
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        """Logits of memories (targets, losses): in eval mode where batch norm or dropout
+        make the mode matter, so they neither use nor move the batch statistics."""
+        if not self._mode_matters:
+            return self.model(x)
+        was_training = self.model.training
+        self.model.eval()
+        out = self.model(x)
+        self.model.train(was_training)
+        return out
 
     @torch.no_grad()
     def _embeddings_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Both from one forward pass (two where dropout or batch norm make the mode matter:
         keys come from eval mode)."""
-        if self._mode_matters:
+        if self._mode_matters or self.fixed_keys:
             return torch.from_numpy(self.keys(x)), self._logits(x)
         embeddings = self.model.embed(x)
         return embeddings, self.model.head(embeddings)
@@ -221,7 +248,7 @@ class Agent:
             s = torch.from_numpy(slots)
             return torch.nn.functional.cross_entropy(logits[s], y[s], reduction="none").numpy()
 
-        keys = None if self.cfg.key_source == "fixed" else embeddings.numpy()
+        keys = None if self.fixed_keys else embeddings.numpy()
         self.memory.flush_to_store(self.store, self.keys, losses, keys=keys)
 
     # -- task masks (task-incremental streams only) ---------------------------------------
@@ -351,3 +378,9 @@ class Agent:
 def _learner(cfg) -> LearnerConfig:
     """A learner config; a run config (anything with ``learner()``) gives its learner's."""
     return cfg.learner() if callable(getattr(cfg, "learner", None)) else cfg
+
+
+def _fixed_keys(cfg: LearnerConfig, model: torch.nn.Module) -> bool:
+    return cfg.key_source == "fixed" or not (
+        hasattr(model, "embed") and hasattr(model, "head") and hasattr(model, "embedding_dim")
+    )

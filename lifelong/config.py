@@ -36,7 +36,11 @@ class RunConfig:
         "er | der++ | er-ace | lamaml | package.module:Class (auto: lamaml with --controller, "
         "er-ace with --ace, der++ with --distill > 0, else er)",
     )
-    model: str = opt("auto", "auto | mlp | cnn (auto: CNN for colour images, else MLP)")
+    model: str = opt(
+        "auto",
+        "auto | mlp | cnn | reduced-resnet18 | resnet18 | package.module:factory (auto: CNN "
+        "for colour images, else MLP; a factory gets the input shape and the class count)",
+    )
     hidden: int = opt(100, "hidden width (MLP: input-hidden-hidden-classes)")
     controller: bool = opt(False, "La-MAML learned per-weight rates (off: replay + SGD)")
     lr: float = opt(0.1, "SGD rate of plain replay (controller off)")
@@ -87,7 +91,6 @@ class RunConfig:
         for f in fields(self):
             _check_type(f.name, getattr(self, f.name), str(f.type))
         choices = {
-            "model": ("auto", "mlp", "cnn"),
             "write_policy": ("reservoir", "class-balanced"),
             "replay_policy": ("uniform", "class-balanced", "task-balanced"),
             "key_source": ("network", "fixed"),
@@ -104,6 +107,11 @@ class RunConfig:
                 raise ConfigError(f"{key} must be zero or positive, got {getattr(self, key)!r}")
         if not self.stream:
             raise ConfigError("stream must name a stream (see `lifelong streams list`)")
+        if self.model not in BUILT_IN_MODELS and ":" not in self.model:
+            raise ConfigError(
+                f"model must be one of {BUILT_IN_MODELS} or package.module:factory, "
+                f"got {self.model!r}"
+            )
         if self.method not in BUILT_IN_METHODS and ":" not in self.method:
             raise ConfigError(
                 f"method must be one of {BUILT_IN_METHODS} or package.module:Class, "
@@ -173,6 +181,7 @@ class RunConfig:
 
 
 BUILT_IN_METHODS = ("auto", "er", "der++", "er-ace", "lamaml")
+BUILT_IN_MODELS = ("auto", "mlp", "cnn", "reduced-resnet18", "resnet18")
 # the TOML file's sections: what a run is, who learns, and how the method updates
 SECTIONS = {
     "run": (

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lifelong.losses import ReplayLoss
-from lifelong.models import Backbone
+from lifelong.models import Backbone, forward_vjp, forward_with
 
 
 class LearnedRates(nn.Module):
@@ -117,12 +117,12 @@ def _meta_grad_sums(model, rates, loss, x_in, y_in, x_mem, y_mem, inner_steps, g
     cum = w_grads = a_grads = None  # G_k, sum of dm_k/dw_k, sum of G_k * dm_k/dw_k
     meta_losses = []
     for xc, yc in _look_ahead_chunks(x_in, y_in, inner_steps):
-        logits, vjp = model.forward_vjp(fast, xc)
+        logits, vjp = forward_vjp(model, fast, xc)
         grads = vjp(loss.with_grad(logits, yc, len(yc), want_loss=False)[1])
         _clip_(grads, grad_clip)  # fresh tensors, and no graph to keep: in place
         fast = list(torch._foreach_addcmul(fast, applied, grads, value=-1))
         cum = list(grads) if cum is None else list(torch._foreach_add(cum, grads))
-        logits, vjp = model.forward_vjp(fast, x_meta)
+        logits, vjp = forward_vjp(model, fast, x_meta)
         meta, grad_logits = loss.with_grad(logits, y_meta, n_in)
         grads = vjp(grad_logits)
         if w_grads is None:
@@ -157,13 +157,13 @@ def meta_grads_autograd(
     n_in = len(y_in)
     meta_losses = []
     for xc, yc in _look_ahead_chunks(x_in, y_in, inner_steps):
-        inner = loss(model.forward_with(fast, xc), yc)
+        inner = loss(forward_with(model, fast, xc), yc)
         grads = torch.autograd.grad(inner, list(fast.values()), create_graph=create_graph)
         grads = _clipped(grads, grad_clip)
         # the rates stay in the graph even first-order: that is what their gradient flows through
         applied = [F.relu(a) for a in rates.rates]
         fast = {n: w - a * g for (n, w), a, g in zip(fast.items(), applied, grads)}
-        logits = model.forward_with(fast, x_meta)
+        logits = forward_with(model, fast, x_meta)
         meta_losses.append(loss(logits[:n_in], y_in, logits[n_in:], y_mem))
     meta = torch.stack(meta_losses).mean()
     grads = torch.autograd.grad(meta, weights + rates.tensors)

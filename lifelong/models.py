@@ -37,15 +37,34 @@ class Backbone(nn.Module):
         to each weight's gradient. The learning steps use it with a loss whose gradient
         they know in closed form (``losses.ReplayLoss.with_grad``); here, autograd does the
         backbone's part."""
-        names = [n for n, _ in self.named_parameters()]
-        leaves = [w.detach().requires_grad_() for w in weights]
-        with torch.enable_grad():
-            logits = self.forward_with(dict(zip(names, leaves, strict=True)), x)
+        return generic_forward_vjp(self, weights, x)
 
-        def vjp(grad_logits: torch.Tensor) -> list[torch.Tensor]:
-            return list(torch.autograd.grad(logits, leaves, grad_logits))
 
-        return logits.detach(), vjp
+def forward_with(model: nn.Module, weights: dict[str, torch.Tensor], x: torch.Tensor):
+    """``model``'s forward pass with other weights: its own fast one if it has it."""
+    if hasattr(model, "forward_with"):
+        return model.forward_with(weights, x)
+    return functional_call(model, weights, (x,))
+
+
+def forward_vjp(model: nn.Module, weights: Sequence[torch.Tensor], x: torch.Tensor):
+    """(logits, vjp) as ``Backbone.forward_vjp``, for any module: its own if it has one."""
+    if hasattr(model, "forward_vjp"):
+        return model.forward_vjp(weights, x)
+    return generic_forward_vjp(model, weights, x)
+
+
+def generic_forward_vjp(model: nn.Module, weights: Sequence[torch.Tensor], x: torch.Tensor):
+    """Autograd's vector-Jacobian product of any module's logits in its weights."""
+    names = [n for n, _ in model.named_parameters()]
+    leaves = [w.detach().requires_grad_() for w in weights]
+    with torch.enable_grad():
+        logits = forward_with(model, dict(zip(names, leaves, strict=True)), x)
+
+    def vjp(grad_logits: torch.Tensor) -> list[torch.Tensor]:
+        return list(torch.autograd.grad(logits, leaves, grad_logits))
+
+    return logits.detach(), vjp
 
 
 class MLP(Backbone):
@@ -109,6 +128,10 @@ class SmallCNN(Backbone):
         self.embedding_dim = hidden
 
 
+BUILT_IN = ("auto", "mlp", "cnn", "reduced-resnet18", "resnet18")
+RESNET_WIDTH = {"reduced-resnet18": 20, "resnet18": 64}
+
+
 def model_kind(kind: str, input_shape: tuple[int, ...]) -> str:
     """``auto`` picks the CNN for colour images and the MLP otherwise."""
     if kind == "auto":
@@ -116,8 +139,51 @@ def model_kind(kind: str, input_shape: tuple[int, ...]) -> str:
     return kind
 
 
+def embedding_dim(kind: str, input_shape: tuple[int, ...], hidden: int) -> int | None:
+    """The width of a built-in backbone's embedding (its memories' key size), known before
+    it is built; None for a user's model (its memories get fixed keys)."""
+    kind = model_kind(kind, input_shape)
+    if kind == "mlp":
+        return hidden
+    if kind == "cnn":
+        return max(hidden, 64)
+    if kind in RESNET_WIDTH:
+        return 8 * RESNET_WIDTH[kind]
+    return None
+
+
 def build_model(kind: str, input_shape: tuple[int, ...], n_classes: int, hidden: int) -> nn.Module:
+    """A built-in backbone by name, or ``package.module:factory`` called with the input
+    shape and the number of classes (any ``nn.Module`` mapping inputs to logits)."""
     kind = model_kind(kind, input_shape)
     if kind == "mlp":
         return MLP(input_shape, n_classes, hidden)
-    return SmallCNN(input_shape, n_classes, max(hidden, 64))
+    if kind == "cnn":
+        return SmallCNN(input_shape, n_classes, max(hidden, 64))
+    if kind in RESNET_WIDTH:
+        from lifelong.backbones import ResNet18
+
+        return ResNet18(input_shape, n_classes, RESNET_WIDTH[kind])
+    return _from_factory(kind, input_shape, n_classes)
+
+
+def _from_factory(name: str, input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
+    import importlib
+
+    from lifelong.errors import ConfigError
+
+    module, sep, attr = name.partition(":")
+    if not sep:
+        raise ConfigError(
+            f"unknown model {name!r}; built in: {BUILT_IN}, or package.module:factory"
+        )
+    try:
+        factory = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot load model factory {name!r}: {exc}") from None
+    model = factory(tuple(input_shape), n_classes)
+    if not isinstance(model, nn.Module):
+        raise ConfigError(
+            f"model factory {name!r} returned {type(model).__name__}, not an nn.Module"
+        )
+    return model

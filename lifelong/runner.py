@@ -233,16 +233,26 @@ def run(
     run_dir: str | Path,
     *,
     stream: Stream | None = None,
+    model: torch.nn.Module | None = None,
     follow_options: dict | None = None,
     echo=print,
 ) -> RunResult:
     """Train ``cfg``'s agent through its stream in ``run_dir``, resuming if it can.
 
     ``stream`` runs any Stream object (e.g. from ``streams.from_arrays``) instead of the
-    named ``cfg.stream``; its name is recorded in the run's config. The folder is locked for
-    the whole run; a folder made with another config or other stream data is refused.
+    named ``cfg.stream``; its name is recorded in the run's config. ``model`` trains your
+    own ``nn.Module`` (inputs to logits; recorded as ``custom:ClassName``, and a resume must
+    pass it again). The folder is locked for the whole run; a folder made with another
+    config or other stream data is refused.
     """
     cfg = replace(cfg, stream=stream.name) if stream is not None else replace(cfg)
+    if model is not None:
+        cfg.model = f"custom:{type(model).__qualname__}"
+    elif cfg.model.startswith("custom:"):
+        raise ConfigError(
+            f"this run's model ({cfg.model}) was an nn.Module passed in Python: resume it "
+            "with run(cfg, run_dir, model=...)"
+        )
     cfg.validate()
     run_dir = Path(run_dir)
     with _StopFlag() as stop, FolderLock(run_dir) as lock, contextlib.ExitStack() as scope:
@@ -265,10 +275,10 @@ def run(
             progress = Progress()
         writer = checkpoint.Writer(run_dir, {"config": cfg.to_dict(), "stream": source.fingerprint})
         writer.last_progress = saved.progress if saved is not None else None
-        store = Agent.memory_for(cfg.learner(), source.spec, memory_dir)
+        store = Agent.memory_for(cfg.learner(), source.spec, memory_dir, model)
         log = tb = None
         try:
-            agent = Agent(cfg.learner(), source.spec, store)
+            agent = Agent(cfg.learner(), source.spec, store, model)
             if saved is not None:
                 agent.load_state_dict(saved.state)
             log = EventLog(

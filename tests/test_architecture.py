@@ -11,6 +11,7 @@ LEARNER = {
     "lifelong.losses",
     "lifelong.controller",
     "lifelong.models",
+    "lifelong.backbones",
     "lifelong.replay_memory",
     "lifelong.adaptation",
     "lifelong.learner_config",

@@ -58,7 +58,7 @@ def test_readme_commands_and_snippets_run_as_written(in_fresh_folder, capsys):
     assert len(ran) >= 18
     assert (in_fresh_folder / "runs/first/report/index.html").exists()
     assert (in_fresh_folder / "cmp/index.html").exists()
-    (api,) = [b for b in blocks("python") if "from lifelong import RunConfig" in b]
+    (api,) = [b for b in blocks("python") if "from lifelong import RunConfig, run, metrics" in b]
     scope: dict = {}
     exec(compile(api, "README Python API", "exec"), scope)
     assert scope["result"].summary["complete"] and len(scope["hits"].ids) == 2

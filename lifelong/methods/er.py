@@ -35,13 +35,15 @@ class ER(Method):
         return self._autograd_step(self.loss(batch), batch)
 
     def _autograd_step(self, loss_of: ReplayLoss, b: Update):
-        with torch.enable_grad():
-            logits_in = self.model(b.x)
-            logits_mem = self.model(b.x_mem) if b.x_mem is not None else None
-            loss = loss_of(logits_in, b.y, logits_mem, b.y_mem)
+        n_in = len(b.y)
+        x = b.x if b.x_mem is None else torch.cat([b.x, b.x_mem])
+        with torch.enable_grad():  # one pass: batch norm sees incoming and replayed together
+            logits = self.model(x)
+            logits_mem = logits[n_in:] if b.x_mem is not None else None
+            loss = loss_of(logits[:n_in], b.y, logits_mem, b.y_mem)
             grads = torch.autograd.grad(loss, self.weights)
         self._sgd(list(grads))
-        return loss.detach(), logits_in.detach()
+        return loss.detach(), logits[:n_in].detach()
 
     @torch.no_grad()
     def _closed_form_step(self, loss_of: ReplayLoss, b: Update):
