@@ -54,7 +54,6 @@ class FolderStream:
         self.ledger: list[dict] = []  # files taken: name, size, blake2b; saved in checkpoints
         self.loaded: list[Experience] = []
         self.taken_here = 0
-        self.waited_seconds = 0.0  # time spent waiting for files, which is not training time
         self.scenario = "class"
         self.name = f"follow:{self.folder}"
 
@@ -71,11 +70,7 @@ class FolderStream:
             return self.loaded[i]
         if self.max_experiences is not None and self.taken_here >= self.max_experiences:
             return None
-        started = time.monotonic()
-        try:
-            return self._take_next(i)
-        finally:
-            self.waited_seconds += time.monotonic() - started
+        return self._take_next(i)
 
     def _take_next(self, i: int) -> Experience | None:
         waited, said = 0.0, set()

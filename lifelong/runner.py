@@ -169,7 +169,10 @@ class _Source:
         if self.folder is None:
             return
         if progress is not None:
-            self.folder.resume(progress.get("files") or _ledger_by_name(self.folder, progress))
+            files = progress.get("files")  # None: a checkpoint from before the ledger
+            self.folder.resume(
+                files if files is not None else _ledger_by_name(self.folder, progress)
+            )
         first = self.folder.get(0)
         if first is None:
             raise ConfigError(f"no task file appeared in {self.cfg.follow}")
@@ -178,10 +181,6 @@ class _Source:
     @property
     def ledger(self) -> list[dict] | None:
         return list(self.folder.ledger) if self.folder is not None else None
-
-    @property
-    def waited_seconds(self) -> float:
-        return self.folder.waited_seconds if self.folder is not None else 0.0
 
     def get(self, i: int) -> Experience | None:
         if self.folder is not None:
