@@ -7,6 +7,7 @@ at checkpoints; everything else is bookkeeping around it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import dataclass
@@ -188,34 +189,38 @@ class Agent:
         """Memory keys: the network's embedding, or a fixed random projection of the input."""
         if self.fixed_keys:
             return (x.reshape(len(x), -1) @ self.projection).numpy()
-        if not self._mode_matters:  # no dropout or batch norm: skip the mode round trip
+        with self._eval_mode():
             return self.model.embed(x).numpy()
-        was_training = self.model.training
-        self.model.eval()
-        out = self.model.embed(x).numpy()
-        self.model.train(was_training)
-        return out
 
     @torch.no_grad()
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of memories (targets, losses): in eval mode where batch norm or dropout
-        make the mode matter, so they neither use nor move the batch statistics."""
-        if not self._mode_matters:
+        """Logits of memories (targets, losses), in eval mode like their keys."""
+        with self._eval_mode():
             return self.model(x)
-        was_training = self.model.training
-        self.model.eval()
-        out = self.model(x)
-        self.model.train(was_training)
-        return out
 
     @torch.no_grad()
     def _embeddings_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Both from one forward pass (two where dropout or batch norm make the mode matter:
-        keys come from eval mode)."""
-        if self._mode_matters or self.fixed_keys:
+        """Both from one forward pass in eval mode (keys of fixed projection aside)."""
+        if self.fixed_keys:
             return torch.from_numpy(self.keys(x)), self._logits(x)
-        embeddings = self.model.embed(x)
-        return embeddings, self.model.head(embeddings)
+        with self._eval_mode():
+            embeddings = self.model.embed(x)
+            return embeddings, self.model.head(embeddings)
+
+    @contextlib.contextmanager
+    def _eval_mode(self):
+        """Eval mode where batch norm or dropout make the mode matter, so memories' keys and
+        logits neither use nor move the batch statistics; otherwise no mode round trip
+        (``train()`` walks every module)."""
+        if not self._mode_matters:
+            yield
+            return
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            yield
+        finally:
+            self.model.train(was_training)
 
     def _memory_losses(self, slots: np.ndarray) -> np.ndarray:
         x, y, _, _ = self.memory.batch(slots)
