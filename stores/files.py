@@ -12,7 +12,7 @@ import contextlib
 import errno
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -41,21 +41,6 @@ def write_atomic(dest: str | os.PathLike, data: bytes | str, *, durable: bool = 
         if durable:
             os.fsync(f.fileno())
     try:
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_atomic_with(dest: str | os.PathLike, write: Callable[[Path], None]) -> None:
-    """Like ``write_atomic`` for writers that need a path: ``write(tmp)`` fills a fresh
-    exclusive temporary file (it exists, empty), which is fsynced and renamed over ``dest``."""
-    dest = Path(dest)
-    with temp_file(dest) as (_, tmp):
-        pass
-    try:
-        write(tmp)
-        fsync_path(tmp)
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)

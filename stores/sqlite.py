@@ -14,6 +14,7 @@ from urllib.parse import quote
 from sqlalchemy import text
 
 from stores.errors import StoreCorrupt, StoreError
+from stores.files import fsync_path
 
 # Ids travel as one bound JSON array that SQLite expands: one cached statement however many
 # ids, and nothing pasted into SQL.
@@ -148,8 +149,4 @@ def write_snapshot(source, dest: str | os.PathLike) -> None:
         source.backup(dest_conn)
     finally:
         dest_conn.close()
-    fd = os.open(dest, os.O_RDONLY)
-    try:
-        os.fsync(fd)  # once, instead of the journal's several
-    finally:
-        os.close(fd)
+    fsync_path(dest)  # once, instead of the journal's several
