@@ -168,19 +168,10 @@ def build_model(kind: str, input_shape: tuple[int, ...], n_classes: int, hidden:
 
 
 def _from_factory(name: str, input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
-    import importlib
-
+    from lifelong import user_code
     from lifelong.errors import ConfigError
 
-    module, sep, attr = name.partition(":")
-    if not sep:
-        raise ConfigError(
-            f"unknown model {name!r}; built in: {BUILT_IN}, or package.module:factory"
-        )
-    try:
-        factory = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"cannot load model factory {name!r}: {exc}") from None
+    factory = user_code.load(name, "model factory", BUILT_IN)
     model = factory(tuple(input_shape), n_classes)
     if not isinstance(model, nn.Module):
         raise ConfigError(
