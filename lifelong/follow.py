@@ -12,6 +12,7 @@ taken, and a file that is not yet a whole zip archive is waited for.
 from __future__ import annotations
 
 import hashlib
+import io
 import time
 import zipfile
 from collections.abc import Callable
@@ -77,13 +78,13 @@ class FolderStream:
         while True:
             for path in self._new_files():
                 try:
-                    exp = self._load(path, i)
+                    exp, entry = self._load(path, i)
                 except NotReady as exc:
                     if path.name not in said:
                         self.echo(f"waiting for {path.name} to be complete ({exc})")
                         said.add(path.name)
                     break  # arrival order: nothing later is taken before it
-                self.ledger.append(_entry(path))
+                self.ledger.append(entry)
                 self.loaded.append(exp)
                 self.taken_here += 1
                 return exp
@@ -107,6 +108,12 @@ class FolderStream:
                 continue
         return [p for _, _, p in sorted(found)]
 
+    def resume_by_name(self, count: int) -> None:
+        """Checkpoints from before the ledger took files in name order: rebuild it that way
+        from the first ``count`` files."""
+        names = sorted(p for p in self.folder.glob("*.npz") if not p.name.startswith("."))
+        self.ledger = [_entry(p.name, p.read_bytes()) for p in names[:count]]
+
     def _reload(self, i: int) -> Experience:
         """Ledger file i, refused if it changed or vanished since it was learned."""
         entry = self.ledger[i]
@@ -116,24 +123,32 @@ class FolderStream:
                 f"{entry['name']}, learned as experience {i}, is gone from {self.folder}; "
                 "put it back (its test set is part of the accuracy matrix) or use a new --out"
             )
-        now = _entry(path)
+        try:
+            exp, now = self._load(path, i)
+        except NotReady as exc:
+            raise StreamError(f"{entry['name']}: unreadable ({exc})") from None
         if now != entry:
             raise StreamError(
                 f"{entry['name']}, learned as experience {i}, has changed since "
                 f"({entry['size']} -> {now['size']} bytes); a learned file is never learned "
                 "again: restore it, and send new data as a new file"
             )
-        try:
-            return self._load(path, i)
-        except NotReady as exc:
-            raise StreamError(f"{entry['name']}: unreadable ({exc})") from None
+        return exp
 
     def known(self) -> list[Experience]:
         return list(self.loaded)
 
-    def _load(self, path: Path, i: int) -> Experience:
+    def _load(self, path: Path, i: int) -> tuple[Experience, dict]:
+        """The experience in a task file and its ledger entry, both from one read of its
+        bytes (the hash is of exactly what was learned)."""
         try:
-            with np.load(path, allow_pickle=False) as data:
+            raw = path.read_bytes()
+        except FileNotFoundError:  # renamed away since it was listed
+            raise NotReady("it is gone") from None
+        except OSError as exc:
+            raise StreamError(f"{path.name}: cannot be read ({exc.strerror})") from None
+        try:
+            with np.load(io.BytesIO(raw), allow_pickle=False) as data:
                 missing = [k for k in REQUIRED if k not in data.files]
                 if missing:
                     raise StreamError(
@@ -169,14 +184,14 @@ class FolderStream:
             )
         if len(yt) == 0:
             raise StreamError(f"{what} has no test data")
-        return Experience(i, x, y, xt, yt, task, tuple(sorted(set(y.tolist()))))
+        exp = Experience(i, x, y, xt, yt, task, tuple(sorted(set(y.tolist()))))
+        return exp, _entry(path.name, raw)
 
 
-def _entry(path: Path) -> dict:
+def _entry(name: str, data: bytes) -> dict:
     """A ledger entry: what identifies a task file's contents."""
-    data = path.read_bytes()
     return {
-        "name": path.name,
+        "name": name,
         "size": len(data),
         "blake2b": hashlib.blake2b(data, digest_size=16).hexdigest(),
     }

@@ -83,14 +83,6 @@ def _torch_threads(cfg: RunConfig, input_shape: tuple[int, ...]):
         torch.set_num_threads(before)
 
 
-def _ledger_by_name(folder: FolderStream, progress: dict) -> list[dict]:
-    """Checkpoints from before the ledger took files in name order: rebuild it that way."""
-    from lifelong.follow import _entry
-
-    names = sorted(p for p in folder.folder.glob("*.npz") if not p.name.startswith("."))
-    return [_entry(p) for p in names[: progress["experience"] + (progress["batch"] > 0)]]
-
-
 def _check_identity(cfg: RunConfig, stream_print: str | None, run_dir: Path, saved) -> None:
     """Refuse a folder made by another config or trained on other data; write config.toml.
 
@@ -169,10 +161,11 @@ class _Source:
         if self.folder is None:
             return
         if progress is not None:
-            files = progress.get("files")  # None: a checkpoint from before the ledger
-            self.folder.resume(
-                files if files is not None else _ledger_by_name(self.folder, progress)
-            )
+            files = progress.get("files")
+            if files is None:  # a checkpoint from before the ledger
+                self.folder.resume_by_name(progress["experience"] + (progress["batch"] > 0))
+            else:
+                self.folder.resume(files)
         first = self.folder.get(0)
         if first is None:
             raise ConfigError(f"no task file appeared in {self.cfg.follow}")

@@ -201,3 +201,15 @@ def test_sigterm_while_idle_exits_130_with_a_checkpoint(tmp_path, digits):
     _task_file(inbox / "t1.npz", digits[1])
     result = follow(inbox, out)
     assert result.matrix.shape == (2, 2)
+
+
+def test_checkpoints_from_before_the_ledger_rebuild_it_by_name(tmp_path, digits):
+    """A checkpoint without a ledger took files in name order: resume that way."""
+    from lifelong.follow import FolderStream
+
+    for name, e in (("b.npz", digits[1]), ("a.npz", digits[0]), ("c.npz", digits[2])):
+        _task_file(tmp_path / name, e)
+    folder = FolderStream(tmp_path, 10)
+    folder.resume_by_name(2)
+    assert [e["name"] for e in folder.ledger] == ["a.npz", "b.npz"]
+    assert folder.get(1).n_train == digits[1].n_train
