@@ -430,12 +430,11 @@ class Training:
         }
         self.log.write(end)
         p.ends.append(end)
-        if self.tb is not None:
-            seconds = max(p.train_seconds, 1e-9)
-            self.tb.experience_end(agent.steps, p.rows, agent.examples / seconds)
         p.experience, p.batch = i + 1, 0
         self._save()
-        self._untimed(_publish, self.cfg, self.writer.run_dir, p, agent, "running")
+        _, summary = self._untimed(_publish, self.cfg, self.writer.run_dir, p, agent, "running")
+        if self.tb is not None:
+            self.tb.experience_end(agent.steps, row, summary)
 
     def _untimed(self, work, *args):
         """Run ``work(*args)`` off the training clock (evaluation, waiting for files,

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lifelong import metrics
-
 
 class Scalars:
     """A thin SummaryWriter for one run folder (opened lazily: it costs about a second)."""
@@ -30,15 +28,16 @@ class Scalars:
         for j, acc in enumerate(row):
             self._writer.add_scalar(f"accuracy/experience_{j}", acc, step)
 
-    def experience_end(self, step: int, rows: list[list[float]], examples_per_s: float) -> None:
-        self.accuracies(step, rows[-1])
-        R = metrics.matrix_from_rows(rows)
-        self._writer.add_scalar("metrics/average_accuracy", metrics.average_accuracy(R), step)
-        if len(rows) > 1:
-            self._writer.add_scalar(
-                "metrics/forgetting_chaudhry2018", metrics.forgetting_chaudhry2018(R), step
-            )
-        self._writer.add_scalar("speed/examples_per_second", examples_per_s, step)
+    def experience_end(self, step: int, row: list[float], summary: dict) -> None:
+        """The experience's accuracies and the run's summary as just published."""
+        self.accuracies(step, row)
+        self._writer.add_scalar("metrics/average_accuracy", summary["average_accuracy"], step)
+        if summary["experiences_trained"] > 1:
+            forgetting = summary["forgetting_chaudhry2018"]
+            self._writer.add_scalar("metrics/forgetting_chaudhry2018", forgetting, step)
+        if summary["samples_per_second"] is not None:
+            speed = summary["samples_per_second"]
+            self._writer.add_scalar("speed/examples_per_second", speed, step)
 
     def close(self) -> None:
         self._writer.close()
