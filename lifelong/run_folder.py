@@ -10,7 +10,6 @@ from the checkpoint when the file lost some, never padded or truncated blindly.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from pathlib import Path
 from lifelong.config import ConfigError
 from lifelong.errors import RunFolderBusy
 from stores.files import write_atomic
+from stores.folder import release_lock, try_lock
 
 LOCK_NAME = "run.lock"
 
@@ -35,20 +35,19 @@ class FolderLock:
         if self.run_dir.exists() and not self.run_dir.is_dir():
             raise ConfigError(f"--out {self.run_dir} is a file, not a folder")
         self.created = not self.run_dir.exists()
+        lock = self.run_dir / LOCK_NAME
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            fd = try_lock(lock)
+            holder = None if fd is not None else lock.read_text(errors="replace").strip()
         except OSError as exc:
             raise ConfigError(f"cannot use run folder {self.run_dir}: {exc.strerror}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
+        if fd is None:
             raise RunFolderBusy(
                 f"run folder {self.run_dir} is in use by another lifelong process "
-                f"(pid {holder}); wait for it to finish or stop it, or use another --out"
-            ) from None
+                f"(pid {holder or 'unknown'}); wait for it to finish or stop it, or use "
+                "another --out"
+            )
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
@@ -60,8 +59,7 @@ class FolderLock:
 
     def __exit__(self, *exc) -> None:
         if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
+            release_lock(self._fd)
             self._fd = None
 
 
