@@ -144,11 +144,6 @@ class Writer:
             raise error
 
 
-def save(run_dir: Path, agent_state: dict, progress: dict, store: EpisodicStore) -> None:
-    """Write a checkpoint now, in this thread."""
-    write(run_dir, *capture(agent_state, progress, store, None))
-
-
 def _read(folder: Path) -> Checkpoint:
     """One generation, checked; CheckpointError saying what is wrong with it."""
     if not (folder / "state.pt").is_file() or not (folder / "memory.sqlite").is_file():
