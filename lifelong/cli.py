@@ -17,6 +17,7 @@ import json
 import sys
 
 from lifelong import memory_cli, run_cli
+from lifelong.serve import cli as serve_cli
 
 
 class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -134,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run_cli.add_parser(sub, Formatter)
     memory_cli.add_parser(sub, Formatter)
+    serve_cli.add_parser(sub, Formatter)
     return p
 
 

@@ -29,7 +29,7 @@ class RunConfig:
     experiences: int = opt(0, "number of experiences; 0 = the stream's default")
     seed: int = opt(0, "seed of the stream, the model and every sampler")
     follow: str = opt("", "follow a folder of .npz task files instead of a named stream")
-    n_classes: int = opt(10, "follow mode: size of the label space")
+    n_classes: int = opt(10, "follow mode and serve: size of the label space")
     # the learner
     method: str = opt(
         "auto",
@@ -51,6 +51,9 @@ class RunConfig:
     grad_clip: float = opt(2.0, "clip gradient norms to this (0: off)")
     iters: int = opt(5, "updates per incoming batch, each with a fresh replay batch")
     batch_size: int = opt(10, "incoming batch size (the stream is seen once)")
+    shuffle: bool = opt(
+        True, "shuffle each experience before batching (off: as given; serve: arrival order)"
+    )
     ace: bool = opt(False, "ER-ACE: the incoming loss only sees its own batch's classes")
     distill: float = opt(1.0, "DER: weight of matching memories' logits from when written (MSE)")
     refresh_logits: bool = opt(True, "with distill: renew an experience's logits at its end")
@@ -191,6 +194,7 @@ SECTIONS = {
         "follow",
         "n_classes",
         "batch_size",
+        "shuffle",
         "eval_every",
         "checkpoint_every",
         "checkpoint_seconds",

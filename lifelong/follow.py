@@ -58,6 +58,14 @@ class FolderStream:
         self.scenario = "class"
         self.name = f"follow:{self.folder}"
 
+    def resume_from(self, progress: dict) -> None:
+        """Adopt a checkpoint's ledger (rebuilt by name for checkpoints from before it)."""
+        files = progress.get("files")
+        if files is None:
+            self.resume_by_name(progress["experience"] + (progress["batch"] > 0))
+        else:
+            self.resume(files)
+
     def resume(self, ledger: list[dict]) -> None:
         """Adopt a checkpoint's ledger: its files are experiences 0.. in that order."""
         self.ledger = [dict(entry) for entry in ledger]
@@ -72,6 +80,10 @@ class FolderStream:
         if self.max_experiences is not None and self.taken_here >= self.max_experiences:
             return None
         return self._take_next(i)
+
+    def take_next(self) -> Experience | None:
+        """The next new file's experience, waiting for one; None when stopped or idle."""
+        return self._take_next(len(self.ledger))
 
     def _take_next(self, i: int) -> Experience | None:
         waited, said = 0.0, set()

@@ -10,6 +10,9 @@ name says whose definition it is:
   "forgetting"; its "BWT" is the negative, which equals ``bwt_lopezpaz2017``)
 - ``bwt_lopezpaz2017``: mean over j < t-1 of R[t-1][j] - R[j][j]
 - ``fwt_lopezpaz2017``: mean over 0 < j < t of R[j-1][j] - b[j], b the untrained accuracies
+
+Means are over the known entries: an experience given without a test set (``lifelong
+serve`` allows it) has a NaN column.
 """
 
 from __future__ import annotations
@@ -41,13 +44,13 @@ def matrix_from_rows(rows: list[list[float]]) -> np.ndarray:
 def average_accuracy(R) -> float:
     R = _checked(R)
     t = R.shape[0]
-    return float(R[t - 1, :t].mean())
+    return _mean(R[t - 1, :t])
 
 
 def learning_accuracy(R) -> float:
     R = _checked(R)
     t = R.shape[0]
-    return float(np.mean([R[j, j] for j in range(t)]))
+    return _mean([R[j, j] for j in range(t)])
 
 
 def forgetting_chaudhry2018(R) -> float:
@@ -56,7 +59,7 @@ def forgetting_chaudhry2018(R) -> float:
     if t < 2:
         return 0.0
     # nanmax: in a followed folder a test set is unknown (NaN) before its experience arrives
-    return float(np.mean([np.nanmax(R[: t - 1, j]) - R[t - 1, j] for j in range(t - 1)]))
+    return _mean([_nanmax(R[: t - 1, j]) - R[t - 1, j] for j in range(t - 1)])
 
 
 def bwt_lopezpaz2017(R) -> float:
@@ -64,7 +67,7 @@ def bwt_lopezpaz2017(R) -> float:
     t = R.shape[0]
     if t < 2:
         return 0.0
-    return float(np.mean([R[t - 1, j] - R[j, j] for j in range(t - 1)]))
+    return _mean([R[t - 1, j] - R[j, j] for j in range(t - 1)])
 
 
 def forgetting_avalanche(R) -> float:
@@ -81,6 +84,18 @@ def fwt_lopezpaz2017(R, untrained) -> float | None:
         return None
     gains = [R[j - 1, j] - b[j] for j in range(1, t)]
     return None if np.isnan(gains).any() else float(np.mean(gains))
+
+
+def _mean(values) -> float:
+    """Mean over the known entries: an experience served without a test set is NaN."""
+    values = np.asarray(values, dtype=float)
+    known = values[~np.isnan(values)]
+    return float(known.mean()) if len(known) else math.nan
+
+
+def _nanmax(values: np.ndarray) -> float:
+    known = values[~np.isnan(values)]
+    return float(known.max()) if len(known) else math.nan
 
 
 def forgetting_curves(R) -> dict[int, list[float]]:

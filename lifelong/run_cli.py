@@ -29,17 +29,7 @@ def add_parser(sub, formatter) -> None:
         "--idle-timeout", type=float, help="follow mode: stop after this many idle seconds"
     )
     r.add_argument("--poll", type=float, default=1.0, help="follow mode: seconds between looks")
-    defaults = RunConfig()
-    for f in fields(RunConfig):
-        if str(f.type) == "dict":  # method_options: a TOML [method] table, not a flag
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        text = f"{f.metadata['help']} (default: {getattr(defaults, f.name)!r})"
-        if f.type in ("bool", bool):
-            r.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
-        else:
-            kind = {"int": int, "float": float, "str": str}[str(f.type)]
-            r.add_argument(flag, type=kind, default=None, help=text)
+    add_config_flags(r)
     r.set_defaults(func=run_command)
 
     c = sub.add_parser(
@@ -83,6 +73,23 @@ def add_parser(sub, formatter) -> None:
         "--out", help="output folder when comparing several runs (default: runs/compared)"
     )
     p.set_defaults(func=report_command)
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per RunConfig key (``--no-KEY`` for booleans), its help with the default."""
+    defaults = RunConfig()
+    for f in fields(RunConfig):
+        if str(f.type) == "dict":  # method_options: a TOML [method] table, not a flag
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        text = f"{f.metadata['help']} (default: {getattr(defaults, f.name)!r})"
+        if f.type in ("bool", bool):
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=None, help=text
+            )
+        else:
+            kind = {"int": int, "float": float, "str": str}[str(f.type)]
+            parser.add_argument(flag, type=kind, default=None, help=text)
 
 
 def config_from_args(args) -> RunConfig:

@@ -15,6 +15,7 @@ import math
 import os
 import shutil
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -49,11 +50,17 @@ class RunResult:
 
 
 class _StopFlag:
-    """Ctrl-C / SIGTERM ask the loop to stop after the current step and checkpoint."""
+    """Ctrl-C / SIGTERM (or the caller's ``stop_event``, for a run on a thread of a server)
+    ask the loop to stop after the current step and checkpoint."""
 
-    def __init__(self) -> None:
-        self.requested = False
+    def __init__(self, event: threading.Event | None = None) -> None:
+        self._requested = False
+        self._event = event
         self._old: dict = {}
+
+    @property
+    def requested(self) -> bool:
+        return self._requested or (self._event is not None and self._event.is_set())
 
     def __enter__(self) -> _StopFlag:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -62,9 +69,9 @@ class _StopFlag:
         return self
 
     def _handle(self, signum, frame) -> None:
-        if self.requested:  # a second Ctrl-C stops at once
+        if self._requested:  # a second Ctrl-C stops at once
             raise KeyboardInterrupt
-        self.requested = True
+        self._requested = True
 
     def __exit__(self, *exc) -> None:
         for sig, old in self._old.items():
@@ -119,8 +126,26 @@ def _check_identity(cfg: RunConfig, stream_print: str | None, run_dir: Path, sav
     write_atomic(saved_path, cfg.dumps())
 
 
+class RunHooks:
+    """What a caller (the HTTP service) hears from a run as it learns; the plain run
+    hears nothing. Hooks run on the training thread, off the training clock."""
+
+    def started(self, agent: Agent, progress: Progress) -> None:
+        """The agent is built (and restored), before its first step here."""
+
+    def stepped(self, agent: Agent, progress: Progress) -> None:
+        """After every step."""
+
+    def experience_ended(self, agent: Agent, progress: Progress, summary: dict) -> None:
+        """After an experience's end is evaluated, checkpointed and published."""
+
+
 class _Source:
-    """A named stream (every test set known from the start) or a followed folder."""
+    """A named stream (every test set known from the start) or a live one whose experiences
+    arrive over time: a followed folder, or the ``live`` stream a caller hands in (the HTTP
+    service's ingest log). A live stream has ``get(i)``, ``known()``, ``ledger``,
+    ``taken_here`` and ``resume_from(progress)``; one with ``batches(exp, start, size)``
+    gives its own batches, in the order they arrived."""
 
     def __init__(
         self,
@@ -129,9 +154,14 @@ class _Source:
         follow_options: dict,
         stream: Stream | None,
         echo=print,
+        live=None,
     ) -> None:
         self.cfg = cfg
-        if cfg.follow:
+        if live is not None:
+            self.folder = live
+            self.total = None
+            self.fingerprint = None
+        elif cfg.follow:
             self.folder = FolderStream(
                 cfg.follow,
                 cfg.n_classes,
@@ -161,19 +191,16 @@ class _Source:
         if self.folder is None:
             return
         if progress is not None:
-            files = progress.get("files")
-            if files is None:  # a checkpoint from before the ledger
-                self.folder.resume_by_name(progress["experience"] + (progress["batch"] > 0))
-            else:
-                self.folder.resume(files)
+            self.folder.resume_from(progress)
         first = self.folder.get(0)
         if first is None:
-            raise ConfigError(f"no task file appeared in {self.cfg.follow}")
+            raise ConfigError(f"nothing arrived to learn from {self.folder.name}")
         self.spec = StreamSpec(tuple(first.x_train.shape[1:]), self.cfg.n_classes, False)
 
     @property
     def ledger(self) -> list[dict] | None:
-        return list(self.folder.ledger) if self.folder is not None else None
+        ledger = self.folder.ledger if self.folder is not None else None
+        return list(ledger) if ledger is not None else None
 
     def get(self, i: int) -> Experience | None:
         if self.folder is not None:
@@ -185,8 +212,12 @@ class _Source:
 
 
 def evaluate(agent: Agent, tests: list[Experience]) -> list[float]:
-    """Accuracy on each test set, to 6 decimals (a test set of 10,000 needs 4)."""
-    return [round(agent.accuracy(e.x_test, e.y_test, e.task_id), 6) for e in tests]
+    """Accuracy on each test set, to 6 decimals (a test set of 10,000 needs 4); NaN for an
+    experience that came without one."""
+    return [
+        round(agent.accuracy(e.x_test, e.y_test, e.task_id), 6) if e.n_test else math.nan
+        for e in tests
+    ]
 
 
 class _TestPause:
@@ -227,6 +258,9 @@ def run(
     stream: Stream | None = None,
     model: torch.nn.Module | None = None,
     follow_options: dict | None = None,
+    live=None,
+    hooks: RunHooks | None = None,
+    stop_event: threading.Event | None = None,
     echo=print,
 ) -> RunResult:
     """Train ``cfg``'s agent through its stream in ``run_dir``, resuming if it can.
@@ -236,6 +270,9 @@ def run(
     own ``nn.Module`` (inputs to logits; recorded as ``custom:ClassName``, and a resume must
     pass it again). The folder is locked for the whole run; a folder made with another
     config or other stream data is refused.
+
+    ``live`` learns a stream whose experiences arrive while it runs (see ``_Source``), until
+    ``stop_event`` is set; ``hooks`` hear of each step and experience end.
     """
     cfg = replace(cfg, stream=stream.name) if stream is not None else replace(cfg)
     if model is not None:
@@ -247,9 +284,13 @@ def run(
         )
     cfg.validate()
     run_dir = Path(run_dir)
-    with _StopFlag() as stop, FolderLock(run_dir) as lock, contextlib.ExitStack() as scope:
+    with (
+        _StopFlag(stop_event) as stop,
+        FolderLock(run_dir) as lock,
+        contextlib.ExitStack() as scope,
+    ):
         try:
-            source = _Source(cfg, stop, follow_options or {}, stream, echo)
+            source = _Source(cfg, stop, follow_options or {}, stream, echo, live)
         except BaseException:
             if lock.created and lock.holds_only_itself():  # leave no folder behind a typo
                 shutil.rmtree(run_dir, ignore_errors=True)
@@ -284,7 +325,9 @@ def run(
             interrupted = False
             if not progress.done:
                 tb = Scalars(run_dir, agent.steps) if cfg.tensorboard else None
-                training = Training(cfg, agent, source, progress, log, writer, stop, echo, tb)
+                training = Training(
+                    cfg, agent, source, progress, log, writer, stop, echo, tb, hooks or RunHooks()
+                )
                 interrupted = training.run()
             result = _finish(cfg, run_dir, progress, agent, interrupted)
         except BaseException as exc:
@@ -328,6 +371,7 @@ class Training:
     stop: _StopFlag
     echo: Callable[[str], None]
     tb: Scalars | None = None
+    hooks: RunHooks = field(default_factory=RunHooks)
 
     def run(self) -> bool:
         """Train until the stream ends or a stop; True if stopped by a signal."""
@@ -347,6 +391,7 @@ class Training:
             desc="training",
         )
         self._started = time.perf_counter() - p.train_seconds
+        self._untimed(self.hooks.started, agent, p)
         try:
             while (exp := self._untimed(self.source.get, p.experience)) is not None:
                 if self._learn(exp):
@@ -360,7 +405,7 @@ class Training:
                 self._stopped("stopped")
                 return True
             else:
-                self._stopped(f"stopped after {self.source.folder.taken_here} new file(s)")
+                self._stopped(f"stopped after {self.source.folder.taken_here} new experience(s)")
         except BaseException:
             with contextlib.suppress(Exception):  # the error in hand is the one to report
                 self.writer.wait()
@@ -372,12 +417,7 @@ class Training:
     def _learn(self, exp: Experience) -> bool:
         """The experience's batches from where the run is; True if a signal stopped it."""
         p, agent, cfg, i = self.progress, self.agent, self.cfg, self.progress.experience
-        if exp.n_train:  # once for the experience, not once a batch (0.1 ms against 1.5)
-            agent.check_data(exp.x_train, exp.y_train, i, 0)
-        order = torch.randperm(
-            exp.n_train, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + i)
-        )
-        for b, x, y in _batches(exp, order, cfg.batch_size, p.batch):
+        for b, x, y in self._batches_of(exp):
             self._loss = agent.observe(
                 x, y, task_id=exp.task_id, experience=i, position=p.position, checked=True
             )
@@ -391,13 +431,43 @@ class Training:
                     self.tb.loss(agent.steps, self._loss)
             if cfg.eval_every and agent.steps % cfg.eval_every == 0:
                 self._curve_point(i)
+            self._untimed(self.hooks.stepped, agent, p)
             self._pause.at(agent.steps, self.stop, self.writer)
             if self.stop.requested:
                 self._stopped("stopped")
                 return True
             if self._save_due():
                 self._save()
+        if self.stop.requested:  # a live stream stopped waiting for its next batch
+            self._stopped("stopped")
+            return True
         return False
+
+    def _batches_of(self, exp: Experience):
+        """(b, x, y) from batch ``progress.batch`` on: a live stream's in arrival order, a
+        whole experience's checked once (0.1 ms against 1.5 a batch) and, unless ``shuffle``
+        is off, in a seeded random order."""
+        live, cfg, i = self.source.folder, self.cfg, self.progress.experience
+        if live is not None and hasattr(live, "batches"):
+            yield from self._untimed_iter(live.batches(exp, self.progress.batch, cfg.batch_size))
+            return
+        if exp.n_train:
+            self.agent.check_data(exp.x_train, exp.y_train, i, 0)
+        yield from _batches(
+            exp, learning_order(cfg, i, exp.n_train), cfg.batch_size, self.progress.batch
+        )
+
+    def _untimed_iter(self, items):
+        """Each item of ``items`` with the wait for it off the training clock."""
+        while True:
+            t = time.perf_counter()
+            try:
+                item = next(items)
+            except StopIteration:
+                return
+            finally:
+                self._started += time.perf_counter() - t
+            yield item
 
     def _curve_point(self, i: int) -> None:
         row = self._untimed(evaluate, self.agent, self.source.test_sets())
@@ -435,6 +505,7 @@ class Training:
         _, summary = self._untimed(_publish, self.cfg, self.writer.run_dir, p, agent, "running")
         if self.tb is not None:
             self.tb.experience_end(agent.steps, row, summary)
+        self._untimed(self.hooks.experience_ended, agent, p, summary)
 
     def _untimed(self, work, *args):
         """Run ``work(*args)`` off the training clock (evaluation, waiting for files,
@@ -469,6 +540,14 @@ class Training:
 
 
 RESUME_HINT = "run the same command to resume"
+
+
+def learning_order(cfg: RunConfig, experience: int, n: int) -> torch.Tensor:
+    """The order an experience's n examples are learned in: seeded random, or as given."""
+    if not cfg.shuffle:
+        return torch.arange(n)
+    seed = torch.Generator().manual_seed(cfg.seed * 100_003 + experience)
+    return torch.randperm(n, generator=seed)
 
 
 _CHUNK = 64  # batches gathered at once: one gather and then views, not a gather per batch

@@ -1,0 +1,56 @@
+"""The FastAPI application: routes, bearer-token check, the dashboard's files."""
+
+from __future__ import annotations
+
+import hmac
+from importlib import resources
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, Response
+
+from lifelong.serve.routes import learn_router, query_router
+from lifelong.serve.service import Service
+
+DASHBOARD_FILES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+
+
+def create_app(service: Service, *, token: str | None = None, max_bytes: int = 64 << 20) -> FastAPI:
+    """The service's HTTP API; with ``token``, every API route needs ``Authorization:
+    Bearer TOKEN`` (the dashboard page itself holds no data and is open)."""
+    from lifelong import __version__
+
+    app = FastAPI(
+        title="lifelong serve",
+        version=__version__,
+        description="An agent that learns from a live stream and answers while it learns.",
+    )
+
+    def authorised(request: Request) -> None:
+        if token is None:
+            return
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            raise HTTPException(
+                401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"}
+            )
+
+    guard = [Depends(authorised)]
+    app.include_router(learn_router(service, max_bytes), dependencies=guard)
+    app.include_router(query_router(service, max_bytes), dependencies=guard)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def dashboard() -> str:
+        return _asset("index.html")
+
+    @app.get("/dashboard/{name}", include_in_schema=False)
+    def dashboard_file(name: str) -> Response:
+        if name not in DASHBOARD_FILES:
+            raise HTTPException(404, f"no dashboard file {name}")
+        return Response(_asset(name), media_type=DASHBOARD_FILES[name])
+
+    return app
+
+
+def _asset(name: str) -> str:
+    """A file of the dashboard, from the package (the page loads nothing from elsewhere)."""
+    return resources.files("lifelong.serve").joinpath("dashboard", name).read_text()

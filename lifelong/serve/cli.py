@@ -1,0 +1,134 @@
+"""``lifelong serve``: flags, safety checks, and the uvicorn server's life."""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+from pathlib import Path
+
+from lifelong.config import ConfigError
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def add_parser(sub, formatter) -> None:
+    from lifelong.run_cli import add_config_flags
+
+    s = sub.add_parser(
+        "serve",
+        help="learn from a live stream over HTTP; predict and query memory while learning",
+        description="Serve an agent that learns from batches posted over HTTP (and task "
+        "files dropped in --follow), answers predictions and memory queries while it learns, "
+        "and shows a dashboard at /. Acknowledged batches are on disk before the answer; "
+        "the same command resumes after a stop or a kill.\n\n"
+        "  lifelong serve --out runs/live --n-classes 10\n"
+        "  lifelong serve --out runs/live --host 0.0.0.0 --token-file token.txt",
+        formatter_class=formatter,
+    )
+    s.add_argument("--out", required=True, help="run folder, e.g. runs/live")
+    s.add_argument("--config", help="TOML file with RunConfig keys; flags override it")
+    s.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (other than loopback needs --token-file)",
+    )
+    s.add_argument("--port", type=int, default=8000, help="port (0: any free port)")
+    s.add_argument("--token-file", help="file holding the bearer token every API call needs")
+    s.add_argument(
+        "--max-queue",
+        type=int,
+        default=20_000,
+        help="examples acknowledged but not learned, at most; past it observe answers 429",
+    )
+    s.add_argument(
+        "--publish-every", type=int, default=50, help="steps between weight publications"
+    )
+    s.add_argument("--max-body-mb", type=float, default=64.0, help="largest request body, MiB")
+    add_config_flags(s)
+    s.set_defaults(func=serve_command)
+
+
+def read_token(path: str | None, host: str) -> str | None:
+    """The bearer token; refuse a non-loopback address without one."""
+    if path is None:
+        if not _loopback(host):
+            raise ConfigError(
+                f"--host {host} is reachable from other machines: give --token-file too"
+            )
+        return None
+    try:
+        token = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"--token-file {path}: {exc.strerror}") from None
+    if len(token) < 16:
+        raise ConfigError(f"--token-file {path}: the token must be at least 16 characters")
+    return token
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve_command(args) -> int:
+    import threading
+
+    import uvicorn
+
+    from lifelong.run_cli import config_from_args
+    from lifelong.serve.app import create_app
+    from lifelong.serve.folder_door import FolderDoor
+    from lifelong.serve.service import Service
+
+    cfg = config_from_args(args)
+    cfg.stream, cfg.progress = "serve", False  # no bar: the dashboard and /v1/run show progress
+    cfg.validate()
+    if args.max_queue <= 0 or args.publish_every <= 0 or args.max_body_mb <= 0:
+        raise ConfigError("--max-queue, --publish-every and --max-body-mb must be positive")
+    token = read_token(args.token_file, args.host)
+
+    def echo(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    service = Service(
+        cfg, args.out, max_queue=args.max_queue, publish_every=args.publish_every, echo=echo
+    )
+    try:
+        service.start()
+    except BaseException:
+        service.shutdown()
+        raise
+    door = None
+    if cfg.follow:
+        door = FolderDoor(cfg, service.log, service.stop_event, poll=1.0, echo=echo)
+        door.start()
+    app = create_app(service, token=token, max_bytes=int(args.max_body_mb * (1 << 20)))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    )
+    ready = threading.Thread(target=_announce, args=(server, args, echo), daemon=True)
+    ready.start()
+    try:
+        server.run()  # until Ctrl-C / SIGTERM
+    finally:
+        echo("stopping: finishing the current step and writing a checkpoint")
+        service.shutdown()
+    if service.error is not None:
+        raise service.error
+    return 0
+
+
+def _announce(server, args, echo) -> None:
+    """One line with the address once the server listens (the port, when --port 0)."""
+    import time
+
+    while not server.started:
+        time.sleep(0.05)
+        if server.should_exit:
+            return
+    port = server.servers[0].sockets[0].getsockname()[1] if server.servers else args.port
+    echo(f"serving {args.out} on http://{args.host}:{port}/ (dashboard), API docs at /docs")

@@ -1,0 +1,87 @@
+"""The ingest log as the runner's live stream: experiences whose batches arrive over time.
+
+The run loop is the one ``lifelong run`` uses; this only says where its batches come from.
+Experience ``i`` starts with its first logged batch and ends at its logged end, whose test
+set joins the accuracy matrix. Batches are learned in log order, each split into
+``batch_size`` steps, so a checkpoint's (experience, batch) names one place in the log.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+
+import torch
+
+from lifelong.serve.ingest_log import IngestLog, Record
+from streams import Experience
+
+
+class LogStream:
+    def __init__(self, log: IngestLog, should_stop: Callable[[], bool], poll: float = 0.5) -> None:
+        self.log = log
+        self.should_stop = should_stop
+        self.poll = poll
+        self.name = "serve"
+        self.scenario = "class"
+        self.ledger = None  # the log itself is the ledger: append-only, in the run folder
+        self.taken_here = 0  # experiences ended in this process
+        self.tests: list[Experience] = []  # test sets of the ended experiences
+        self.learned_seq = 0  # the last record learned (or skipped on a resume)
+        # set when the run first asks for data: its folder checks have passed
+        self.reached = threading.Event()
+
+    def resume_from(self, progress: dict) -> None:
+        """Nothing to adopt: the checkpoint's (experience, batch) is a place in the log."""
+
+    def get(self, i: int) -> Experience | None:
+        """Experience ``i`` once its first batch is logged (its test set comes at its end);
+        None if asked to stop while waiting."""
+        self.reached.set()
+        if len(self.tests) < i:
+            self.tests = [_test_set(r) for r in self.log.ends_before(i)]
+        while True:
+            seen = self.log.last_seq
+            before = self.log.first_of(i)
+            if before is not None:
+                break
+            if self.should_stop():
+                return None
+            self.log.wait(seen, self.poll)
+        first = self.log.read(before, 1)[0]
+        x, y = torch.from_numpy(first.x), torch.from_numpy(first.y)
+        return Experience(i, x, y, x[:0], y[:0], first.task_id, ())
+
+    def batches(self, exp: Experience, start: int, size: int) -> Iterator:
+        """(b, x, y) for steps ``start``, ``start + 1``, ... of the experience, waiting for
+        batches as they are logged; returns at its end record (or when asked to stop)."""
+        after, b = self.log.first_of(exp.id), 0
+        while True:
+            found = self.log.read(after, 16)
+            if not found:
+                if self.should_stop():
+                    return
+                self.log.wait(after, self.poll)
+                continue
+            for r in found:
+                after = r.seq
+                if r.kind == "end":
+                    self.tests.append(_test_set(r))
+                    self.learned_seq = r.seq
+                    self.taken_here += 1
+                    return
+                x, y = torch.from_numpy(r.x), torch.from_numpy(r.y)
+                for k in range(0, len(y), size):
+                    if b >= start:
+                        yield b, x[k : k + size], y[k : k + size]
+                    b += 1
+                self.learned_seq = r.seq
+
+    def known(self) -> list[Experience]:
+        return list(self.tests)
+
+
+def _test_set(r: Record) -> Experience:
+    x, y = torch.from_numpy(r.x), torch.from_numpy(r.y)
+    classes = tuple(sorted(set(y.tolist())))
+    return Experience(r.experience, x[:0], y[:0], x, y, r.task_id, classes)
