@@ -76,10 +76,21 @@ def test_methods_do_not_know_the_agent():
             assert not _hits(imported, ("lifelong.agent",)), name
 
 
+def test_the_service_sits_on_the_run_and_nothing_sits_on_it():
+    """lifelong.serve uses the run loop; the run and the learner never import the service
+    (only the CLI's entry point names its subcommand)."""
+    for name, imported in modules().items():
+        if name in LEARNER or (name in RUN and name != "lifelong.cli"):
+            assert not _hits(imported, ("lifelong.serve",)), name
+    assert _hits(modules()["lifelong.cli"], ("lifelong.serve",)) == ["lifelong.serve.cli"]
+
+
 def test_the_table_covers_every_lifelong_module():
-    """A new module must be placed in the picture (learner, run, methods or errors)."""
+    """A new module must be placed in the picture (learner, run, service, methods, errors)."""
     known = LEARNER | RUN | {"lifelong", "lifelong.errors"}
     unplaced = [
-        n for n in modules() if n.startswith("lifelong") and not n.startswith("lifelong.methods")
+        n
+        for n in modules()
+        if n.startswith("lifelong") and not n.startswith(("lifelong.methods", "lifelong.serve"))
     ]
     assert sorted(set(unplaced) - known) == []
