@@ -82,7 +82,10 @@ def test_the_service_sits_on_the_run_and_nothing_sits_on_it():
     for name, imported in modules().items():
         if name in LEARNER or (name in RUN and name != "lifelong.cli"):
             assert not _hits(imported, ("lifelong.serve",)), name
-    assert _hits(modules()["lifelong.cli"], ("lifelong.serve",)) == ["lifelong.serve.cli"]
+    assert set(_hits(modules()["lifelong.cli"], ("lifelong.serve",))) <= {
+        "lifelong.serve",
+        "lifelong.serve.cli",
+    }
 
 
 def test_the_table_covers_every_lifelong_module():
