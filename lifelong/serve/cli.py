@@ -75,6 +75,7 @@ def _loopback(host: str) -> bool:
 
 
 def serve_command(args) -> int:
+    import signal
     import threading
 
     import uvicorn
@@ -112,6 +113,11 @@ def serve_command(args) -> int:
     )
     ready = threading.Thread(target=_announce, args=(server, args, echo), daemon=True)
     ready.start()
+    # uvicorn re-raises the signal that stopped it once it has shut down; with these
+    # handlers in place that re-raise only asks the learner to stop, and the checkpoint below
+    # is written instead of the process dying before it
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: service.stop_event.set())
     try:
         server.run()  # until Ctrl-C / SIGTERM
     finally:

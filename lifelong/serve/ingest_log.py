@@ -136,7 +136,7 @@ class IngestLog:
                 raise LogRefused(
                     f"examples have shape {shape}; this run's have {tuple(self.input_shape)}"
                 )
-            if self.open_batches and task_id != self.open_task:
+            if batches and self.open_batches and task_id != self.open_task:
                 raise LogRefused(
                     f"experience {self.experience} is task {self.open_task}, this batch says "
                     f"task {task_id}; end the experience first (POST /v1/experiences/end)"
