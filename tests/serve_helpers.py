@@ -62,7 +62,7 @@ class Served:
     def __init__(self, out: Path, *extra: str, env: dict | None = None) -> None:
         n = len(list(out.parent.glob(f"{out.name}-serve-*.log")))
         self.log_path = out.parent / f"{out.name}-serve-{n}.log"  # one per process
-        self.log = open(self.log_path, "wb")
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 (open while the child runs)
         cmd = [sys.executable, "-m", "lifelong.cli", "serve", "--out", str(out), "--port", "0"]
         self.proc = subprocess.Popen(
             cmd + FLAGS + list(extra),
