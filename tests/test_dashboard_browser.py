@@ -37,8 +37,8 @@ def test_the_dashboard_draws_the_servers_numbers(tmp_path):
     server = Served(tmp_path / "served")
     try:
         with httpx.Client(timeout=60) as client:
-            for t, task in enumerate(tasks):
-                for b, x, y in batches(task):
+            for task in tasks:
+                for _, x, y in batches(task):
                     r = client.post(
                         f"{server.url}/v1/observe", json={"x": x.tolist(), "y": y.tolist()}
                     )
