@@ -76,6 +76,12 @@ def test_learns_two_tasks_and_answers_while_learning(served):
     hits = np.mean(np.array(body["labels"]) == tasks[1]["y_test"][:20])
     assert hits > 0.7
 
+    adapted = client.post(
+        "/v1/predict", json={"x": tasks[1]["x_test"][:5].tolist(), "adapt": True}
+    ).json()
+    assert len(adapted["labels"]) == 5
+    assert np.allclose(np.sum(adapted["probabilities"], axis=1), 1.0, atol=1e-4)
+
     stats = client.get("/v1/memory/stats").json()
     assert stats["memories"] == 50
     found = client.post("/v1/memory/search", json={"x": tasks[0]["x"][0].tolist(), "k": 5})

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from lifelong.adaptation import adapted_logits
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -35,6 +37,13 @@ class Snapshot:
     def predict(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """Labels and class probabilities."""
         probs = torch.softmax(self.model(x), dim=1)
+        return probs.argmax(1).numpy(), probs.numpy()
+
+    def adapted(self, x: torch.Tensor, store, cfg) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and probabilities by weights briefly tuned on each example's nearest
+        memories (MbPA++), then thrown away; the published copy is not changed."""
+        logits = adapted_logits(self.model, store, x, self.keys(x), cfg)
+        probs = torch.softmax(logits, dim=1)
         return probs.argmax(1).numpy(), probs.numpy()
 
     @torch.no_grad()

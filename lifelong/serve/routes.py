@@ -170,7 +170,9 @@ def query_router(service: Service, max_bytes: int) -> APIRouter:
         if "x" not in body:
             raise HTTPException(400, "predict needs x")
         try:
-            labels, probs, snap = await run_in_threadpool(service.predict, body["x"])
+            labels, probs, snap = await run_in_threadpool(
+                service.predict, body["x"], bool(body.get("adapt", False))
+            )
         except BadRequest as exc:
             raise HTTPException(400, str(exc)) from None
         except LookupError as exc:

@@ -40,6 +40,9 @@ class EndReceipt(BaseModel):
 
 class PredictBody(_Body):
     x: list[Any] = Field(description="examples to label")
+    adapt: bool = Field(
+        False, description="MbPA++ local adaptation on each example's nearest memories"
+    )
 
 
 class Prediction(BaseModel):

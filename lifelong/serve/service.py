@@ -224,13 +224,19 @@ class Service(RunHooks):
             raise RuntimeError(f"the learner has stopped ({self.view.get('error')})")
 
     # -- queries --------------------------------------------------------------------------
-    def predict(self, x) -> tuple[np.ndarray, np.ndarray, Snapshot]:
+    def predict(self, x, adapt: bool = False) -> tuple[np.ndarray, np.ndarray, Snapshot]:
+        """Labels and probabilities from the published weights (adapted per example on its
+        nearest memories with ``adapt``)."""
         snap = self.snapshot
         if snap is None:
             raise LookupError("nothing learned yet: POST /v1/observe first")
         started = time.perf_counter()
         xs, _ = self._checked(x, np.zeros(len(x), np.int64), "predict")
-        labels, probs = snap.predict(torch.from_numpy(xs))
+        if adapt:
+            with self.memory() as store:
+                labels, probs = snap.adapted(torch.from_numpy(xs), store, self.cfg.learner())
+        else:
+            labels, probs = snap.predict(torch.from_numpy(xs))
         self.counters.predict_seconds += time.perf_counter() - started
         self.counters.predict_requests += 1
         return labels, probs, snap
