@@ -10,7 +10,7 @@ STREAM ?= split-mnist5k
 SEED   ?= 0
 JOBS   ?= 1
 
-.PHONY: install run test test-fast faults lint bench bench-store bench-agent bench-step bench-startup compare clean
+.PHONY: install run test test-fast browser serve bench-serve faults lint bench bench-store bench-agent bench-step bench-startup compare clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,11 +22,22 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/lifelong run --stream $(STREAM) --seed $(SEED) --out $(RUN)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
+
+# the dashboard's test drives headless Chromium: Debian's chromium + chromium-driver
+browser:
+	@command -v chromedriver >/dev/null 2>&1 || { \
+	  echo "installing chromium and chromium-driver (the dashboard test's browser)"; \
+	  apt-get update -q && apt-get install -y -q chromium chromium-driver; } || { \
+	  echo "could not install chromium: run apt-get install chromium chromium-driver as root"; \
+	  exit 1; }
 
 test-fast: $(STAMP)  # the edit loop: everything but process-spawning and whole-run tests
 	$(BIN)/python -m pytest -q -m "not slow"
+
+serve: $(STAMP)  # the agent as a service on http://127.0.0.1:8000/ (dashboard at /)
+	$(BIN)/lifelong serve --out runs/live --n-classes 10
 
 faults: $(STAMP)
 	$(BIN)/python tests/faults_report.py
@@ -46,6 +57,9 @@ bench-step: $(STAMP)
 
 bench-startup: $(STAMP)
 	$(BIN)/python bench/startup_bench.py
+
+bench-serve: $(STAMP)
+	$(BIN)/python bench/serve_bench.py
 
 bench: bench-store bench-agent bench-step bench-startup
 

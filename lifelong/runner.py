@@ -72,6 +72,8 @@ class _StopFlag:
         if self._requested:  # a second Ctrl-C stops at once
             raise KeyboardInterrupt
         self._requested = True
+        if self._event is not None:  # a live stream waiting for data hears it too
+            self._event.set()
 
     def __exit__(self, *exc) -> None:
         for sig, old in self._old.items():

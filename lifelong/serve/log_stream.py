@@ -8,7 +8,6 @@ set joins the accuracy matrix. Batches are learned in log order, each split into
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 
 import torch
@@ -18,7 +17,13 @@ from streams import Experience
 
 
 class LogStream:
-    def __init__(self, log: IngestLog, should_stop: Callable[[], bool], poll: float = 0.5) -> None:
+    def __init__(
+        self,
+        log: IngestLog,
+        should_stop: Callable[[], bool],
+        poll: float = 0.5,
+        on_first_get: Callable[[], None] = lambda: None,
+    ) -> None:
         self.log = log
         self.should_stop = should_stop
         self.poll = poll
@@ -28,8 +33,8 @@ class LogStream:
         self.taken_here = 0  # experiences ended in this process
         self.tests: list[Experience] = []  # test sets of the ended experiences
         self.learned_seq = 0  # the last record learned (or skipped on a resume)
-        # set when the run first asks for data: its folder checks have passed
-        self.reached = threading.Event()
+        # called when the run first asks for data: its folder checks have passed
+        self._on_first_get: Callable[[], None] | None = on_first_get
 
     def resume_from(self, progress: dict) -> None:
         """Nothing to adopt: the checkpoint's (experience, batch) is a place in the log."""
@@ -37,7 +42,9 @@ class LogStream:
     def get(self, i: int) -> Experience | None:
         """Experience ``i`` once its first batch is logged (its test set comes at its end);
         None if asked to stop while waiting."""
-        self.reached.set()
+        if self._on_first_get is not None:
+            self._on_first_get()
+            self._on_first_get = None
         if len(self.tests) < i:
             self.tests = [_test_set(r) for r in self.log.ends_before(i)]
         while True:

@@ -1,19 +1,21 @@
 """Published weights: what predictions and memory searches use while the agent learns.
 
-The learner hands over a frozen copy of its network every few steps and at experience ends;
-the copy is swapped in as one reference assignment, so a prediction never waits for a
-training step and never sees a half-updated network.
+The learner (another process) writes its network's tensors every few steps and at
+experience ends; the server loads them into a network of its own and swaps it in as one
+reference assignment, so a prediction never waits for a training step and never sees a
+half-updated network.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from lifelong.adaptation import adapted_logits
+from lifelong.models import build_model
 
 
 @dataclass(frozen=True)
@@ -21,17 +23,22 @@ class Snapshot:
     model: torch.nn.Module  # an eval-mode copy, never trained again
     projection: torch.Tensor | None  # fixed keys: the agent's random projection
     step: int
-    examples: int
     experience: int
     published_at: float
 
     @classmethod
-    def of(cls, agent, experience: int, now: float) -> Snapshot:
-        model = copy.deepcopy(agent.model).eval()
+    def load(cls, path: Path, cfg, published_at: float) -> Snapshot:
+        """The learner's last ``weights.pt`` in a network built as the learner built its
+        own (``weights_only``: tensors, never pickled code)."""
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        shape = tuple(int(v) for v in state["input_shape"])
+        model = build_model(cfg.model, shape, cfg.n_classes, cfg.hidden)
+        model.load_state_dict(state["model"])
+        model.eval()
         for p in model.parameters():
             p.requires_grad_(False)
-        projection = agent.projection if agent.fixed_keys else None
-        return cls(model, projection, agent.steps, agent.examples, experience, now)
+        step, experience = int(state["step"]), int(state["experience"])
+        return cls(model, state["projection"], step, experience, published_at)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -250,7 +250,7 @@ def query_router(service: Service, max_bytes: int) -> APIRouter:
     def healthz() -> dict:
         """200 while the learner runs; 503 once it has failed."""
         if service.error is not None:
-            raise HTTPException(503, service.view.get("error", "learner failed"))
+            raise HTTPException(503, f"the learner has stopped: {service.error}")
         return {"status": service.view["status"]}
 
     return router
@@ -278,7 +278,6 @@ class _memory:
 
 def prometheus_text(service: Service) -> str:
     c, view = service.counters, service.view
-    steps = list(c.step_seconds)
     rows = [
         ("examples_received_total", "counter", "examples acknowledged", service.log.received),
         ("examples_learned_total", "counter", "examples learned", service.learned),
@@ -289,7 +288,7 @@ def prometheus_text(service: Service) -> str:
             "step_seconds",
             "gauge",
             "mean seconds between training steps (last 200)",
-            sum(steps) / len(steps) if steps else 0.0,
+            view.get("step_seconds") or 0.0,
         ),
         ("observe_refused_total", "counter", "observe requests answered 429", c.refused),
         (

@@ -1,0 +1,172 @@
+"""The served run's learner: its own process, so training never shares a GIL with HTTP.
+
+``python -m lifelong.serve.learner RUN_DIR --parent PID`` runs ``lifelong run``'s loop on the
+ingest log (see ``LogStream``) with the config the server wrote to ``RUN/serve/``, and
+publishes what requests need, each file written whole and renamed into place:
+``view.json`` (where the run is: matrix, position, memory composition) every few steps and
+``weights.pt`` (the network's tensors) every ``--publish-every`` steps and at experience
+ends. It stops, checkpointed, on SIGTERM (the server's shutdown), and dies with its server
+(``PR_SET_PDEATHSIG`` on Linux, and a parent check everywhere): a killed server leaves no
+learner holding the run folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from lifelong import metrics
+from lifelong.config import RunConfig
+from lifelong.runner import RunHooks, run
+from lifelong.serve.ingest_log import IngestLog
+from lifelong.serve.log_stream import LogStream
+from stores.files import write_atomic
+
+FOLDER = "serve"  # RUN/serve/: what the server and its learner pass each other
+CONFIG, VIEW, WEIGHTS, ERROR = "learner.toml", "view.json", "weights.pt", "learner.error"
+VIEW_EVERY = 10  # steps between view.json rewrites (a few hundred bytes)
+
+
+class Publisher(RunHooks):
+    """The run hooks of a served run: publish the view and the weights for the server."""
+
+    def __init__(self, folder: Path, cfg: RunConfig, publish_every: int, parent: int) -> None:
+        self.folder, self.cfg = folder, cfg
+        self.publish_every, self.parent = publish_every, parent
+        self.status = "waiting"
+        self.rows: list = []
+        self.step_seconds: list[float] = []
+        self._last = time.perf_counter()
+
+    def parent_gone(self) -> bool:
+        return os.getppid() != self.parent
+
+    def started(self, agent, progress) -> None:
+        self.status = "learning"
+        self._weights(agent, progress)
+        self._view(agent, progress)
+
+    def stepped(self, agent, progress) -> None:
+        now = time.perf_counter()
+        self.step_seconds = [*self.step_seconds[-199:], now - self._last]
+        self._last = now
+        if agent.steps % self.publish_every == 0:
+            self._weights(agent, progress)
+        if agent.steps % VIEW_EVERY == 0:
+            self._view(agent, progress)
+
+    def experience_ended(self, agent, progress, summary: dict) -> None:
+        self._weights(agent, progress)
+        self._view(agent, progress)
+
+    def _weights(self, agent, progress) -> None:
+        state = {
+            "model": agent.model.state_dict(),
+            "projection": agent.projection if agent.fixed_keys else None,
+            "input_shape": torch.tensor(agent.spec.input_shape),
+            "step": torch.tensor(agent.steps),
+            "experience": torch.tensor(progress.experience),
+        }
+        tmp = self.folder / f".{WEIGHTS}.{os.getpid()}"
+        torch.save(state, tmp)
+        os.replace(tmp, self.folder / WEIGHTS)  # a reader opens the old file or the new
+
+    def _view(self, agent, progress) -> None:
+        memory = agent.memory
+        n = len(memory)
+        tasks, counts = torch.unique(memory.task[:n], return_counts=True)
+        R = metrics.matrix_from_rows(progress.rows)
+        steps = self.step_seconds
+        view = {
+            "status": self.status,
+            "experience": progress.experience,
+            "batch": progress.batch,
+            "position": progress.position,
+            "steps": agent.steps,
+            "gradient_steps": agent.grad_steps,
+            "rows": progress.rows,
+            "untrained": progress.untrained or [],
+            "summary": metrics.summary(R, progress.untrained) if len(R) else {},
+            "memory": {
+                "size": n,
+                "capacity": memory.capacity,
+                "by_class": torch.bincount(memory.y[:n], minlength=self.cfg.n_classes).tolist(),
+            },
+            "memory_by_task": {str(int(t)): int(c) for t, c in zip(tasks, counts)},
+            "step_seconds": sum(steps) / len(steps) if steps else None,
+            "published_step": agent.steps,
+            "time": time.time(),
+        }
+        write_atomic(self.folder / VIEW, json.dumps(metrics.json_ready(view)), durable=False)
+
+    def say(self, status: str, error: str | None = None) -> None:
+        """A view with only a status (before the first step, after the last)."""
+        path = self.folder / VIEW
+        view = json.loads(path.read_text()) if path.exists() else {"rows": [], "position": 0}
+        view["status"] = status
+        if error is not None:
+            view["error"] = error
+        write_atomic(path, json.dumps(view), durable=False)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (a kill -9 of the server)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):  # without it, the parent check still stops it
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="the learner of a served run (started by serve)")
+    ap.add_argument("run_dir")
+    ap.add_argument("--parent", type=int, required=True, help="the server's pid")
+    ap.add_argument("--publish-every", type=int, default=50)
+    args = ap.parse_args(argv)
+    _die_with_parent()
+    run_dir = Path(args.run_dir)
+    folder = run_dir / FOLDER
+    cfg = RunConfig.load(folder / CONFIG)
+    publisher = Publisher(folder, cfg, args.publish_every, args.parent)
+    if publisher.parent_gone():
+        return 1
+    stop = threading.Event()
+    log = IngestLog(run_dir)
+    stream = LogStream(
+        log,
+        lambda: stop.is_set() or publisher.parent_gone(),
+        poll=0.02,
+        on_first_get=lambda: publisher.say("waiting"),  # the folder's checks have passed
+    )
+
+    def echo(message: str) -> None:
+        print(f"learner: {message}", file=sys.stderr, flush=True)
+
+    try:
+        run(cfg, run_dir, live=stream, hooks=publisher, stop_event=stop, echo=echo)
+    except Exception as exc:
+        if stop.is_set() and log.first_of(0) is None:  # stopped before anything arrived
+            publisher.say("stopped")
+            return 0
+        message = f"{type(exc).__name__}: {exc}"
+        write_atomic(folder / ERROR, str(exc), durable=False)
+        publisher.say("failed", message)
+        echo(f"stopped: {message}")
+        return 2
+    finally:
+        log.close()
+    publisher.say("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
