@@ -240,11 +240,11 @@ class Service:
     def predict(self, x, adapt: bool = False) -> tuple[np.ndarray, np.ndarray, Snapshot]:
         """Labels and probabilities from the published weights (adapted per example on its
         nearest memories with ``adapt``)."""
+        started = time.perf_counter()
+        xs, _ = self._checked(x, np.zeros(len(x), np.int64), "predict")
         snap = self.snapshot
         if snap is None:
             raise LookupError("nothing learned yet: POST /v1/observe first")
-        started = time.perf_counter()
-        xs, _ = self._checked(x, np.zeros(len(x), np.int64), "predict")
         if adapt:
             with self.memory() as store:
                 labels, probs = snap.adapted(torch.from_numpy(xs), store, self.cfg.learner())
