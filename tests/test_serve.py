@@ -175,7 +175,7 @@ def test_oversize_bodies_are_refused(tmp_path):
     r = client.post("/v1/observe", json={"x": [[1.0] * 64] * 10, "y": [1] * 10})
     assert r.status_code == 413 and "limit" in r.json()["detail"]
     assert service.log.received == 0
-    service.log.close()
+    service.shutdown()
 
 
 def test_a_learner_behind_gets_429_with_retry_after(tmp_path):
@@ -194,7 +194,7 @@ def test_a_learner_behind_gets_429_with_retry_after(tmp_path):
     assert codes == [200, 200, 429]
     assert service.log.received == 20
     assert "lifelong_observe_refused_total 1" in client.get("/metrics").text
-    service.log.close()
+    service.shutdown()
 
 
 def test_a_token_guards_every_api_route(tmp_path):
@@ -205,7 +205,7 @@ def test_a_token_guards_every_api_route(tmp_path):
     assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert client.get("/v1/run", headers={"Authorization": f"Bearer {token}"}).status_code == 200
     assert client.get("/").status_code == 200  # the page holds no data
-    service.log.close()
+    service.shutdown()
 
 
 def test_other_addresses_need_a_token(tmp_path):
@@ -216,3 +216,13 @@ def test_other_addresses_need_a_token(tmp_path):
     short.write_text("abc")
     with pytest.raises(ConfigError, match="at least 16"):
         read_token(str(short), "0.0.0.0")
+
+
+def test_one_server_per_run_folder(tmp_path):
+    from lifelong.errors import RunFolderBusy
+
+    first = Service(RunConfig(**CFG), tmp_path / "run", echo=lambda m: None)
+    with pytest.raises(RunFolderBusy, match="served by another lifelong serve"):
+        Service(RunConfig(**CFG), tmp_path / "run", echo=lambda m: None)
+    first.shutdown()
+    Service(RunConfig(**CFG), tmp_path / "run", echo=lambda m: None).shutdown()  # free again

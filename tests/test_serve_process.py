@@ -128,3 +128,28 @@ def test_the_folder_door_learns_what_lifelong_run_follow_does(tmp_path):
     summary = json.loads((tmp_path / "served" / "summary.json").read_text())
     expected = reference_matrix(tmp_path, tasks)  # shuffled, as lifelong run does
     np.testing.assert_array_equal(np.array(summary["matrix"], dtype=float), expected)
+
+
+def test_a_public_address_needs_a_token_and_the_token_guards_it(tmp_path):
+    import subprocess
+    import sys
+
+    refused = subprocess.run(
+        [sys.executable, "-m", "lifelong.cli", "serve", "--out", str(tmp_path / "a")]
+        + ["--host", "0.0.0.0", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode == 2 and "--token-file" in refused.stderr
+    assert not (tmp_path / "a").exists()  # refused before anything was made
+    token = tmp_path / "token"
+    token.write_text("a-long-enough-secret-token\n")
+    server = Served(tmp_path / "b", "--host", "0.0.0.0", "--token-file", str(token))
+    try:
+        url = server.url.replace("0.0.0.0", "127.0.0.1")
+        assert httpx.get(f"{url}/v1/run").status_code == 401
+        auth = {"Authorization": "Bearer a-long-enough-secret-token"}
+        assert httpx.get(f"{url}/v1/run", headers=auth).status_code == 200
+    finally:
+        assert server.stop() == 0

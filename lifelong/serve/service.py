@@ -27,12 +27,32 @@ import torch
 
 from lifelong import metrics
 from lifelong.config import ConfigError, RunConfig
+from lifelong.errors import RunFolderBusy
 from lifelong.serve import learner
 from lifelong.serve.ingest_log import IngestLog, Receipt
 from lifelong.serve.published import Snapshot
 from stores.files import write_atomic
+from stores.folder import release_lock, try_lock
 from streams import StreamError
 from streams.validate import as_features, as_labels, check_pair
+
+
+def _serve_lock(folder: Path) -> int:
+    """One server per run folder: an exclusive flock on ``RUN/serve/server.lock``."""
+    if folder.parent.exists() and not folder.parent.is_dir():
+        raise ConfigError(f"--out {folder.parent} is a file, not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / "server.lock"
+    fd = try_lock(lock)
+    if fd is None:
+        holder = lock.read_text(errors="replace").strip() or "unknown"
+        raise RunFolderBusy(
+            f"run folder {folder.parent} is served by another lifelong serve (pid {holder}); "
+            "stop it first, or use another --out"
+        )
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
 
 
 class BadRequest(ValueError):
@@ -69,8 +89,9 @@ class Service:
     ) -> None:
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.max_queue, self.publish_every, self.echo = max_queue, publish_every, echo
-        self.log = IngestLog(self.run_dir)
         self.folder = self.run_dir / learner.FOLDER
+        self._lock = _serve_lock(self.folder)  # before anything of the folder is touched
+        self.log = IngestLog(self.run_dir)
         self.stop_event = threading.Event()  # the folder door stops with the service
         self.snapshot: Snapshot | None = None
         self.view: dict = {"status": "waiting", "rows": [], "untrained": [], "position": 0}
@@ -143,6 +164,9 @@ class Service:
                 self._memory.close(save=False)
                 self._memory = None
         self.log.close()
+        if self._lock is not None:
+            release_lock(self._lock)
+            self._lock = None
 
     def _watch(self) -> None:
         """Pick up what the learner publishes; notice if it dies."""
