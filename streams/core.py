@@ -72,7 +72,9 @@ class Stream:
     def __len__(self) -> int:
         return self.n_experiences
 
-    def __getitem__(self, i: int) -> Experience:
+    def __getitem__(self, i: int | slice) -> Experience | list[Experience]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.n_experiences))]
         if i < 0:
             i += self.n_experiences
         if not 0 <= i < self.n_experiences:

@@ -27,3 +27,12 @@ def _few_threads():
     # Two cores on CI: keep torch from oversubscribing when pytest runs subprocesses.
     torch.set_num_threads(1)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _no_server_left_running():
+    """A serve test that fails half way leaves no server process behind."""
+    yield
+    from tests.serve_helpers import Served
+
+    Served.kill_leftovers()

@@ -59,6 +59,8 @@ def wait_until(check, timeout: float = 120.0, what: str = "condition"):
 class Served:
     """``lifelong serve`` in a child process on a free port."""
 
+    started: list[Served] = []
+
     def __init__(self, out: Path, *extra: str, env: dict | None = None) -> None:
         n = len(list(out.parent.glob(f"{out.name}-serve-*.log")))
         self.log_path = out.parent / f"{out.name}-serve-{n}.log"  # one per process
@@ -70,6 +72,7 @@ class Served:
             stderr=self.log,
             env={**os.environ, **(env or {})},
         )
+        Served.started.append(self)
         self.url = wait_until(self._address, what=f"the server to listen ({self.log_path})")
 
     def _address(self) -> str | None:
@@ -77,6 +80,14 @@ class Served:
             raise AssertionError(f"serve exited: {self.log_path.read_text()}")
         found = re.search(r"on (http://[\d.]+:\d+)/", self.log_path.read_text())
         return found.group(1) if found else None
+
+    @classmethod
+    def kill_leftovers(cls) -> None:
+        """Kill every server a test left running (one that failed half way)."""
+        for server in cls.started:
+            if server.proc.poll() is None:
+                server.kill()
+        cls.started.clear()
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)

@@ -62,3 +62,43 @@ def test_readme_commands_and_snippets_run_as_written(in_fresh_folder, capsys):
     scope: dict = {}
     exec(compile(api, "README Python API", "exec"), scope)
     assert scope["result"].summary["complete"] and len(scope["hits"].ids) == 2
+
+
+def test_readme_serve_walkthrough_and_client_run_as_written(in_fresh_folder):
+    """The walkthrough (start, two tasks by curl, kill -9, restart, query) and the httpx
+    client, on a free port instead of 8000."""
+    import json
+    import signal
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    (walk,) = [b for b in blocks("sh") if "lifelong serve --out runs/live" in b]
+    (client,) = [b for b in blocks("python") if "httpx.Client(base_url" in b]
+    script = walk.replace("8000", port) + "echo $SERVER > server.pid\n"
+    out, err = in_fresh_folder / "walk.out", in_fresh_folder / "walk.err"
+    with open(out, "w") as o, open(err, "w") as e:  # files, not pipes: the server outlives bash
+        done = subprocess.run(["bash", "-c", script], stdout=o, stderr=e, timeout=600)
+    assert done.returncode == 0, err.read_text()[-3000:]
+    text = out.read_text()
+    state = json.loads(text[text.index("{\n") :].split("\n}\n")[0] + "\n}")
+    assert state["caught_up"] and state["learned"] == state["received"] == 1600
+    assert len(state["matrix"]) == 2 and state["matrix"][1][1] > 0.9
+    pid = int((in_fresh_folder / "server.pid").read_text())
+    try:
+        scope: dict = {}
+        exec(compile(client.replace("8000", port), "README httpx client", "exec"), scope)
+        final = scope["api"].get("/v1/run", params={"wait": 120}).json()
+        assert final["learned"] == 3200 and len(final["matrix"]) == 4
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        while (in_fresh_folder / "runs/live/serve/server.lock").exists():
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+    summary = json.loads((in_fresh_folder / "runs/live/summary.json").read_text())
+    assert summary["summary"]["examples"] == 3200  # nothing lost, nothing learned twice

@@ -3,11 +3,13 @@ the run, metrics). Handlers decode and answer; the ``Service`` does the work."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import time
 import zipfile
 
 import numpy as np
-from fastapi import APIRouter, Header, HTTPException, Request
+from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 from pydantic import ValidationError
@@ -236,10 +238,17 @@ def query_router(service: Service, max_bytes: int) -> APIRouter:
         return schemas.Memory(**rows[0])
 
     @router.get("/v1/run")
-    def run_state() -> dict:
+    async def run_state(wait: float = Query(0, ge=0, le=3600)) -> dict:
         """The run so far: accuracy matrix, forgetting, throughput, queue, memory
-        composition (published at every experience end and every few steps)."""
-        return service.state()
+        composition (published at every experience end and every few steps). With
+        ``wait=SECONDS``, answers once everything acknowledged is learned and every ended
+        experience evaluated, or when the seconds are up (``caught_up`` says which)."""
+        deadline = time.monotonic() + wait
+        while not service.caught_up() and time.monotonic() < deadline:
+            if service.error is not None:
+                break
+            await asyncio.sleep(0.05)
+        return {**service.state(), "caught_up": service.caught_up()}
 
     @router.get("/metrics", response_class=PlainTextResponse)
     def prometheus() -> str:

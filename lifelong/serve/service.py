@@ -291,6 +291,10 @@ class Service:
                 self._memory = EpisodicStore.open(path, readonly=True)
             yield self._memory
 
+    def caught_up(self) -> bool:
+        """Everything acknowledged is learned and every logged experience end evaluated."""
+        return self.queue_depth() == 0 and len(self.view.get("rows") or []) >= self.log.experience
+
     def queue_depth(self) -> int:
         """Examples acknowledged but not learned yet."""
         return self.log.received - self.learned
