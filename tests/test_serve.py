@@ -226,3 +226,18 @@ def test_one_server_per_run_folder(tmp_path):
         Service(RunConfig(**CFG), tmp_path / "run", echo=lambda m: None)
     first.shutdown()
     Service(RunConfig(**CFG), tmp_path / "run", echo=lambda m: None).shutdown()  # free again
+
+
+def test_a_task_free_stream_needs_no_experience_ends(served):
+    service, client = served
+    task = digit_tasks()[0]
+    for _, x, y in batches(task):
+        assert client.post("/v1/observe", json={"x": x.tolist(), "y": y.tolist()}).is_success
+    extra = {"x": task["x"][:5].tolist(), "y": task["y"][:5].tolist()}  # step 21: no view due
+    assert client.post("/v1/observe", json=extra).is_success
+    state = client.get("/v1/run", params={"wait": 120}).json()
+    assert state["caught_up"] and state["learned"] == 205 and state["matrix"] == []
+    assert state["steps"] == 21
+    wait_until(lambda: service.snapshot is not None and service.snapshot.step == 21)
+    labels = client.post("/v1/predict", json={"x": task["x_test"].tolist()}).json()["labels"]
+    assert np.mean(np.array(labels) == task["y_test"]) > 0.8

@@ -48,16 +48,32 @@ class Publisher(RunHooks):
         self.rows: list = []
         self.step_seconds: list[float] = []
         self._last = time.perf_counter()
+        self._agent = self._progress = None
+        self._view_step = self._weights_step = -1  # the steps last published
+        self._weights_at = 0.0
 
     def parent_gone(self) -> bool:
         return os.getppid() != self.parent
 
     def started(self, agent, progress) -> None:
+        self._agent, self._progress = agent, progress
         self.status = "learning"
         self._weights(agent, progress)
         self._view(agent, progress)
 
+    def idle(self) -> None:
+        """Caught up with the log: publish what the last steps changed, so a paused stream
+        shows every example learned (the weights at most twice a second)."""
+        agent, progress = self._agent, self._progress
+        if agent is None:
+            return
+        if agent.steps != self._view_step:
+            self._view(agent, progress)
+        if agent.steps != self._weights_step and time.monotonic() - self._weights_at >= 0.5:
+            self._weights(agent, progress)
+
     def stepped(self, agent, progress) -> None:
+        self._agent, self._progress = agent, progress
         now = time.perf_counter()
         self.step_seconds = [*self.step_seconds[-199:], now - self._last]
         self._last = now
@@ -71,6 +87,7 @@ class Publisher(RunHooks):
         self._view(agent, progress)
 
     def _weights(self, agent, progress) -> None:
+        self._weights_step, self._weights_at = agent.steps, time.monotonic()
         state = {
             "model": agent.model.state_dict(),
             "projection": agent.projection if agent.fixed_keys else None,
@@ -83,6 +100,7 @@ class Publisher(RunHooks):
         os.replace(tmp, self.folder / WEIGHTS)  # a reader opens the old file or the new
 
     def _view(self, agent, progress) -> None:
+        self._view_step = agent.steps
         memory = agent.memory
         n = len(memory)
         tasks, counts = torch.unique(memory.task[:n], return_counts=True)
@@ -160,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         lambda: stop.is_set() or publisher.parent_gone(),
         poll=0.02,
         on_first_get=lambda: publisher.say("waiting"),  # the folder's checks have passed
+        on_idle=publisher.idle,
     )
 
     def echo(message: str) -> None:

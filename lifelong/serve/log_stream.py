@@ -23,6 +23,7 @@ class LogStream:
         should_stop: Callable[[], bool],
         poll: float = 0.5,
         on_first_get: Callable[[], None] = lambda: None,
+        on_idle: Callable[[], None] = lambda: None,
     ) -> None:
         self.log = log
         self.should_stop = should_stop
@@ -35,6 +36,7 @@ class LogStream:
         self.learned_seq = 0  # the last record learned (or skipped on a resume)
         # called when the run first asks for data: its folder checks have passed
         self._on_first_get: Callable[[], None] | None = on_first_get
+        self.on_idle = on_idle  # called before each wait for data: everything logged is learned
 
     def resume_from(self, progress: dict) -> None:
         """Nothing to adopt: the checkpoint's (experience, batch) is a place in the log."""
@@ -54,6 +56,7 @@ class LogStream:
                 break
             if self.should_stop():
                 return None
+            self.on_idle()
             self.log.wait(seen, self.poll)
         first = self.log.read(before, 1)[0]
         x, y = torch.from_numpy(first.x), torch.from_numpy(first.y)
@@ -68,6 +71,7 @@ class LogStream:
             if not found:
                 if self.should_stop():
                     return
+                self.on_idle()
                 self.log.wait(after, self.poll)
                 continue
             for r in found:

@@ -189,13 +189,19 @@ class Service:
                 loaded = None  # replaced while read: the next look takes the new one
             if loaded is not None:
                 self.view = loaded
-                self.counters.rate.append((time.time(), int(loaded.get("position") or 0)))
+                self._note_rate(int(loaded.get("position") or 0))
         weights = self._changed(learner.WEIGHTS)
         if weights is not None:
             try:
                 self.snapshot = Snapshot.load(weights, self.cfg, time.time())
             except (OSError, RuntimeError, EOFError):
                 self._seen.pop(learner.WEIGHTS, None)  # retry at the next look
+
+    def _note_rate(self, position: int) -> None:
+        """(time, examples learned), at most once a second: ten minutes of history."""
+        now = time.time()
+        if not self.counters.rate or now - self.counters.rate[-1][0] >= 1.0:
+            self.counters.rate.append((now, position))
 
     def _changed(self, name: str) -> Path | None:
         path = self.folder / name
