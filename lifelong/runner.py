@@ -407,7 +407,7 @@ class Training:
                 self._stopped("stopped")
                 return True
             else:
-                self._stopped(f"stopped after {self.source.folder.taken_here} new experience(s)")
+                self._stopped(f"stopped after {self.source.folder.taken_here} new file(s)")
         except BaseException:
             with contextlib.suppress(Exception):  # the error in hand is the one to report
                 self.writer.wait()
