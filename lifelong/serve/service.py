@@ -69,7 +69,8 @@ class QueueFull(RuntimeError):
 
 @dataclass
 class Counters:
-    """What /metrics counts (written by the learner thread and the handlers)."""
+    """What /metrics and the dashboard count on the server's side (the handlers and the
+    watcher write them)."""
 
     predict_seconds: float = 0.0
     predict_requests: int = 0
@@ -78,6 +79,10 @@ class Counters:
 
 
 class Service:
+    """One served run folder: ``start`` the learner, append to the log (``observe``,
+    ``end_experience``), read what it published (``predict``, ``memory``, ``state``),
+    ``shutdown``. One per folder (a lock in ``RUN/serve/``); the HTTP layer is separate."""
+
     def __init__(
         self,
         cfg: RunConfig,
