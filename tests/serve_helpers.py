@@ -19,6 +19,20 @@ FLAGS = [
 ]  # fmt: skip
 
 
+# the same learner as a RunConfig's keys (in-process services and reference runs)
+SMALL = dict(
+    n_classes=10,
+    memory=50,
+    iters=2,
+    hidden=32,
+    checkpoint_every=5,
+    checkpoint_seconds=0.0,
+    progress=False,
+    tensorboard=False,
+    seed=0,
+)
+
+
 def digit_tasks(n_train: int = 200, n_test: int = 60) -> list[dict]:
     """Two class-incremental tasks of scikit-learn's 8x8 digits: (0, 1) then (2, 3)."""
     from sklearn.datasets import load_digits

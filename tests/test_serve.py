@@ -13,19 +13,9 @@ from lifelong.config import ConfigError, RunConfig
 from lifelong.serve.app import create_app
 from lifelong.serve.cli import read_token
 from lifelong.serve.service import Service
-from tests.serve_helpers import batches, digit_tasks, wait_until
+from tests.serve_helpers import SMALL, batches, digit_tasks, wait_until
 
-CFG = dict(
-    stream="serve",
-    n_classes=10,
-    memory=50,
-    iters=2,
-    hidden=32,
-    checkpoint_every=5,
-    checkpoint_seconds=0.0,
-    progress=False,
-    tensorboard=False,
-)
+CFG = dict(SMALL, stream="serve")
 
 
 @pytest.fixture

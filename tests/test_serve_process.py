@@ -17,21 +17,11 @@ from lifelong.config import RunConfig
 from lifelong.runner import run
 from lifelong.serve.folder_door import FolderDoor
 from lifelong.serve.service import Service
-from tests.serve_helpers import Served, batches, digit_tasks, wait_until
+from tests.serve_helpers import SMALL, Served, batches, digit_tasks, wait_until
 
 pytestmark = pytest.mark.slow
 
-REFERENCE = RunConfig(
-    n_classes=10,
-    memory=50,
-    iters=2,
-    hidden=32,
-    checkpoint_every=5,
-    checkpoint_seconds=0.0,
-    progress=False,
-    tensorboard=False,
-    seed=0,
-)
+REFERENCE = RunConfig(**SMALL)
 
 
 def write_task_files(folder, tasks) -> None:

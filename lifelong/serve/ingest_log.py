@@ -144,20 +144,7 @@ class IngestLog:
             out, position, seq = [], self.received, self.last_seq
             for (x, y), key in zip(batches, keys):
                 seq += 1
-                c.execute(
-                    insert(records).values(
-                        seq=seq,
-                        kind="batch",
-                        experience=self.experience,
-                        task_id=task_id,
-                        n=len(y),
-                        position=position,
-                        x=_npy(x),
-                        y=_npy(y),
-                        key=key,
-                        received=time.time(),
-                    )
-                )
+                _insert(c, seq, "batch", self.experience, task_id, position, x, y, key)
                 out.append(Receipt(seq, self.experience, position, len(y)))
                 position += len(y)
             if end is not None:
@@ -165,20 +152,8 @@ class IngestLog:
                     raise LogRefused(f"experience {self.experience} has no batches to end")
                 seq += 1
                 xt, yt, key = end
-                c.execute(
-                    insert(records).values(
-                        seq=seq,
-                        kind="end",
-                        experience=self.experience,
-                        task_id=task_id if batches else self.open_task,
-                        n=len(yt),
-                        position=position,
-                        x=_npy(xt),
-                        y=_npy(yt),
-                        key=key,
-                        received=time.time(),
-                    )
-                )
+                task = task_id if batches else self.open_task
+                _insert(c, seq, "end", self.experience, task, position, xt, yt, key)
                 out.append(Receipt(seq, self.experience, position, len(yt)))
         # committed: only now move the counters the next request sees
         if shape is not None and self.input_shape is None:
@@ -255,6 +230,23 @@ class IngestLog:
         with self.arrived:
             if self.last_seq <= after_seq:
                 self.arrived.wait(timeout)
+
+
+def _insert(c, seq, kind, experience, task_id, position, x, y, key) -> None:
+    c.execute(
+        insert(records).values(
+            seq=seq,
+            kind=kind,
+            experience=experience,
+            task_id=task_id,
+            n=len(y),
+            position=position,
+            x=_npy(x),
+            y=_npy(y),
+            key=key,
+            received=time.time(),
+        )
+    )
 
 
 def _pragmas(dbapi_conn, _record) -> None:

@@ -4,6 +4,7 @@ the run, metrics). Handlers decode and answer; the ``Service`` does the work."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import time
 import zipfile
@@ -87,6 +88,22 @@ def _task(value) -> int | None:
     return int(arr)
 
 
+@contextlib.contextmanager
+def _ingest_errors():
+    """What an append can meet, as answers: 429 behind, 400 bad data, 409 against the log,
+    503 when the learner has stopped."""
+    try:
+        yield
+    except QueueFull as exc:
+        raise HTTPException(429, str(exc), {"Retry-After": str(exc.retry_after)}) from None
+    except BadRequest as exc:
+        raise HTTPException(400, str(exc)) from None
+    except LogRefused as exc:
+        raise HTTPException(409, str(exc)) from None
+    except RuntimeError as exc:
+        raise HTTPException(503, str(exc)) from None
+
+
 def learn_router(service: Service, max_bytes: int) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["learn"])
 
@@ -105,18 +122,10 @@ def learn_router(service: Service, max_bytes: int) -> APIRouter:
         if "x" not in body or "y" not in body:
             raise HTTPException(400, "a batch needs x and y")
         task = _task(body.get("task_id"))
-        try:
+        with _ingest_errors():
             r = await run_in_threadpool(
                 service.observe, body["x"], body["y"], task, idempotency_key
             )
-        except QueueFull as exc:
-            raise HTTPException(429, str(exc), {"Retry-After": str(exc.retry_after)}) from None
-        except BadRequest as exc:
-            raise HTTPException(400, str(exc)) from None
-        except LogRefused as exc:
-            raise HTTPException(409, str(exc)) from None
-        except RuntimeError as exc:
-            raise HTTPException(503, str(exc)) from None
         return schemas.Receipt(
             seq=r.seq,
             experience=r.experience,
@@ -141,14 +150,8 @@ def learn_router(service: Service, max_bytes: int) -> APIRouter:
         xt, yt = body.get("x_test"), body.get("y_test")
         if (xt is None) != (yt is None):
             raise HTTPException(400, "send both x_test and y_test, or neither")
-        try:
+        with _ingest_errors():
             r = await run_in_threadpool(service.end_experience, xt, yt, idempotency_key)
-        except BadRequest as exc:
-            raise HTTPException(400, str(exc)) from None
-        except LogRefused as exc:
-            raise HTTPException(409, str(exc)) from None
-        except RuntimeError as exc:
-            raise HTTPException(503, str(exc)) from None
         return schemas.EndReceipt(
             seq=r.seq, experience=r.experience, test_examples=r.n, duplicate=r.duplicate
         )
