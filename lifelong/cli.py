@@ -18,6 +18,7 @@ import sys
 
 from lifelong import memory_cli, run_cli
 from lifelong.serve import cli as serve_cli
+from lifelong.sweep import cli as sweep_cli
 
 
 class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -136,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_cli.add_parser(sub, Formatter)
     memory_cli.add_parser(sub, Formatter)
     serve_cli.add_parser(sub, Formatter)
+    sweep_cli.add_parser(sub, Formatter)
     return p
 
 

@@ -45,16 +45,55 @@ OURS = {
 METHODS = (*OURS, *BASELINES)
 
 
-def _strategy(name: str, model, n_exp: int, memory: int, batch: int, cfg: RunConfig):
-    """An Avalanche strategy with the shared protocol (SGD, batch, one epoch, memory)."""
+def strategy_settings(name: str, n_exp: int, memory: int, batch: int, cfg: RunConfig) -> dict:
+    """An Avalanche strategy's own settings under the shared protocol (what a sweep may
+    override, beside ``lr``)."""
+    replay = dict(mem_size=memory, batch_size_mem=batch)
+    return {
+        "naive": {},
+        "cumulative": {},
+        "replay": dict(mem_size=memory),
+        "er-ace": replay,
+        "der++": dict(replay, alpha=0.1, beta=0.5),
+        "mer": replay,
+        "a-gem": dict(patterns_per_exp=memory // n_exp, sample_size=batch * 10),
+        "gdumb": dict(mem_size=memory),
+        "ewc": dict(ewc_lambda=100.0),
+        "lwf": dict(alpha=1.0, temperature=2.0),
+        "lamaml": dict(
+            n_inner_updates=cfg.inner_steps,
+            second_order=cfg.second_order,
+            grad_clip_norm=cfg.grad_clip,
+            learn_lr=True,
+            lr_alpha=cfg.alpha_lr,
+            alpha_init=cfg.alpha_init,
+            max_buffer_size=memory,
+            buffer_mb_size=batch,
+        ),
+    }[name]
+
+
+def check_options(name: str, options: dict) -> None:
+    """ConfigError unless every key of ``options`` is ``lr`` or one of the strategy's."""
+    known = {"lr", *strategy_settings(name, 1, 10, 10, RunConfig())}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(f"{name} has no setting(s) {unknown}; it takes {sorted(known)}")
+
+
+def _strategy(name: str, model, n_exp: int, memory: int, batch: int, cfg: RunConfig, options: dict):
+    """An Avalanche strategy with the shared protocol (SGD, batch, one epoch, memory);
+    ``options`` overrides its own settings (``alpha``, ``beta`` of DER++...) and ``lr``."""
     import avalanche.training as T
     from avalanche.training.plugins import EvaluationPlugin
     from avalanche.training.supervised.lamaml_v2 import LaMAML
 
-    opt = torch.optim.SGD(model.parameters(), lr=0.1 if name != "lamaml" else cfg.alpha_init)
+    check_options(name, options)
+    options = dict(options)
+    lr = options.pop("lr", 0.1 if name != "lamaml" else cfg.alpha_init)
     shared = dict(
         model=model,
-        optimizer=opt,
+        optimizer=torch.optim.SGD(model.parameters(), lr=lr),
         criterion=torch.nn.CrossEntropyLoss(),
         train_mb_size=batch,
         train_epochs=1,
@@ -62,34 +101,21 @@ def _strategy(name: str, model, n_exp: int, memory: int, batch: int, cfg: RunCon
         device="cpu",
         evaluator=EvaluationPlugin(loggers=[]),
     )
-    replay = dict(mem_size=memory, batch_size_mem=batch)
-    make = {  # each strategy's class and its own settings
-        "naive": (T.Naive, {}),
-        "cumulative": (T.Cumulative, {}),
-        "replay": (T.Replay, dict(mem_size=memory)),
-        "er-ace": (T.ER_ACE, replay),
-        "der++": (T.DER, dict(replay, alpha=0.1, beta=0.5)),
-        "mer": (T.MER, replay),
-        "a-gem": (T.AGEM, dict(patterns_per_exp=memory // n_exp, sample_size=batch * 10)),
-        "gdumb": (T.GDumb, dict(mem_size=memory)),
-        "ewc": (T.EWC, dict(ewc_lambda=100.0)),
-        "lwf": (T.LwF, dict(alpha=1.0, temperature=2.0)),
-        "lamaml": (
-            LaMAML,
-            dict(
-                n_inner_updates=cfg.inner_steps,
-                second_order=cfg.second_order,
-                grad_clip_norm=cfg.grad_clip,
-                learn_lr=True,
-                lr_alpha=cfg.alpha_lr,
-                alpha_init=cfg.alpha_init,
-                max_buffer_size=memory,
-                buffer_mb_size=batch,
-            ),
-        ),
+    classes = {
+        "naive": T.Naive,
+        "cumulative": T.Cumulative,
+        "replay": T.Replay,
+        "er-ace": T.ER_ACE,
+        "der++": T.DER,
+        "mer": T.MER,
+        "a-gem": T.AGEM,
+        "gdumb": T.GDumb,
+        "ewc": T.EWC,
+        "lwf": T.LwF,
+        "lamaml": LaMAML,
     }
-    strategy, settings = make[name]
-    return strategy(**shared, **settings)
+    settings = strategy_settings(name, n_exp, memory, batch, cfg)
+    return classes[name](**shared, **{**settings, **options})
 
 
 @torch.no_grad()
@@ -100,7 +126,14 @@ def _accuracies(model, experiences) -> list[float]:
     return out
 
 
-def run_baseline(name: str, stream_name: str, seed: int, memory: int, cfg: RunConfig) -> dict:
+def run_baseline(
+    name: str,
+    stream_name: str,
+    seed: int,
+    memory: int,
+    cfg: RunConfig,
+    options: dict | None = None,
+) -> dict:
     """One Avalanche strategy through the stream; the accuracy matrix and training time."""
     import warnings
 
@@ -115,7 +148,9 @@ def run_baseline(name: str, stream_name: str, seed: int, memory: int, cfg: RunCo
         bench = streams.to_avalanche(stream)
         torch.manual_seed(seed)
         model = build_model("mlp", stream.input_shape, stream.n_classes, cfg.hidden)
-        strategy = _strategy(name, model, len(experiences), memory, cfg.batch_size, cfg)
+        strategy = _strategy(
+            name, model, len(experiences), memory, cfg.batch_size, cfg, options or {}
+        )
         rows, untrained, seconds = [], _accuracies(model, experiences), 0.0
         for exp in bench.train_stream:
             t = time.perf_counter()

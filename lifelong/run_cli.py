@@ -62,13 +62,14 @@ def add_parser(sub, formatter) -> None:
 
     p = sub.add_parser(
         "report",
-        help="plots and an HTML page for one run, or several overlaid",
+        help="plots and an HTML page for one run, several overlaid, or a sweep folder",
         description="Forgetting curves, the accuracy matrix and an HTML page; works on a "
-        "live run folder too.\n\n  lifelong report runs/A\n  lifelong report runs/A runs/B "
-        "--out cmp/",
+        "live run folder too. Given a sweep folder, its table and plots (of the trials "
+        "finished so far).\n\n  lifelong report runs/A\n  lifelong report runs/A runs/B "
+        "--out cmp/\n  lifelong report sweeps/NAME",
         formatter_class=formatter,
     )
-    p.add_argument("runs", nargs="+", help="run folders")
+    p.add_argument("runs", nargs="+", help="run folders (or one sweep folder)")
     p.add_argument(
         "--out", help="output folder when comparing several runs (default: runs/compared)"
     )
@@ -122,7 +123,15 @@ def run_command(args) -> int:
 def report_command(args) -> int:
     from lifelong import report
 
-    if len(args.runs) == 1 and not args.out:
+    if len(args.runs) == 1 and (Path(args.runs[0]) / "sweep.json").exists():
+        from lifelong.sweep import driver, results
+        from lifelong.sweep.trial import finished
+
+        plan = driver.load_plan(Path(args.runs[0]))
+        rows = [r for t in plan.trials if (r := finished(args.runs[0], t)) is not None]
+        paths = results.write(rows, plan.swept, Path(args.runs[0]), plan.name)
+        print(Path(paths["table"]).read_text(), end="")
+    elif len(args.runs) == 1 and not args.out:
         paths = report.write_report(args.runs[0])
     else:
         out = Path(args.out or "runs/compared")

@@ -1,0 +1,213 @@
+"""A sweep file (TOML) and the trials it names.
+
+    [sweep]
+    streams = ["split-digits"]
+    seeds = "0-2"              # or [0, 1, 2]
+    memory = 500
+    search = "grid"            # or "random", with samples = N (per method) and search_seed
+
+    [methods.ours]             # our agent: fixed and swept RunConfig keys
+    fixed = { batch_size = 10 }
+    grid = { iters = [1, 5], distill = [0.5, 1.0] }
+
+    [methods."der++"]          # an Avalanche strategy: its own settings, and lr
+    grid = { alpha = [0.1, 0.3], beta = [0.5, 1.0] }
+
+A method named like one of ``lifelong compare``'s Avalanche strategies is that strategy;
+any other name is our agent (``fixed = { method = "er-ace" }`` picks its update rule).
+Every value is checked here, before any trial starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import random
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lifelong.compare import BASELINES, check_options, parse_seeds
+from lifelong.config import ConfigError, RunConfig
+
+RESERVED = ("stream", "seed", "memory", "follow", "progress", "tensorboard")
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One run: a method with its settings on one stream and seed."""
+
+    method: str
+    kind: str  # "ours" | "avalanche"
+    stream: str
+    seed: int
+    memory: int
+    params: dict = field(default_factory=dict)  # the swept keys' values
+    fixed: dict = field(default_factory=dict)  # the method's fixed keys
+
+    @property
+    def id(self) -> str:
+        """A folder name that says what the trial is (hashed where that gets long)."""
+        slug = "_".join(f"{k}={_short(v)}" for k, v in sorted(self.params.items()))
+        name = f"{self.method}_{self.stream}_seed{self.seed}" + (f"_{slug}" if slug else "")
+        name = re.sub(r"[^A-Za-z0-9=._+-]", "-", name)
+        if len(name) > 120:
+            digest = hashlib.blake2b(json.dumps(self.to_dict(), sort_keys=True).encode())
+            name = f"{self.method}_{self.stream}_seed{self.seed}_{digest.hexdigest()[:12]}"
+        return name
+
+    @property
+    def configuration(self) -> str:
+        """The trial without its seed: the unit results are averaged over."""
+        slug = ", ".join(f"{k}={_short(v)}" for k, v in sorted(self.params.items()))
+        return f"{self.method} [{slug}]" if slug else self.method
+
+    def to_dict(self) -> dict:
+        return {
+            "method": self.method,
+            "kind": self.kind,
+            "stream": self.stream,
+            "seed": self.seed,
+            "memory": self.memory,
+            "params": self.params,
+            "fixed": self.fixed,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Trial:
+        return cls(**d)
+
+    def run_config(self) -> RunConfig:
+        """Our agent's config for this trial (its run folder's config)."""
+        values = {
+            **self.fixed,
+            **self.params,
+            "stream": self.stream,
+            "seed": self.seed,
+            "memory": self.memory,
+            "progress": False,
+            "tensorboard": False,
+        }
+        return RunConfig.from_dict({**RunConfig().to_dict(), **values})
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    trials: list[Trial]
+    swept: dict[str, list[str]]  # method -> its swept keys
+
+
+def _short(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def load(path: str | Path) -> Sweep:
+    """Read and check a sweep file; ConfigError naming the key at fault."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"sweep file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    return parse(data, path.stem)
+
+
+def parse(data: dict, name: str) -> Sweep:
+    unknown = sorted(set(data) - {"sweep", "methods"})
+    if unknown:
+        raise ConfigError(f"unknown section(s) {unknown}; a sweep has [sweep] and [methods.NAME]")
+    head = dict(data.get("sweep", {}))
+    streams = head.pop("streams", None)
+    if not streams or not isinstance(streams, list) or not all(isinstance(s, str) for s in streams):
+        raise ConfigError('[sweep] streams must be a list of stream names, e.g. ["split-digits"]')
+    seeds = head.pop("seeds", [0])
+    seeds = parse_seeds(seeds) if isinstance(seeds, str) else seeds
+    if not isinstance(seeds, list) or not all(isinstance(s, int) and s >= 0 for s in seeds):
+        raise ConfigError('[sweep] seeds must be a list of integers >= 0 or a range like "0-4"')
+    memory = head.pop("memory", 500)
+    if not isinstance(memory, int) or isinstance(memory, bool) or memory <= 0:
+        raise ConfigError(f"[sweep] memory must be a positive integer, got {memory!r}")
+    search = head.pop("search", "grid")
+    samples = head.pop("samples", None)
+    search_seed = head.pop("search_seed", 0)
+    name = head.pop("name", name)
+    if head:
+        raise ConfigError(
+            f"unknown [sweep] key(s) {sorted(head)}; known: name, streams, seeds, memory, "
+            "search, samples, search_seed"
+        )
+    if search not in ("grid", "random"):
+        raise ConfigError(f'[sweep] search must be "grid" or "random", got {search!r}')
+    if search == "random" and (not isinstance(samples, int) or samples <= 0):
+        raise ConfigError('[sweep] search = "random" needs samples = N (configurations per method)')
+    methods = data.get("methods")
+    if not methods or not isinstance(methods, dict):
+        raise ConfigError("a sweep needs at least one [methods.NAME] table")
+    from streams.names import stream_names
+
+    known = stream_names()
+    for s in streams:
+        if s not in known:
+            raise ConfigError(
+                f"[sweep] streams: unknown stream {s!r} (see `lifelong streams list`)"
+            )
+    trials, swept = [], {}
+    rng = random.Random(search_seed)
+    for method, table in methods.items():
+        points, keys = _points(method, table, search, samples, rng)
+        swept[method] = keys
+        kind = "avalanche" if method in BASELINES else "ours"
+        for stream, point, seed in itertools.product(streams, points, seeds):
+            trial = Trial(method, kind, stream, seed, memory, point, dict(table.get("fixed", {})))
+            _check(trial)
+            trials.append(trial)
+    return Sweep(name, trials, swept)
+
+
+def _points(method: str, table, search: str, samples, rng) -> tuple[list[dict], list[str]]:
+    """The method's settings to try: the grid's product, or a random sample of it."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"[methods.{method}] must be a table")
+    unknown = sorted(set(table) - {"fixed", "grid"})
+    if unknown:
+        raise ConfigError(f"[methods.{method}]: unknown key(s) {unknown}; use fixed and grid")
+    grid = table.get("grid", {})
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"[methods.{method}] grid.{key} must be a non-empty list of values")
+    clash = sorted((set(grid) | set(table.get("fixed", {}))) & set(RESERVED))
+    if clash:
+        raise ConfigError(
+            f"[methods.{method}]: {clash} are set by [sweep] (streams, seeds, memory), "
+            "not per method"
+        )
+    keys = sorted(grid)
+    points = [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+    if search == "random" and samples < len(points):
+        points = rng.sample(points, samples)
+    return points, keys
+
+
+def _check(trial: Trial) -> None:
+    """Every value of a trial, checked as its run would check it."""
+    where = f"[methods.{trial.method}]"
+    if trial.kind == "avalanche":
+        try:
+            check_options(trial.method, {**trial.fixed, **trial.params})
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        return
+    unknown = sorted(set(trial.fixed) | set(trial.params))
+    unknown = [k for k in unknown if k not in RunConfig().to_dict()]
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown RunConfig key(s) {unknown} (see `lifelong run --help`)"
+        )
+    try:
+        trial.run_config().validate()
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None

@@ -1,0 +1,144 @@
+"""Sweeps: the file's checks, a local Ray sweep with two workers (a failing trial among
+them), and a driver killed mid-sweep whose rerun ends with the results of an uninterrupted
+sweep."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import psutil
+import pytest
+
+from lifelong.config import ConfigError
+from lifelong.sweep import driver, spec
+from tests.serve_helpers import wait_until
+
+SWEEP = """
+[sweep]
+streams = ["split-digits"]
+seeds = "0-1"
+memory = 100
+
+[methods.ours]
+fixed = { hidden = 32, checkpoint_every = 10 }
+grid = { iters = [1, 2], distill = [0.5, 1.0] }
+"""
+
+
+def test_a_grid_names_every_trial_once():
+    plan = spec.parse(spec.tomllib.loads(SWEEP), "t")
+    assert len(plan.trials) == 8 and len({t.id for t in plan.trials}) == 8
+    assert plan.swept == {"ours": ["distill", "iters"]}
+    first = plan.trials[0]
+    assert first.id == "ours_split-digits_seed0_distill=0.5_iters=1"
+    assert first.run_config().hidden == 32 and first.run_config().memory == 100
+
+
+def test_a_random_search_samples_the_grid_reproducibly():
+    text = SWEEP.replace("memory = 100", 'memory = 100\nsearch = "random"\nsamples = 3')
+    a = spec.parse(spec.tomllib.loads(text), "t")
+    b = spec.parse(spec.tomllib.loads(text), "t")
+    assert len(a.trials) == 6 and [t.id for t in a.trials] == [t.id for t in b.trials]
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (("iters = [1, 2]", "iterz = [1, 2]"), "unknown RunConfig key(s) ['iterz']"),
+        (("iters = [1, 2]", "iters = [0, 2]"), "iters must be positive"),
+        (("iters = [1, 2]", "seed = [1, 2]"), "set by [sweep]"),
+        (("split-digits", "split-nothing"), "unknown stream 'split-nothing'"),
+        (('seeds = "0-1"', 'seeds = "1-0"'), "range '1-0' is empty"),
+        (("[methods.ours]", '[methods."der++"]'), "der++ has no setting(s)"),
+        (("memory = 100", "memory = 0"), "memory must be a positive integer"),
+        (("memory = 100", "memroy = 100"), "unknown [sweep] key(s) ['memroy']"),
+    ],
+)
+def test_a_bad_sweep_file_is_refused_naming_the_key(change, words):
+    with pytest.raises(ConfigError) as err:
+        spec.parse(spec.tomllib.loads(SWEEP.replace(*change)), "t")
+    assert words in str(err.value)
+
+
+LOCAL = """
+[sweep]
+streams = ["split-digits"]
+seeds = "0-1"
+memory = 100
+
+[methods.ours]
+fixed = { hidden = 32, checkpoint_every = 10 }
+grid = { iters = [1, 2] }
+
+[methods.exploding]
+fixed = { hidden = 32, method = "tests.sweep_helpers:Exploding" }
+
+[methods."der++"]
+grid = { alpha = [0.3] }
+"""
+
+
+@pytest.mark.slow
+def test_a_local_ray_sweep_reports_a_failing_trial_and_finishes_the_rest(tmp_path, capsys):
+    from lifelong import cli
+
+    (tmp_path / "s.toml").write_text(LOCAL)
+    out = tmp_path / "out"
+    code = cli.main(["sweep", str(tmp_path / "s.toml"), "--out", str(out), "--jobs", "2"])
+    said = capsys.readouterr()
+    assert code == 1 and "2 trial(s) failed" in said.err and "Ray ready in" in said.err
+    rows = json.loads((out / "results.json").read_text())["trials"]
+    assert len(rows) == 8
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert {r["method"] for r in failed} == {"exploding"}
+    assert all("explodes on purpose" in r["error"] for r in failed)
+    assert all(r["average_accuracy"] > 0.5 for r in rows if r["status"] == "ok")
+    table = (out / "table.md").read_text()
+    assert "ours [iters=2]" in table and "der++ [alpha=0.3]" in table and "failed" in table
+    assert (out / "sweep-split-digits.png").stat().st_size > 10_000
+    csv_lines = (out / "results.csv").read_text().splitlines()
+    assert len(csv_lines) == 9 and csv_lines[0].startswith("trial,status,method")
+    assert not (out / "ray.pids").exists()
+    # lifelong report reads the sweep folder
+    assert cli.main(["report", str(out)]) == 0
+    assert "ours [iters=1]" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_killed_driver_reruns_to_the_results_of_an_uninterrupted_sweep(tmp_path):
+    (tmp_path / "s.toml").write_text(SWEEP)
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "lifelong.cli", "sweep", str(tmp_path / "s.toml")]
+    cmd += ["--out", str(out), "--jobs", "2", "--no-progress"]
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen(cmd, stdout=log, stderr=log)
+    done = lambda: len(list(out.glob("trials/*/result.json")))  # noqa: E731
+    wait_until(lambda: done() >= 1 or first.poll() is not None, what="a first trial")
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert 1 <= done() < 8, "the kill must land mid-sweep"
+    recorded = (out / "ray.pids").read_text().split()
+    left = list(zip(recorded[::2], recorded[1::2]))
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "already finished" in rerun.stderr
+    for pid, started in left:  # what Ray left running when its driver was killed: ended
+        try:
+            alive = abs(psutil.Process(int(pid)).create_time() - float(started)) < 0.01
+        except psutil.NoSuchProcess:
+            alive = False
+        assert not alive, pid
+
+    plan = spec.load(tmp_path / "s.toml")
+    straight, _ = driver.sweep(plan, tmp_path / "straight", jobs=1, progress=False)
+    killed = {r["trial"]: r for r in json.loads((out / "results.json").read_text())["trials"]}
+    assert len(killed) == len(straight) == 8
+    for row in straight:
+        other = killed[row["trial"]]
+        assert other["status"] == row["status"] == "ok"
+        np.testing.assert_array_equal(np.array(other["matrix"]), np.array(row["matrix"]))
+        assert other["average_accuracy"] == row["average_accuracy"]
