@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -206,9 +205,12 @@ def compare(
     cfg: RunConfig,
     out: Path,
     jobs: int = 1,
+    address: str | None = None,
     echo=print,
 ) -> list[dict]:
-    """Run every (method, seed); write results.json/.csv, table.md and comparison.png."""
+    """Run every (method, seed); write results.json/.csv, table.md and comparison.png.
+    One job and no Ray ``address``: here, one run after another; otherwise as Ray tasks
+    (``jobs`` at a time) on the sweep's pool."""
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; known: {list(METHODS)}")
@@ -217,19 +219,16 @@ def compare(
     results = []
     from tqdm import tqdm
 
-    bar = tqdm(total=len(todo), unit="run", desc="compare", disable=not cfg.progress)
-    if jobs > 1:
-        import multiprocessing as mp
+    from lifelong.sweep import pool
 
-        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-            for r in pool.map(_one, todo):
-                results.append(r)
-                bar.update()
-    else:
-        for job in todo:
-            results.append(_one(job))
-            bar.update()
+    bar = tqdm(total=len(todo), unit="run", desc="compare", disable=not cfg.progress)
+    finished = {}
+    calls = [(job,) for job in todo]
+    for i, r in pool.results(_one, calls, jobs=jobs, address=address, pids=out / "ray.pids"):
+        finished[i] = r
+        bar.update()
     bar.close()
+    results = [finished[i] for i in range(len(todo))]
     for r in results:
         R = np.array(r["matrix"], float)
         r.update(metrics.summary(R, r["untrained"]))

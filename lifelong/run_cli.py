@@ -54,7 +54,14 @@ def add_parser(sub, formatter) -> None:
         "10: Avalanche's compute), naive, replay, er-ace, der++, lamaml, mer, a-gem, gdumb, "
         "ewc, lwf, cumulative; default all",
     )
-    c.add_argument("--jobs", type=int, default=1, help="runs at a time (local processes)")
+    c.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs at a time; more than 1 runs them as Ray tasks on a local Ray cluster "
+        "(as lifelong sweep does)",
+    )
+    c.add_argument("--address", help="Ray cluster to run on (auto, ray://host:port)")
     c.add_argument("--config", help="TOML of RunConfig keys for our agent")
     c.add_argument("--out", help="output folder (default: runs/compare-STREAM)")
     c.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
@@ -149,7 +156,14 @@ def compare_command(args) -> int:
     methods = list(compare.METHODS) if args.methods == "all" else args.methods.split(",")
     out = Path(args.out or f"runs/compare-{args.stream}")
     results = compare.compare(
-        args.stream, compare.parse_seeds(args.seeds), methods, args.memory, cfg, out, jobs=args.jobs
+        args.stream,
+        compare.parse_seeds(args.seeds),
+        methods,
+        args.memory,
+        cfg,
+        out,
+        jobs=args.jobs,
+        address=args.address,
     )
     rows = compare.aggregate(results)
     print(compare.markdown_table(rows))

@@ -142,3 +142,17 @@ def test_a_killed_driver_reruns_to_the_results_of_an_uninterrupted_sweep(tmp_pat
         assert other["status"] == row["status"] == "ok"
         np.testing.assert_array_equal(np.array(other["matrix"]), np.array(row["matrix"]))
         assert other["average_accuracy"] == row["average_accuracy"]
+
+
+@pytest.mark.slow
+def test_compare_on_ray_gives_the_numbers_of_compare_in_process(tmp_path):
+    from lifelong import compare
+    from lifelong.config import RunConfig
+
+    cfg = RunConfig(hidden=32, progress=False, tensorboard=False)
+    args = ("split-digits", [0], ["ours-1x", "replay"], 100, cfg)
+    here = compare.compare(*args, tmp_path / "here", jobs=1)
+    on_ray = compare.compare(*args, tmp_path / "ray", jobs=2)
+    assert [r["method"] for r in here] == [r["method"] for r in on_ray]
+    for a, b in zip(here, on_ray):
+        assert a["matrix"] == b["matrix"], a["method"]
