@@ -102,3 +102,20 @@ def test_readme_serve_walkthrough_and_client_run_as_written(in_fresh_folder):
             time.sleep(0.1)
     summary = json.loads((in_fresh_folder / "runs/live/summary.json").read_text())
     assert summary["summary"]["examples"] == 3200  # nothing lost, nothing learned twice
+
+
+def test_readme_sweep_file_and_commands_run_as_written(in_fresh_folder, capsys):
+    """The README shows configs/sweeps/split-digits.toml as it is, and its commands run."""
+    root = README.parent
+    (shown,) = [b for b in blocks("toml") if "[methods.ours]" in b]
+    assert shown == (root / "configs/sweeps/split-digits.toml").read_text()
+    (commands,) = [b for b in blocks("sh") if "lifelong sweep configs/" in b]
+    (in_fresh_folder / "configs/sweeps").mkdir(parents=True)
+    (in_fresh_folder / "configs/sweeps/split-digits.toml").write_text(shown)
+    for line in [ln for ln in commands.splitlines() if ln.strip()]:
+        assert cli.main(shlex.split(line, comments=True)[1:]) == 0, line
+    out = capsys.readouterr().out
+    assert out.count("| split-digits | ours [distill=1, iters=5] | 3 |") == 2  # sweep, report
+    rows = (in_fresh_folder / "sweeps/split-digits/results.csv").read_text().splitlines()
+    assert len(rows) == 25
+    assert (in_fresh_folder / "sweeps/split-digits/sweep-split-digits.png").exists()

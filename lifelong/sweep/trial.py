@@ -39,13 +39,14 @@ def run_trial(trial: dict, sweep_dir: str) -> dict:
     folder = trial_dir(Path(sweep_dir), t)
     folder.mkdir(parents=True, exist_ok=True)
     row = {"trial": t.id, "configuration": t.configuration, **t.to_dict(), **t.params}
+    started = time.perf_counter()
     try:
         outcome = _run_ours(t, folder) if t.kind == "ours" else _run_avalanche(t)
     except Exception as exc:
         (folder / ERROR).write_text(traceback.format_exc())
         return {**row, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
     (folder / ERROR).unlink(missing_ok=True)
-    result = {**row, "status": "ok", **outcome}
+    result = {**row, "status": "ok", **outcome, "wall_seconds": time.perf_counter() - started}
     write_atomic(folder / RESULT, json.dumps(metrics.json_ready(result), indent=2))
     return json.loads((folder / RESULT).read_text())  # the same row a later start reads
 
