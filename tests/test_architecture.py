@@ -88,6 +88,15 @@ def test_the_service_sits_on_the_run_and_nothing_sits_on_it():
     }
 
 
+def test_sweeps_sit_on_the_run():
+    """lifelong.sweep schedules runs; of the run, only compare (its pool) and the CLI's
+    entry points (the subcommand, report on a sweep folder) use it; the learner never."""
+    users = {"lifelong.compare", "lifelong.cli", "lifelong.run_cli"}
+    for name, imported in modules().items():
+        if name in LEARNER or (name in RUN and name not in users):
+            assert not _hits(imported, ("lifelong.sweep",)), name
+
+
 def test_the_table_covers_every_lifelong_module():
     """A new module must be placed in the picture (learner, run, service, methods, errors)."""
     known = LEARNER | RUN | {"lifelong", "lifelong.errors"}
