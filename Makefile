@@ -10,7 +10,7 @@ STREAM ?= split-mnist5k
 SEED   ?= 0
 JOBS   ?= 1
 
-.PHONY: install run test test-fast browser serve bench-serve faults lint bench bench-store bench-agent bench-step bench-startup compare clean
+.PHONY: install run test test-fast browser serve bench-serve bench-sweep faults lint bench bench-store bench-agent bench-step bench-startup compare clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,9 @@ bench-startup: $(STAMP)
 
 bench-serve: $(STAMP)
 	$(BIN)/python bench/serve_bench.py
+
+bench-sweep: $(STAMP)
+	$(BIN)/python bench/sweep_bench.py
 
 bench: bench-store bench-agent bench-step bench-startup
 
