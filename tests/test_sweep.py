@@ -56,6 +56,7 @@ def test_a_random_search_samples_the_grid_reproducibly():
         (("[methods.ours]", '[methods."der++"]'), "der++ has no setting(s)"),
         (("memory = 100", "memory = 0"), "memory must be a positive integer"),
         (("memory = 100", "memroy = 100"), "unknown [sweep] key(s) ['memroy']"),
+        (("memory = 100", "memory = 100\ncpus_per_trial = 0"), "cpus_per_trial must be"),
     ],
 )
 def test_a_bad_sweep_file_is_refused_naming_the_key(change, words):
@@ -69,6 +70,7 @@ LOCAL = """
 streams = ["split-digits"]
 seeds = "0-1"
 memory = 100
+gpus_per_trial = 0.5
 
 [methods.ours]
 fixed = { hidden = 32, checkpoint_every = 10 }
@@ -91,6 +93,7 @@ def test_a_local_ray_sweep_reports_a_failing_trial_and_finishes_the_rest(tmp_pat
     code = cli.main(["sweep", str(tmp_path / "s.toml"), "--out", str(out), "--jobs", "2"])
     said = capsys.readouterr()
     assert code == 1 and "2 trial(s) failed" in said.err and "Ray ready in" in said.err
+    assert "the cluster has no GPU" in said.err  # asked for, not there: not waited for
     rows = json.loads((out / "results.json").read_text())["trials"]
     assert len(rows) == 8
     failed = [r for r in rows if r["status"] == "failed"]

@@ -48,7 +48,7 @@ def sweep(
     def started(seconds: float) -> None:
         echo(f"Ray ready in {seconds:.1f} s")
 
-    slots = jobs if jobs > 0 else (os.cpu_count() or 1)
+    slots = jobs if jobs > 0 else max(1, int((os.cpu_count() or 1) // plan.cpus_per_trial))
     try:
         calls = [(t.to_dict(), str(out)) for t in todo]
         bar.set_postfix(running=min(len(todo), slots), failed=0)
@@ -60,6 +60,9 @@ def sweep(
                 address=address,
                 on_start=started,
                 pids=out / "ray.pids",
+                cpus=plan.cpus_per_trial,
+                gpus=plan.gpus_per_trial,
+                echo=echo,
             ),
             1,
         ):
@@ -94,6 +97,8 @@ def _adopt(out: Path, plan: Sweep) -> None:
         "name": plan.name,
         "swept": plan.swept,
         "trials": [t.to_dict() for t in plan.trials],
+        "cpus_per_trial": plan.cpus_per_trial,
+        "gpus_per_trial": plan.gpus_per_trial,
     }
     write_atomic(path, json.dumps(record, indent=2))
 

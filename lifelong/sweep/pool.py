@@ -24,6 +24,9 @@ def results(
     address: str | None = None,
     on_start: Callable[[float], None] = lambda seconds: None,
     pids: Path | None = None,
+    cpus: float = 1,
+    gpus: float = 0,
+    echo: Callable[[str], None] = print,
 ) -> Iterator[tuple[int, object]]:
     """(index, ``fn(*calls[index])``) as each finishes. With no address and one job the
     calls run here, one after another; otherwise as Ray tasks, at most ``jobs`` at a time
@@ -31,7 +34,8 @@ def results(
 
     ``pids`` is a file for the local cluster's process ids: Ray leaves some of them running
     when the process that started it is killed (ray-project/ray#2005), and the next call
-    with the same file ends those that are still there, orphaned."""
+    with the same file ends those that are still there, orphaned. Each task asks for
+    ``cpus`` CPUs and, where the cluster has GPUs, ``gpus`` of one."""
     if not calls:
         return
     if address is None and jobs == 1:
@@ -44,8 +48,12 @@ def results(
     if pids is not None and address is None:
         _record(pids)
     try:
-        remote = ray.remote(num_cpus=1)(fn)
-        limit = jobs if jobs > 0 else max(1, int(ray.cluster_resources().get("CPU", 1)))
+        cluster = ray.cluster_resources()
+        if gpus and not cluster.get("GPU"):
+            echo(f"the cluster has no GPU: trials run without the {gpus} GPU each they ask")
+            gpus = 0
+        remote = ray.remote(num_cpus=cpus, num_gpus=gpus)(fn)
+        limit = jobs if jobs > 0 else max(1, int(cluster.get("CPU", 1) // cpus))
         pending, waiting = {}, list(enumerate(calls))
         while pending or waiting:
             while waiting and len(pending) < limit:

@@ -5,6 +5,7 @@
     seeds = "0-2"              # or [0, 1, 2]
     memory = 500
     search = "grid"            # or "random", with samples = N (per method) and search_seed
+    cpus_per_trial = 1         # a Ray task's resources; gpus_per_trial = 0.25 where GPUs are
 
     [methods.ours]             # our agent: fixed and swept RunConfig keys
     fixed = { batch_size = 10 }
@@ -98,6 +99,8 @@ class Sweep:
     name: str
     trials: list[Trial]
     swept: dict[str, list[str]]  # method -> its swept keys
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0  # a fraction of a GPU, where the cluster has GPUs
 
 
 def _short(v) -> str:
@@ -135,11 +138,15 @@ def parse(data: dict, name: str) -> Sweep:
     samples = head.pop("samples", None)
     search_seed = head.pop("search_seed", 0)
     name = head.pop("name", name)
+    cpus, gpus = head.pop("cpus_per_trial", 1), head.pop("gpus_per_trial", 0)
     if head:
         raise ConfigError(
             f"unknown [sweep] key(s) {sorted(head)}; known: name, streams, seeds, memory, "
-            "search, samples, search_seed"
+            "search, samples, search_seed, cpus_per_trial, gpus_per_trial"
         )
+    for key, v, low in (("cpus_per_trial", cpus, 0), ("gpus_per_trial", gpus, -1)):
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > low:
+            raise ConfigError(f"[sweep] {key} must be a number > {max(low, 0)}, got {v!r}")
     if search not in ("grid", "random"):
         raise ConfigError(f'[sweep] search must be "grid" or "random", got {search!r}')
     if search == "random" and (not isinstance(samples, int) or samples <= 0):
@@ -165,7 +172,7 @@ def parse(data: dict, name: str) -> Sweep:
             trial = Trial(method, kind, stream, seed, memory, point, dict(table.get("fixed", {})))
             _check(trial)
             trials.append(trial)
-    return Sweep(name, trials, swept)
+    return Sweep(name, trials, swept, float(cpus), float(gpus))
 
 
 def _points(method: str, table, search: str, samples, rng) -> tuple[list[dict], list[str]]:
