@@ -231,3 +231,20 @@ def test_a_task_free_stream_needs_no_experience_ends(served):
     wait_until(lambda: service.snapshot is not None and service.snapshot.step == 21)
     labels = client.post("/v1/predict", json={"x": task["x_test"].tolist()}).json()["labels"]
     assert np.mean(np.array(labels) == task["y_test"]) > 0.8
+
+
+def test_a_learner_that_cannot_start_is_an_error_of_start(tmp_path):
+    """A folder served before with another config: the learner process refuses it, and
+    start() raises its message (the CLI's one line, exit 2) instead of serving."""
+    first = Service(RunConfig(**CFG), tmp_path / "run", echo=lambda m: None)
+    first.start()
+    client = TestClient(create_app(first))
+    task = digit_tasks()[0]
+    for _, x, y in batches(task):
+        client.post("/v1/observe", json={"x": x.tolist(), "y": y.tolist()})
+    assert client.get("/v1/run", params={"wait": 120}).json()["caught_up"]
+    first.shutdown()
+    other = Service(RunConfig(**{**CFG, "memory": 60}), tmp_path / "run", echo=lambda m: None)
+    with pytest.raises(ConfigError, match="different config"):
+        other.start()
+    other.shutdown()

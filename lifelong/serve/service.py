@@ -137,8 +137,10 @@ class Service:
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.process.poll() is None:
-            self._refresh()
             if (self.folder / learner.VIEW).exists():
+                self._refresh()
+                if self.view.get("status") == "failed":
+                    self.process.wait(timeout=30)  # it has said why; now it exits
                 break  # the learner passed its folder checks: it waits for data, or learns
             time.sleep(0.02)
         if self.process.poll() is not None:
