@@ -21,6 +21,7 @@ import numpy as np
 from sqlalchemy import (
     Column,
     Float,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -49,6 +50,8 @@ records = Table(
     Column("y", LargeBinary),
     Column("key", String, unique=True),  # the client's idempotency key
     Column("received", Float, nullable=False),
+    # the learner finds an experience's first record, and the ends, without a scan
+    Index("records_by_experience", "experience", "kind"),
 )
 settings = Table(
     "settings", _meta, Column("name", String, primary_key=True), Column("value", String)
