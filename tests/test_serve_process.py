@@ -111,7 +111,7 @@ def test_the_folder_door_learns_what_lifelong_run_follow_does(tmp_path):
         for i, task in enumerate(tasks):
             np.savez(inbox / f".task{i}.npz", **task)  # written under a hidden name, then
             os.rename(inbox / f".task{i}.npz", inbox / f"task{i}.npz")  # renamed: whole
-            wait_until(lambda i=i: len(service.view["rows"]) == i + 1, what=f"task {i}")
+            wait_until(lambda i=i: len(service.state()["matrix"]) == i + 1, what=f"task {i}")
     finally:
         service.shutdown()
     assert door.error is None

@@ -35,6 +35,7 @@ from stores.files import write_atomic
 
 FOLDER = "serve"  # RUN/serve/: what the server and its learner pass each other
 CONFIG, VIEW, WEIGHTS, ERROR = "learner.toml", "view.json", "weights.pt", "learner.error"
+RESULTS = "results.json"  # the accuracy matrix and its metrics: rewritten at experience ends
 VIEW_EVERY = 10  # steps between view.json rewrites (a few hundred bytes)
 
 
@@ -45,7 +46,6 @@ class Publisher(RunHooks):
         self.folder, self.cfg = folder, cfg
         self.publish_every, self.parent = publish_every, parent
         self.status = "waiting"
-        self.rows: list = []
         self.step_seconds: list[float] = []
         self._last = time.perf_counter()
         self._agent = self._progress = None
@@ -59,6 +59,7 @@ class Publisher(RunHooks):
         self._agent, self._progress = agent, progress
         self.status = "learning"
         self._weights(agent, progress)
+        self._results(progress)
         self._view(agent, progress)
 
     def idle(self) -> None:
@@ -84,7 +85,19 @@ class Publisher(RunHooks):
 
     def experience_ended(self, agent, progress, summary: dict) -> None:
         self._weights(agent, progress)
+        self._results(progress)
         self._view(agent, progress)
+
+    def _results(self, progress) -> None:
+        """The matrix so far, apart from the view: it changes only at experience ends, and
+        rewriting it every few steps grew with the run."""
+        R = metrics.matrix_from_rows(progress.rows)
+        results = {
+            "rows": progress.rows,
+            "untrained": progress.untrained or [],
+            "summary": metrics.summary(R, progress.untrained) if len(R) else {},
+        }
+        write_atomic(self.folder / RESULTS, json.dumps(metrics.json_ready(results)), durable=False)
 
     def _weights(self, agent, progress) -> None:
         self._weights_step, self._weights_at = agent.steps, time.monotonic()
@@ -104,7 +117,6 @@ class Publisher(RunHooks):
         memory = agent.memory
         n = len(memory)
         tasks, counts = torch.unique(memory.task[:n], return_counts=True)
-        R = metrics.matrix_from_rows(progress.rows)
         steps = self.step_seconds
         view = {
             "status": self.status,
@@ -113,9 +125,7 @@ class Publisher(RunHooks):
             "position": progress.position,
             "steps": agent.steps,
             "gradient_steps": agent.grad_steps,
-            "rows": progress.rows,
-            "untrained": progress.untrained or [],
-            "summary": metrics.summary(R, progress.untrained) if len(R) else {},
+            "experiences_evaluated": len(progress.rows),
             "memory": {
                 "size": n,
                 "capacity": memory.capacity,
@@ -131,7 +141,7 @@ class Publisher(RunHooks):
     def say(self, status: str, error: str | None = None) -> None:
         """A view with only a status (before the first step, after the last)."""
         path = self.folder / VIEW
-        view = json.loads(path.read_text()) if path.exists() else {"rows": [], "position": 0}
+        view = json.loads(path.read_text()) if path.exists() else {"position": 0}
         view["status"] = status
         if error is not None:
             view["error"] = error

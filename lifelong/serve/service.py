@@ -99,7 +99,8 @@ class Service:
         self.log = IngestLog(self.run_dir)
         self.stop_event = threading.Event()  # the folder door stops with the service
         self.snapshot: Snapshot | None = None
-        self.view: dict = {"status": "waiting", "rows": [], "untrained": [], "position": 0}
+        self.view: dict = {"status": "waiting", "position": 0}
+        self.results: dict = {"rows": [], "untrained": [], "summary": {}}
         self.counters = Counters()
         self.error: str | None = None
         self.process: subprocess.Popen | None = None
@@ -119,7 +120,7 @@ class Service:
         error if it fails before (a folder made with another config, a busy folder, a
         damaged checkpoint)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        for name in (learner.VIEW, learner.WEIGHTS, learner.ERROR):
+        for name in (learner.VIEW, learner.WEIGHTS, learner.ERROR, learner.RESULTS):
             (self.folder / name).unlink(missing_ok=True)
         write_atomic(self.folder / learner.CONFIG, self.cfg.dumps())
         self.process = subprocess.Popen(
@@ -197,6 +198,12 @@ class Service:
             if loaded is not None:
                 self.view = loaded
                 self._note_rate(int(loaded.get("position") or 0))
+        results = self._changed(learner.RESULTS)
+        if results is not None:
+            try:
+                self.results = json.loads(results.read_text())
+            except (OSError, ValueError):
+                self._seen.pop(learner.RESULTS, None)  # retry at the next look
         weights = self._changed(learner.WEIGHTS)
         if weights is not None:
             try:
@@ -306,7 +313,8 @@ class Service:
 
     def caught_up(self) -> bool:
         """Everything acknowledged is learned and every logged experience end evaluated."""
-        return self.queue_depth() == 0 and len(self.view.get("rows") or []) >= self.log.experience
+        evaluated = self.view.get("experiences_evaluated") or 0
+        return self.queue_depth() == 0 and evaluated >= self.log.experience
 
     def queue_depth(self) -> int:
         """Examples acknowledged but not learned yet."""
@@ -323,8 +331,10 @@ class Service:
     def state(self) -> dict:
         """The run as of its last publication, plus the live counters."""
         view = dict(self.view)
-        R = metrics.matrix_from_rows(view.pop("rows", []))
-        view["matrix"] = R.tolist()
+        results = self.results
+        view["matrix"] = metrics.matrix_from_rows(results.get("rows", [])).tolist()
+        view["untrained"] = results.get("untrained", [])
+        view["summary"] = results.get("summary", {})
         view["received"] = self.log.received
         view["learned"] = self.learned
         view["queued_examples"] = self.queue_depth()
