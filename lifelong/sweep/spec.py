@@ -208,8 +208,7 @@ def _check(trial: Trial) -> None:
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
         return
-    unknown = sorted(set(trial.fixed) | set(trial.params))
-    unknown = [k for k in unknown if k not in RunConfig().to_dict()]
+    unknown = sorted((set(trial.fixed) | set(trial.params)) - set(RunConfig().to_dict()))
     if unknown:
         raise ConfigError(
             f"{where}: unknown RunConfig key(s) {unknown} (see `lifelong run --help`)"
