@@ -209,7 +209,7 @@ def query_router(service: Service, max_bytes: int) -> APIRouter:
             if snap is None:
                 raise HTTPException(503, "nothing learned yet: no weights to key an example")
             try:
-                x, _ = service._checked([body.x], [0], "search")
+                x, _ = service.check_arrays([body.x], [0], "search")
             except BadRequest as exc:
                 raise HTTPException(400, str(exc)) from None
             import torch

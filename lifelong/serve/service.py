@@ -232,7 +232,7 @@ class Service:
     def observe(self, x, y, task_id: int | None, key: str | None) -> Receipt:
         """Check a labelled batch and commit it to the ingest log (then it is acknowledged)."""
         self._refuse_if_failed()
-        xs, ys = self._checked(x, y, "batch")
+        xs, ys = self.check_arrays(x, y, "batch")
         if task_id is not None and (isinstance(task_id, bool) or task_id < 0):
             raise BadRequest(f"task_id must be an integer >= 0, got {task_id!r}")
         pending = self.queue_depth()
@@ -252,10 +252,12 @@ class Service:
             shape = self.log.input_shape or [0]
             xs, ys = np.zeros((0, *shape), np.float32), np.zeros(0, np.int64)
         else:
-            xs, ys = self._checked(x_test, y_test, "test set")
+            xs, ys = self.check_arrays(x_test, y_test, "test set")
         return self.log.end_experience(xs, ys, key)
 
-    def _checked(self, x, y, what: str) -> tuple[np.ndarray, np.ndarray]:
+    def check_arrays(self, x, y, what: str) -> tuple[np.ndarray, np.ndarray]:
+        """float32 examples of this run's shape, finite, and int64 labels of its classes;
+        ``BadRequest`` naming the first problem."""
         try:
             try:
                 x = np.asarray(x)
@@ -285,7 +287,7 @@ class Service:
         """Labels and probabilities from the published weights (adapted per example on its
         nearest memories with ``adapt``)."""
         started = time.perf_counter()
-        xs, _ = self._checked(x, np.zeros(len(x), np.int64), "predict")
+        xs, _ = self.check_arrays(x, np.zeros(len(x), np.int64), "predict")
         snap = self.snapshot
         if snap is None:
             raise LookupError("nothing learned yet: POST /v1/observe first")
