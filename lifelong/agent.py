@@ -93,6 +93,7 @@ class Agent:
         self.steps = 0
         self.grad_steps = 0
         self.examples = 0
+        self.online_correct = self.online_seen = 0  # incoming examples right before learning
         if self.fixed_keys:
             gen = torch.Generator().manual_seed(10_000 + cfg.seed)
             dim = math.prod(spec.input_shape)
@@ -149,19 +150,34 @@ class Agent:
             position = self.examples
         if not checked:
             self.check_data(x, y, experience, position)
+        # the online measure: the batch as the weights meet it, under the task's mask as
+        # known before this batch; from the first update's own forward where that is it
+        mask = self._task_mask(torch.full((1,), task_id)) if self._masked(task_id) else None
+        reuse = self.method.logits_before_update and not self._mode_matters
+        if not reuse:
+            self.online_correct += _correct(self._logits(x), y, mask)
+        self.online_seen += len(y)
         self._note_task(task_id, y)
         if not self.model.training:  # train() walks every module: not on every batch
             self.model.train()
         logits_in = None  # the incoming batch's logits, which memories keep (DER)
-        for _ in range(self.cfg.iters):
+        for i in range(self.cfg.iters):
             loss, logits_in = self.method.update(self._update_batch(x, y, task_id))
             self.grad_steps += 1
+            if i == 0 and reuse:
+                self.online_correct += _correct(logits_in, y, mask)
         self.memory.add(x, y, task_id, experience, position, logits_in)
         self.steps += 1
         self.examples += len(y)
         if self.cfg.rekey_every and self.steps % self.cfg.rekey_every == 0:
             self.rekey()
         return float(loss)
+
+    @property
+    def online_accuracy(self) -> float | None:
+        """Accuracy on incoming batches before learning them (the online, real-time
+        protocol's measure, and the one a task-free stream has), over all seen so far."""
+        return self.online_correct / self.online_seen if self.online_seen else None
 
     @property
     def rates(self):
@@ -342,6 +358,7 @@ class Agent:
             "numpy_rng": json.dumps(self.np_rng.bit_generator.state),
             "task_classes": self.task_classes.clone(),
             "counters": torch.tensor([self.steps, self.grad_steps, self.examples]),
+            "online": torch.tensor([self.online_correct, self.online_seen]),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -354,6 +371,8 @@ class Agent:
         self.np_rng.bit_generator.state = json.loads(state["numpy_rng"])
         self.task_classes = state["task_classes"].clone()
         self.steps, self.grad_steps, self.examples = (int(v) for v in state["counters"])
+        # checkpoints from before the online measure: it counts from the resume on
+        self.online_correct, self.online_seen = (int(v) for v in state.get("online", (0, 0)))
         self.memory.load_state_dict(state["memory"], self.store)
 
     def _check_state(self, state: dict) -> None:
@@ -378,6 +397,14 @@ class Agent:
             raise MemoryNotFound(
                 f"agent state's memories {absent[:10].tolist()} are not in the store"
             )
+
+
+@torch.no_grad()
+def _correct(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> int:
+    """How many of a batch these logits label right (within the task's classes, if masked)."""
+    if mask is not None:
+        logits = mask_to(logits, mask.expand(len(y), -1))
+    return int((logits.argmax(1) == y).sum())
 
 
 def _learner(cfg) -> LearnerConfig:

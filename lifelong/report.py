@@ -21,6 +21,7 @@ SUMMARY_ROWS = [
     ("forgetting_avalanche", "forgetting (Avalanche: just-trained - last)"),
     ("bwt_lopezpaz2017", "BWT (Lopez-Paz 2017; Avalanche's BWT)"),
     ("fwt_lopezpaz2017", "FWT (Lopez-Paz 2017, vs untrained)"),
+    ("online_accuracy", "online accuracy (each batch, before learning it)"),
     ("gradient_steps_per_example", "gradient steps per example"),
     ("samples_per_second", "training examples / s"),
 ]

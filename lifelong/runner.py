@@ -499,6 +499,8 @@ class Training:
             "accuracies": row,
             "loss": self._loss,
             "seconds": p.train_seconds,
+            "online_correct": agent.online_correct,  # cumulative: per experience by difference
+            "online_seen": agent.online_seen,
         }
         self.log.write(end)
         p.ends.append(end)
@@ -580,6 +582,7 @@ def _publish(cfg, run_dir, progress, agent, status: str) -> tuple[np.ndarray, di
             "examples": agent.examples,
             "gradient_steps": agent.grad_steps,
             "gradient_steps_per_example": agent.grad_steps / max(agent.examples, 1),
+            "online_accuracy": agent.online_accuracy,
             "train_seconds": seconds,
             "samples_per_second": agent.examples / seconds if seconds else None,
             "complete": progress.done,
@@ -628,6 +631,9 @@ def format_summary(result: RunResult) -> str:
         out.append(f"BWT (Lopez-Paz 2017)       {s['bwt_lopezpaz2017']:+.4f}")
         if s.get("fwt_lopezpaz2017") is not None:
             out.append(f"FWT (Lopez-Paz 2017)       {s['fwt_lopezpaz2017']:+.4f}")
+    if s.get("online_accuracy") is not None:
+        online = s["online_accuracy"]
+        out.append(f"online accuracy            {online:.4f} (each batch, before learning it)")
     out.append(f"gradient steps per example {s['gradient_steps_per_example']:.2f}")
     if s.get("samples_per_second"):
         out.append(

@@ -291,3 +291,25 @@ def test_observe_keyword_defaults_record_positions(two_exp):
     agent.flush_memory()
     positions = agent.store.fetch(agent.store.catalog.ids).positions
     assert sorted(positions.tolist()) == list(range(40))
+
+
+def test_online_accuracy_counts_each_batch_before_it_is_learned(two_exp):
+    agent = make_agent(two_exp, memory=100)
+    e = two_exp[0]
+    expected_correct, seen = 0, 0
+    for b in range(0, 200, BATCH):
+        x, y = e.x_train[b : b + BATCH], e.y_train[b : b + BATCH]
+        before = int((agent.predict(x) == y).sum())  # the weights this batch meets
+        agent.observe(x, y)
+        expected_correct, seen = expected_correct + before, seen + len(y)
+        assert (agent.online_correct, agent.online_seen) == (expected_correct, seen)
+    assert 0.3 < agent.online_accuracy < 1.0  # learns as it goes, yet met each batch unseen
+    # checkpoints carry the counts, so a resumed run's measure continues exactly
+    clone = make_agent(two_exp, memory=100)
+    clone.store = agent.store
+    state = agent.state_dict()
+    clone.load_state_dict(state)
+    assert (clone.online_correct, clone.online_seen) == (expected_correct, seen)
+    old = {k: v for k, v in state.items() if k != "online"}  # a checkpoint from before
+    clone.load_state_dict(old)
+    assert (clone.online_correct, clone.online_seen) == (0, 0)

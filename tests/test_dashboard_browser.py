@@ -78,6 +78,8 @@ def test_the_dashboard_draws_the_servers_numbers(tmp_path):
             assert counts == state["memory"]["by_class"] and sum(counts) == 50
             assert driver.find_element(By.ID, "learned").text == "400"
             assert driver.find_element(By.ID, "status").text == "learning"
+            online = driver.find_element(By.ID, "online").text
+            assert online == f"{state['online_accuracy']:.3f}" and 0.4 < float(online) < 1
             average = driver.find_element(By.ID, "average").text
             assert average == f"{state['summary']['average_accuracy']:.3f}"
             assert driver.find_element(By.ID, "throughput-line").get_attribute("points")

@@ -47,6 +47,9 @@ class Method:
     """
 
     Settings: ClassVar[type] = NoSettings
+    # True where ``update`` returns the incoming batch's logits at the weights it started
+    # from: the agent then reads its online accuracy from them instead of a forward pass
+    logits_before_update: ClassVar[bool] = False
 
     def __init__(self, model: nn.Module, settings: Any, scenario: str = "class") -> None:
         self.model = model

@@ -28,6 +28,7 @@ class ERSettings:
 
 class ER(Method):
     Settings = ERSettings
+    logits_before_update = True  # one forward of incoming + replay, then the step
 
     def update(self, batch: Update) -> tuple[torch.Tensor, torch.Tensor]:
         if self.settings.closed_form and hasattr(self.model, "forward_vjp"):

@@ -125,6 +125,7 @@ class Publisher(RunHooks):
             "position": progress.position,
             "steps": agent.steps,
             "gradient_steps": agent.grad_steps,
+            "online_accuracy": agent.online_accuracy,
             "experiences_evaluated": len(progress.rows),
             "memory": {
                 "size": n,

@@ -16,6 +16,7 @@ METRICS = (
     "average_accuracy",
     "forgetting_chaudhry2018",
     "bwt_lopezpaz2017",
+    "online_accuracy",
     "samples_per_second",
     "train_seconds",
 )

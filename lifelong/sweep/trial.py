@@ -68,13 +68,14 @@ def _run_ours(t: Trial, folder: Path) -> dict:
                 raise
             time.sleep(0.5)
     s = result.summary
-    return _outcome(
+    outcome = _outcome(
         result.matrix.tolist(),
         result.untrained,
         s["train_seconds"],
         s["samples_per_second"],
         s["gradient_steps_per_example"],
     )
+    return {**outcome, "online_accuracy": s["online_accuracy"]}
 
 
 def _run_avalanche(t: Trial) -> dict:

@@ -108,6 +108,7 @@ async function refresh() {
     document.getElementById("queued").textContent = run.queued_examples;
     document.getElementById("rate").textContent = run.examples_per_second === null ? "-" : Math.round(run.examples_per_second);
     document.getElementById("experiences").textContent = run.experiences_ended;
+    document.getElementById("online").textContent = fmt3(run.online_accuracy);
     const s = run.summary || {};
     document.getElementById("average").textContent = fmt3(s.average_accuracy);
     document.getElementById("forgetting").textContent = fmt3(s.forgetting_chaudhry2018);
