@@ -50,8 +50,9 @@ class RunResult:
 
 
 class _StopFlag:
-    """Ctrl-C / SIGTERM (or the caller's ``stop_event``, for a run on a thread of a server)
-    ask the loop to stop after the current step and checkpoint."""
+    """Ctrl-C / SIGTERM, or the caller's ``stop_event``, ask the loop to stop after the
+    current step and checkpoint; a signal sets the event too, so a live stream waiting for
+    data (the served learner's) hears it."""
 
     def __init__(self, event: threading.Event | None = None) -> None:
         self._requested = False
