@@ -248,3 +248,14 @@ def test_a_learner_that_cannot_start_is_an_error_of_start(tmp_path):
     with pytest.raises(ConfigError, match="different config"):
         other.start()
     other.shutdown()
+
+
+def test_a_learner_that_dies_is_reported_and_nothing_more_is_acknowledged(served):
+    service, client = served
+    assert client.get("/healthz").status_code == 200
+    service.process.kill()
+    wait_until(lambda: client.get("/healthz").status_code == 503, what="healthz to say so")
+    assert "exited with status -9" in client.get("/healthz").json()["detail"]
+    r = client.post("/v1/observe", json={"x": [[0.0] * 64], "y": [1]})
+    assert r.status_code == 503 and "the learner has stopped" in r.json()["detail"]
+    assert service.log.received == 0

@@ -88,6 +88,8 @@ def serve_command(args) -> int:
     cfg = config_from_args(args)
     cfg.stream, cfg.progress = "serve", False  # no bar: the dashboard and /v1/run show progress
     cfg.validate()
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be 0 (any free port) to 65535, got {args.port}")
     if args.max_queue <= 0 or args.publish_every <= 0 or args.max_body_mb <= 0:
         raise ConfigError("--max-queue, --publish-every and --max-body-mb must be positive")
     token = read_token(args.token_file, args.host)
@@ -120,11 +122,15 @@ def serve_command(args) -> int:
         signal.signal(sig, lambda *_: service.stop_event.set())
     try:
         server.run()  # until Ctrl-C / SIGTERM
+    except SystemExit:  # uvicorn could not start (it said why on the line above)
+        if server.started:
+            raise
+        raise ConfigError(f"cannot serve on {args.host}:{args.port}") from None
     finally:
         echo("stopping: finishing the current step and writing a checkpoint")
         service.shutdown()
     if service.error is not None:
-        raise service.error
+        raise ConfigError(f"the learner stopped: {service.error}")
     return 0
 
 

@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -36,6 +37,7 @@ from stores.files import write_atomic
 FOLDER = "serve"  # RUN/serve/: what the server and its learner pass each other
 CONFIG, VIEW, WEIGHTS, ERROR = "learner.toml", "view.json", "weights.pt", "learner.error"
 RESULTS = "results.json"  # the accuracy matrix and its metrics: rewritten at experience ends
+TRACEBACK = "learner.traceback"  # where a learner that stopped on an error says where
 VIEW_EVERY = 10  # steps between view.json rewrites (a few hundred bytes)
 
 
@@ -203,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         message = f"{type(exc).__name__}: {exc}"
         write_atomic(folder / ERROR, str(exc), durable=False)
+        write_atomic(folder / TRACEBACK, traceback.format_exc(), durable=False)
         publisher.say("failed", message)
         echo(f"stopped: {message}")
         return 2
