@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,21 +36,16 @@ class FolderLock:
         if self.run_dir.exists() and not self.run_dir.is_dir():
             raise ConfigError(f"--out {self.run_dir} is a file, not a folder")
         self.created = not self.run_dir.exists()
-        lock = self.run_dir / LOCK_NAME
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            fd = try_lock(lock)
-            holder = None if fd is not None else lock.read_text(errors="replace").strip()
+            fd, holder = take_lock(self.run_dir / LOCK_NAME)
         except OSError as exc:
             raise ConfigError(f"cannot use run folder {self.run_dir}: {exc.strerror}") from None
         if fd is None:
             raise RunFolderBusy(
                 f"run folder {self.run_dir} is in use by another lifelong process "
-                f"(pid {holder or 'unknown'}); wait for it to finish or stop it, or use "
-                "another --out"
+                f"(pid {holder}); wait for it to finish or stop it, or use another --out"
             )
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
         return self
 
@@ -61,6 +57,31 @@ class FolderLock:
         if self._fd is not None:
             release_lock(self._fd)
             self._fd = None
+
+
+def take_lock(lock: Path) -> tuple[int | None, str]:
+    """An exclusive flock on ``lock`` with this process's pid written in it: (descriptor,
+    ""), or (None, the holder's pid) while another process holds it."""
+    fd = try_lock(lock)
+    if fd is None:
+        return None, lock.read_text(errors="replace").strip() or "unknown"
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd, ""
+
+
+def when_free(work: Callable, patience: float, should_stop: Callable[[], bool] = bool):
+    """``work()``, tried again while it meets a busy run folder for up to ``patience``
+    seconds: a process killed a moment ago (a served learner, a sweep's worker) may not
+    have released its lock yet."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return work()
+        except RunFolderBusy:
+            if time.monotonic() >= deadline or should_stop():
+                raise
+            time.sleep(0.2)
 
 
 def read_events(path: Path) -> list[dict]:

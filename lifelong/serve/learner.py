@@ -28,7 +28,7 @@ import torch
 
 from lifelong import metrics
 from lifelong.config import RunConfig
-from lifelong.errors import RunFolderBusy
+from lifelong.run_folder import when_free
 from lifelong.runner import RunHooks, run
 from lifelong.serve.ingest_log import IngestLog
 from lifelong.serve.log_stream import LogStream
@@ -158,19 +158,6 @@ def _die_with_parent() -> None:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _run_when_free(cfg, run_dir: Path, stream, publisher, stop, echo, patience: float = 15.0):
-    """``run``, waiting a little while the folder is busy: the learner of a server killed a
-    moment ago may still be dying (its death signal is asynchronous)."""
-    deadline = time.monotonic() + patience
-    while True:
-        try:
-            return run(cfg, run_dir, live=stream, hooks=publisher, stop_event=stop, echo=echo)
-        except RunFolderBusy:
-            if time.monotonic() >= deadline or stop.is_set():
-                raise
-            time.sleep(0.2)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="the learner of a served run (started by serve)")
     ap.add_argument("run_dir")
@@ -198,7 +185,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"learner: {message}", file=sys.stderr, flush=True)
 
     try:
-        _run_when_free(cfg, run_dir, stream, publisher, stop, echo)
+        when_free(
+            lambda: run(cfg, run_dir, live=stream, hooks=publisher, stop_event=stop, echo=echo),
+            patience=15.0,  # the learner of a server killed a moment ago may still be dying
+            should_stop=stop.is_set,
+        )
     except Exception as exc:
         if stop.is_set() and log.first_of(0) is None:  # stopped before anything arrived
             publisher.say("stopped")

@@ -28,11 +28,12 @@ import torch
 from lifelong import metrics
 from lifelong.config import ConfigError, RunConfig
 from lifelong.errors import RunFolderBusy
+from lifelong.run_folder import take_lock
 from lifelong.serve import learner
 from lifelong.serve.ingest_log import IngestLog, Receipt
 from lifelong.serve.published import Snapshot
 from stores.files import write_atomic
-from stores.folder import release_lock, try_lock
+from stores.folder import release_lock
 from streams import StreamError
 from streams.validate import as_features, as_labels, check_pair
 
@@ -42,16 +43,12 @@ def _serve_lock(folder: Path) -> int:
     if folder.parent.exists() and not folder.parent.is_dir():
         raise ConfigError(f"--out {folder.parent} is a file, not a folder")
     folder.mkdir(parents=True, exist_ok=True)
-    lock = folder / "server.lock"
-    fd = try_lock(lock)
+    fd, holder = take_lock(folder / "server.lock")
     if fd is None:
-        holder = lock.read_text(errors="replace").strip() or "unknown"
         raise RunFolderBusy(
             f"run folder {folder.parent} is served by another lifelong serve (pid {holder}); "
             "stop it first, or use another --out"
         )
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
     return fd
 
 

@@ -54,19 +54,12 @@ def run_trial(trial: dict, sweep_dir: str) -> dict:
 def _run_ours(t: Trial, folder: Path) -> dict:
     import torch
 
-    from lifelong.errors import RunFolderBusy
+    from lifelong.run_folder import when_free
     from lifelong.runner import run
 
     torch.set_num_threads(1)
-    deadline = time.monotonic() + 60
-    while True:  # a worker of a driver killed a moment ago may still hold the folder
-        try:
-            result = run(t.run_config(), folder / "run", echo=lambda m: None)
-            break
-        except RunFolderBusy:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+    # a worker of a driver killed a moment ago may still hold the folder
+    result = when_free(lambda: run(t.run_config(), folder / "run", echo=lambda m: None), 60.0)
     s = result.summary
     outcome = _outcome(
         result.matrix.tolist(),
