@@ -94,7 +94,6 @@ class IngestLog:
         event.listen(self.engine, "connect", _pragmas)
         _meta.create_all(self.engine)
         self._lock = threading.Lock()
-        self.arrived = threading.Condition()  # notified after every append
         with self.engine.connect() as c:
             self.input_shape = _json(c, "input_shape")
             last = c.execute(select(records).order_by(records.c.seq.desc()).limit(1)).first()
@@ -166,8 +165,6 @@ class IngestLog:
             self.experience, self.open_batches, self.open_task = self.experience + 1, 0, None
         elif batches:
             self.open_batches, self.open_task = self.open_batches + len(batches), task_id
-        with self.arrived:
-            self.arrived.notify_all()
         return out
 
     def end_experience(self, x_test: np.ndarray, y_test: np.ndarray, key: str | None) -> Receipt:
@@ -205,10 +202,7 @@ class IngestLog:
                 .order_by(records.c.seq)
                 .limit(limit)
             ).all()
-        return [
-            Record(r.seq, r.kind, r.experience, r.task_id, r.position, _array(r.x), _array(r.y))
-            for r in rows
-        ]
+        return [_record(r) for r in rows]
 
     def first_of(self, experience: int) -> int | None:
         """The seq just before experience ``experience``'s first record, None if none yet."""
@@ -222,17 +216,15 @@ class IngestLog:
         """The end records (test sets) of experiences before ``experience``."""
         with self.engine.connect() as c:
             rows = c.execute(
-                select(records.c.seq)
+                select(records)
                 .where((records.c.kind == "end") & (records.c.experience < experience))
                 .order_by(records.c.seq)
             ).all()
-        return [self.read(r.seq - 1, 1)[0] for r in rows]
+        return [_record(r) for r in rows]
 
-    def wait(self, after_seq: int, timeout: float) -> None:
-        """Until a record past ``after_seq`` is committed (or ``timeout``)."""
-        with self.arrived:
-            if self.last_seq <= after_seq:
-                self.arrived.wait(timeout)
+
+def _record(r) -> Record:
+    return Record(r.seq, r.kind, r.experience, r.task_id, r.position, _array(r.x), _array(r.y))
 
 
 def _insert(c, seq, kind, experience, task_id, position, x, y, key) -> None:

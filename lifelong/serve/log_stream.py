@@ -8,6 +8,7 @@ set joins the accuracy matrix. Batches are learned in log order, each split into
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
 import torch
@@ -33,7 +34,6 @@ class LogStream:
         self.ledger = None  # the log itself is the ledger: append-only, in the run folder
         self.taken_here = 0  # experiences ended in this process
         self.tests: list[Experience] = []  # test sets of the ended experiences
-        self.learned_seq = 0  # the last record learned (or skipped on a resume)
         # called when the run first asks for data: its folder checks have passed
         self._on_first_get: Callable[[], None] | None = on_first_get
         self.on_idle = on_idle  # called before each wait for data: everything logged is learned
@@ -49,15 +49,11 @@ class LogStream:
             self._on_first_get = None
         if len(self.tests) < i:
             self.tests = [_test_set(r) for r in self.log.ends_before(i)]
-        while True:
-            seen = self.log.last_seq
-            before = self.log.first_of(i)
-            if before is not None:
-                break
+        while (before := self.log.first_of(i)) is None:
             if self.should_stop():
                 return None
             self.on_idle()
-            self.log.wait(seen, self.poll)
+            time.sleep(self.poll)  # the server appends from another process: look again
         first = self.log.read(before, 1)[0]
         x, y = torch.from_numpy(first.x), torch.from_numpy(first.y)
         return Experience(i, x, y, x[:0], y[:0], first.task_id, ())
@@ -72,13 +68,12 @@ class LogStream:
                 if self.should_stop():
                     return
                 self.on_idle()
-                self.log.wait(after, self.poll)
+                time.sleep(self.poll)
                 continue
             for r in found:
                 after = r.seq
                 if r.kind == "end":
                     self.tests.append(_test_set(r))
-                    self.learned_seq = r.seq
                     self.taken_here += 1
                     return
                 x, y = torch.from_numpy(r.x), torch.from_numpy(r.y)
@@ -86,7 +81,6 @@ class LogStream:
                     if b >= start:
                         yield b, x[k : k + size], y[k : k + size]
                     b += 1
-                self.learned_seq = r.seq
 
     def known(self) -> list[Experience]:
         return list(self.tests)
