@@ -161,11 +161,11 @@ class _Source:
     ) -> None:
         self.cfg = cfg
         if live is not None:
-            self.folder = live
+            self.live = live
             self.total = None
             self.fingerprint = None
         elif cfg.follow:
-            self.folder = FolderStream(
+            self.live = FolderStream(
                 cfg.follow,
                 cfg.n_classes,
                 should_stop=lambda: stop.requested,
@@ -175,7 +175,7 @@ class _Source:
             self.total = None
             self.fingerprint = None  # files arrive over time: the ledger identifies them
         else:
-            self.folder = None
+            self.live = None
             if stream is None:
                 stream = get_stream(cfg.stream, experiences=cfg.experiences or None, seed=cfg.seed)
             self.experiences = list(stream)
@@ -191,27 +191,27 @@ class _Source:
     def start(self, progress: dict | None) -> None:
         """Follow mode: adopt the checkpoint's ledger of files taken, then wait for the first
         file (its shape sets the model's input)."""
-        if self.folder is None:
+        if self.live is None:
             return
         if progress is not None:
-            self.folder.resume_from(progress)
-        first = self.folder.get(0)
+            self.live.resume_from(progress)
+        first = self.live.get(0)
         if first is None:
-            raise ConfigError(f"nothing arrived to learn from {self.folder.name}")
+            raise ConfigError(f"nothing arrived to learn from {self.live.name}")
         self.spec = StreamSpec(tuple(first.x_train.shape[1:]), self.cfg.n_classes, False)
 
     @property
     def ledger(self) -> list[dict] | None:
-        ledger = self.folder.ledger if self.folder is not None else None
+        ledger = self.live.ledger if self.live is not None else None
         return list(ledger) if ledger is not None else None
 
     def get(self, i: int) -> Experience | None:
-        if self.folder is not None:
-            return self.folder.get(i)
+        if self.live is not None:
+            return self.live.get(i)
         return self.experiences[i] if i < len(self.experiences) else None
 
     def test_sets(self) -> list[Experience]:
-        return self.folder.known() if self.folder is not None else self.experiences
+        return self.live.known() if self.live is not None else self.experiences
 
 
 def evaluate(agent: Agent, tests: list[Experience]) -> list[float]:
@@ -400,7 +400,7 @@ class Training:
                 if self._learn(exp):
                     return True
                 self._end_experience(p.experience)
-            if self.source.folder is None:
+            if self.source.live is None:
                 p.done = True
                 self._save()
                 self.writer.wait()  # on disk before the run returns
@@ -408,7 +408,7 @@ class Training:
                 self._stopped("stopped")
                 return True
             else:
-                self._stopped(f"stopped after {self.source.folder.taken_here} new file(s)")
+                self._stopped(f"stopped after {self.source.live.taken_here} new file(s)")
         except BaseException:
             with contextlib.suppress(Exception):  # the error in hand is the one to report
                 self.writer.wait()
@@ -450,7 +450,7 @@ class Training:
         """(b, x, y) from batch ``progress.batch`` on: a live stream's in arrival order, a
         whole experience's checked once (0.1 ms against 1.5 a batch) and, unless ``shuffle``
         is off, in a seeded random order."""
-        live, cfg, i = self.source.folder, self.cfg, self.progress.experience
+        live, cfg, i = self.source.live, self.cfg, self.progress.experience
         if live is not None and hasattr(live, "batches"):
             yield from self._untimed_iter(live.batches(exp, self.progress.batch, cfg.batch_size))
             return
