@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from lifelong import compute
 from lifelong.adaptation import adapted_logits
 from lifelong.errors import BadBatchError
 from lifelong.learner_config import LearnerConfig
@@ -94,6 +95,10 @@ class Agent:
         self.grad_steps = 0
         self.examples = 0
         self.online_correct = self.online_seen = 0  # incoming examples right before learning
+        # compute spent: examples passed forward and back by updates, and forward only
+        # (keys, memories' logits, the online measure where no update's forward serves)
+        self.trained_rows = self.forward_rows = 0
+        self._forward_flops: int | None = None  # one example's forward pass, measured once
         if self.fixed_keys:
             gen = torch.Generator().manual_seed(10_000 + cfg.seed)
             dim = math.prod(spec.input_shape)
@@ -162,8 +167,10 @@ class Agent:
             self.model.train()
         logits_in = None  # the incoming batch's logits, which memories keep (DER)
         for i in range(self.cfg.iters):
-            loss, logits_in = self.method.update(self._update_batch(x, y, task_id))
+            batch = self._update_batch(x, y, task_id)
+            loss, logits_in = self.method.update(batch)
             self.grad_steps += 1
+            self.trained_rows += self.method.rows(batch)
             if i == 0 and reuse:
                 self.online_correct += _correct(logits_in, y, mask)
         self.memory.add(x, y, task_id, experience, position, logits_in)
@@ -178,6 +185,15 @@ class Agent:
         """Accuracy on incoming batches before learning them (the online, real-time
         protocol's measure, and the one a task-free stream has), over all seen so far."""
         return self.online_correct / self.online_seen if self.online_seen else None
+
+    @property
+    def flops_per_example(self) -> float:
+        """Training FLOPs spent per incoming example so far (see ``lifelong.compute``)."""
+        if self._forward_flops is None:
+            self._forward_flops = compute.forward_flops(self.model, self.spec.input_shape)
+        return compute.flops_per_example(
+            self.trained_rows, self.forward_rows, self._forward_flops, self.examples
+        )
 
     @property
     def rates(self):
@@ -205,12 +221,14 @@ class Agent:
         """Memory keys: the network's embedding, or a fixed random projection of the input."""
         if self.fixed_keys:
             return (x.reshape(len(x), -1) @ self.projection).numpy()
+        self.forward_rows += len(x)
         with self._eval_mode():
             return self.model.embed(x).numpy()
 
     @torch.no_grad()
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of memories (targets, losses), in eval mode like their keys."""
+        self.forward_rows += len(x)
         with self._eval_mode():
             return self.model(x)
 
@@ -219,6 +237,7 @@ class Agent:
         """Both from one forward pass in eval mode (keys of fixed projection aside)."""
         if self.fixed_keys:
             return torch.from_numpy(self.keys(x)), self._logits(x)
+        self.forward_rows += len(x)
         with self._eval_mode():
             embeddings = self.model.embed(x)
             return embeddings, self.model.head(embeddings)
@@ -359,6 +378,7 @@ class Agent:
             "task_classes": self.task_classes.clone(),
             "counters": torch.tensor([self.steps, self.grad_steps, self.examples]),
             "online": torch.tensor([self.online_correct, self.online_seen]),
+            "compute": torch.tensor([self.trained_rows, self.forward_rows]),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -373,6 +393,7 @@ class Agent:
         self.steps, self.grad_steps, self.examples = (int(v) for v in state["counters"])
         # checkpoints from before the online measure: it counts from the resume on
         self.online_correct, self.online_seen = (int(v) for v in state.get("online", (0, 0)))
+        self.trained_rows, self.forward_rows = (int(v) for v in state.get("compute", (0, 0)))
         self.memory.load_state_dict(state["memory"], self.store)
 
     def _check_state(self, state: dict) -> None:

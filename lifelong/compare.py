@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lifelong import metrics
+from lifelong import compute, metrics
 from lifelong.config import ConfigError, RunConfig
 from lifelong.models import build_model
 
@@ -42,6 +42,38 @@ OURS = {
     "ours-controller-1x": {"controller": True, "iters": 1, "replay_batch": 10},
 }
 METHODS = (*OURS, *BASELINES)
+BUDGET_PREFIX = "ours@"  # ours@0.5: the default agent at 0.5 gradient steps per example
+
+
+def ours_overrides(name: str, batch_size: int) -> dict:
+    """The RunConfig keys a named variant of our agent sets: one of ``OURS``, or
+    ``ours@S``, the default agent with S x batch updates per incoming batch (S gradient
+    steps per example). ValueError naming the problem otherwise."""
+    if name in OURS:
+        return OURS[name]
+    budget = name.removeprefix(BUDGET_PREFIX)
+    try:
+        steps = float(budget)
+    except ValueError:
+        raise ValueError(f"{name!r}: {budget!r} is not a number of steps per example") from None
+    iters = round(steps * batch_size)
+    if iters < 1 or abs(iters - steps * batch_size) > 1e-9:
+        raise ValueError(
+            f"{name!r}: {steps} steps per example is not a whole number of updates per "
+            f"batch of {batch_size} (use a multiple of {1 / batch_size:g})"
+        )
+    return {"iters": iters}
+
+
+def is_ours(name: str) -> bool:
+    return name in OURS or name.startswith(BUDGET_PREFIX)
+
+
+def _order(name: str) -> tuple:
+    """Table order: ours as configured, ours at each budget (ascending), the baselines."""
+    if name.startswith(BUDGET_PREFIX):
+        return (len(OURS) - 0.5, float(name.removeprefix(BUDGET_PREFIX)))
+    return (METHODS.index(name) if name in METHODS else len(METHODS), 0.0)
 
 
 def strategy_settings(name: str, n_exp: int, memory: int, batch: int, cfg: RunConfig) -> dict:
@@ -117,10 +149,63 @@ def _strategy(name: str, model, n_exp: int, memory: int, batch: int, cfg: RunCon
     return classes[name](**shared, **{**settings, **options})
 
 
+_CURRENT_TASK = object()  # a multi-head model called without task labels (see baseline_model)
+
+
+def baseline_model(stream, hidden: int) -> torch.nn.Module:
+    """The network an Avalanche strategy trains: our MLP, and on a task-incremental stream
+    the same body under Avalanche's multi-head classifier (a head per task, grown as tasks
+    arrive, each masked to its task's classes), the like-for-like of our agent's task masks.
+    One shared head would make them tell apart classes that are never asked of them."""
+    mlp = build_model("mlp", stream.input_shape, stream.n_classes, hidden)
+    if not stream.task_aware:
+        return mlp
+    from avalanche.models import MultiHeadClassifier, MultiTaskModule
+
+    class MultiHeadMLP(MultiTaskModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.features = mlp.features
+            # every head as wide as the label space, so a replay batch of mixed tasks stacks
+            self.classifier = MultiHeadClassifier(hidden, initial_out_features=stream.n_classes)
+            self.max_class_label = stream.n_classes  # the width a mixed batch's output takes
+            self.current_task = 0
+
+        def adaptation(self, experience) -> None:
+            super().adaptation(experience)
+            self.current_task = int(experience.task_label)
+
+        def forward(self, x: torch.Tensor, task_labels=_CURRENT_TASK) -> torch.Tensor:
+            # Avalanche's DER computes its buffer's logits with model(x), with no task
+            # labels, on the experience being trained: that experience's head answers them.
+            # None keeps Avalanche's meaning (every head's output, which LwF asks for).
+            if task_labels is _CURRENT_TASK:
+                task_labels = self.current_task
+            return super().forward(x, task_labels)
+
+        def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
+            return self.classifier(self.features(x), task_label)
+
+    return MultiHeadMLP()
+
+
 @torch.no_grad()
 def _accuracies(model, experiences) -> list[float]:
+    """Accuracy on each test set; a multi-head model answers with the task's head, and a task
+    it has no head for yet has no answer (NaN)."""
+    from avalanche.models import MultiTaskModule
+
     model.eval()
-    out = [float((model(e.x_test).argmax(1) == e.y_test).float().mean()) for e in experiences]
+    out = []
+    for e in experiences:
+        if isinstance(model, MultiTaskModule):
+            if str(e.task_id) not in model.classifier.classifiers:
+                out.append(float("nan"))
+                continue
+            logits = model(e.x_test, int(e.task_id))
+        else:
+            logits = model(e.x_test)
+        out.append(float((logits.argmax(1) == e.y_test).float().mean()))
     model.train()
     return out
 
@@ -146,17 +231,20 @@ def run_baseline(
     with warnings.catch_warnings(record=True):
         bench = streams.to_avalanche(stream)
         torch.manual_seed(seed)
-        model = build_model("mlp", stream.input_shape, stream.n_classes, cfg.hidden)
+        model = baseline_model(stream, cfg.hidden)
         strategy = _strategy(
             name, model, len(experiences), memory, cfg.batch_size, cfg, options or {}
         )
         rows, untrained, seconds = [], _accuracies(model, experiences), 0.0
-        for exp in bench.train_stream:
-            t = time.perf_counter()
-            strategy.train(exp)
-            seconds += time.perf_counter() - t
-            rows.append(_accuracies(strategy.model, experiences))
+        with compute.AvalancheMeter(model) as meter:
+            for exp in bench.train_stream:
+                t = time.perf_counter()
+                with meter.metering():
+                    strategy.train(exp)
+                seconds += time.perf_counter() - t
+                rows.append(_accuracies(strategy.model, experiences))
     n = sum(e.n_train for e in experiences)
+    flops = compute.forward_flops(model, stream.input_shape)
     return {
         "method": name,
         "seed": seed,
@@ -164,6 +252,10 @@ def run_baseline(
         "untrained": untrained,
         "seconds": seconds,
         "samples_per_second": n / seconds,
+        "gradient_steps_per_example": meter.steps / n,
+        "flops_per_example": compute.flops_per_example(
+            meter.trained_rows, meter.forward_rows, flops, n
+        ),
     }
 
 
@@ -173,7 +265,8 @@ def run_ours(
     from lifelong.runner import run
 
     torch.set_num_threads(1)
-    c = replace(cfg, stream=stream_name, seed=seed, memory=memory, progress=False, **OURS[name])
+    overrides = ours_overrides(name, cfg.batch_size)
+    c = replace(cfg, stream=stream_name, seed=seed, memory=memory, progress=False, **overrides)
     run_dir = out / f"{name}-seed{seed}"
     # a folder left by an earlier compare would be resumed (or, finished, reported again with
     # its old timings): a comparison measures a run from its start
@@ -187,13 +280,14 @@ def run_ours(
         "seconds": res.summary["train_seconds"],
         "samples_per_second": res.summary["samples_per_second"],
         "gradient_steps_per_example": res.summary["gradient_steps_per_example"],
+        "flops_per_example": res.summary["flops_per_example"],
         "online_accuracy": res.summary["online_accuracy"],
     }
 
 
 def _one(job: tuple) -> dict:
     name, stream_name, seed, memory, cfg, out = job
-    if name in OURS:
+    if is_ours(name):
         return run_ours(name, stream_name, seed, memory, cfg, out)
     return run_baseline(name, stream_name, seed, memory, cfg)
 
@@ -212,9 +306,12 @@ def compare(
     """Run every (method, seed); write results.json/.csv, table.md and comparison.png.
     One job and no Ray ``address``: here, one run after another; otherwise as Ray tasks
     (``jobs`` at a time) on the sweep's pool."""
-    unknown = sorted(set(methods) - set(METHODS))
+    unknown = sorted(m for m in set(methods) - set(METHODS) if not m.startswith(BUDGET_PREFIX))
     if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; known: {list(METHODS)}")
+        raise ValueError(f"unknown method(s) {unknown}; known: {list(METHODS)} and ours@S")
+    for m in methods:
+        if is_ours(m):
+            ours_overrides(m, cfg.batch_size)  # a budget that is no whole number of updates
     out.mkdir(parents=True, exist_ok=True)
     todo = [(m, stream_name, s, memory, cfg, out) for s in seeds for m in methods]
     results = []
@@ -229,7 +326,9 @@ def compare(
         finished[i] = r
         bar.update()
     bar.close()
-    results = [finished[i] for i in range(len(todo))]
+    results = sorted(
+        (finished[i] for i in range(len(todo))), key=lambda r: (_order(r["method"]), r["seed"])
+    )
     for r in results:
         R = np.array(r["matrix"], float)
         r.update(metrics.summary(R, r["untrained"]))
@@ -256,9 +355,7 @@ def _merged_with_earlier(results: list[dict], stream_name: str, memory: int, out
         )
     redone = {(r["method"], r["seed"]) for r in results}
     kept = [r for r in earlier.get("runs", []) if (r["method"], r["seed"]) not in redone]
-    order = {m: i for i, m in enumerate(METHODS)}
-    merged = kept + results
-    return sorted(merged, key=lambda r: (order.get(r["method"], len(order)), r["seed"]))
+    return sorted(kept + results, key=lambda r: (_order(r["method"]), r["seed"]))
 
 
 def aggregate(results: list[dict]) -> list[dict]:
@@ -269,16 +366,16 @@ def aggregate(results: list[dict]) -> list[dict]:
         "bwt_lopezpaz2017",
         "seconds",
         "samples_per_second",
+        "gradient_steps_per_example",
+        "flops_per_example",
     )
     rows = []
     for m in dict.fromkeys(r["method"] for r in results):
         rs = [r for r in results if r["method"] == m]
         row = {"method": m, "seeds": len(rs)}
         for k in keys:
-            v = np.array([r[k] for r in rs], float)
+            v = np.array([r.get(k) for r in rs], float)  # results from before: no FLOPs
             row[k], row[k + "_std"] = float(v.mean()), float(v.std())
-        steps = [r.get("gradient_steps_per_example") for r in rs]
-        row["gradient_steps_per_example"] = steps[0]
         online = np.array([r.get("online_accuracy") for r in rs], float)  # ours only
         known = online[~np.isnan(online)]
         row["online_accuracy"] = float(known.mean()) if len(known) else None
@@ -289,9 +386,9 @@ def aggregate(results: list[dict]) -> list[dict]:
 
 def markdown_table(rows: list[dict]) -> str:
     lines = [
-        "| method | avg accuracy | forgetting (Chaudhry) | BWT | online accuracy | train s "
-        "| samples/s |",
-        "|---|---|---|---|---|---|---|",
+        "| method | avg accuracy | forgetting (Chaudhry) | BWT | online accuracy | steps/ex "
+        "| MFLOPs/ex | train s | samples/s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
 
@@ -303,7 +400,8 @@ def markdown_table(rows: list[dict]) -> str:
         lines.append(
             f"| {r['method']} | {ms('average_accuracy', '.3f')} | "
             f"{ms('forgetting_chaudhry2018', '.3f')} | {ms('bwt_lopezpaz2017', '+.3f')} "
-            f"| {ms('online_accuracy', '.3f')} "
+            f"| {ms('online_accuracy', '.3f')} | {r['gradient_steps_per_example']:.2f} "
+            f"| {r['flops_per_example'] / 1e6:.1f} "
             f"| {r['seconds']:.1f} | {r['samples_per_second']:.0f} |"
         )
     return "\n".join(lines)
@@ -335,6 +433,8 @@ def write_outputs(results: list[dict], stream_name: str, memory: int, out: Path)
         "forgetting_chaudhry2018",
         "bwt_lopezpaz2017",
         "online_accuracy",
+        "gradient_steps_per_example",
+        "flops_per_example",
         "seconds",
         "samples_per_second",
     ]
@@ -373,6 +473,9 @@ def write_outputs(results: list[dict], stream_name: str, memory: int, out: Path)
     fig.tight_layout()
     fig.savefig(out / "comparison.png")
     plt.close(fig)
+    compute.plot_accuracy_against_compute(
+        rows, f"{stream_name}, memory {memory}", out / "compute.png"
+    )
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -51,8 +51,15 @@ def add_parser(sub, formatter) -> None:
         default="all",
         help="comma-separated, from: ours (the default agent), ours-controller (with the "
         "La-MAML controller), ours-1x and ours-controller-1x (one update per batch, replay "
-        "10: Avalanche's compute), naive, replay, er-ace, der++, lamaml, mer, a-gem, gdumb, "
-        "ewc, lwf, cumulative; default all",
+        "10: Avalanche's compute), ours@S (the default agent at S gradient steps per "
+        "example), naive, replay, er-ace, der++, lamaml, mer, a-gem, gdumb, ewc, lwf, "
+        "cumulative; default all",
+    )
+    c.add_argument(
+        "--compute",
+        default="",
+        help="also run ours at these gradient steps per example (e.g. 0.1,0.2,0.5,1.0): "
+        "rows ours@S, and compute.png plots every method's accuracy against steps and FLOPs",
     )
     c.add_argument(
         "--jobs",
@@ -154,6 +161,7 @@ def compare_command(args) -> int:
     cfg = RunConfig.load(args.config) if args.config else RunConfig()
     cfg.experiences, cfg.progress = args.experiences, args.progress
     methods = list(compare.METHODS) if args.methods == "all" else args.methods.split(",")
+    methods += [f"{compare.BUDGET_PREFIX}{b.strip()}" for b in args.compute.split(",") if b]
     out = Path(args.out or f"runs/compare-{args.stream}")
     results = compare.compare(
         args.stream,
@@ -170,5 +178,5 @@ def compare_command(args) -> int:
     note = compare.ratio_note(results)
     if note:
         print(note)
-    print(f"results in {out} (results.json, results.csv, table.md, comparison.png)")
+    print(f"results in {out} (results.json, results.csv, table.md, comparison.png, compute.png)")
     return 0

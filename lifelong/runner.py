@@ -583,6 +583,7 @@ def _publish(cfg, run_dir, progress, agent, status: str) -> tuple[np.ndarray, di
             "examples": agent.examples,
             "gradient_steps": agent.grad_steps,
             "gradient_steps_per_example": agent.grad_steps / max(agent.examples, 1),
+            "flops_per_example": agent.flops_per_example,
             "online_accuracy": agent.online_accuracy,
             "train_seconds": seconds,
             "samples_per_second": agent.examples / seconds if seconds else None,
@@ -636,6 +637,8 @@ def format_summary(result: RunResult) -> str:
         online = s["online_accuracy"]
         out.append(f"online accuracy            {online:.4f} (each batch, before learning it)")
     out.append(f"gradient steps per example {s['gradient_steps_per_example']:.2f}")
+    if s.get("flops_per_example") is not None:
+        out.append(f"training FLOPs per example {s['flops_per_example'] / 1e6:.1f} M")
     if s.get("samples_per_second"):
         out.append(
             f"training throughput        {s['samples_per_second']:.0f} examples/s "

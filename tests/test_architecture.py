@@ -14,6 +14,7 @@ LEARNER = {
     "lifelong.backbones",
     "lifelong.replay_memory",
     "lifelong.adaptation",
+    "lifelong.compute",
     "lifelong.learner_config",
     "lifelong.user_code",
 }

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import streams
 from lifelong.cli import main
 from lifelong.config import RunConfig
 from lifelong.runner import run
@@ -156,3 +157,74 @@ def test_compare_two_strategies_on_two_experiences(tmp_path, capsys):
     capsys.readouterr()
     assert main([*args, "--methods", "ours", "--memory", "30", "--out", str(out)]) == 2
     assert "not split-digits at 30" in capsys.readouterr().err
+
+
+def test_forward_flops_of_the_mlp_are_its_products():
+    from lifelong.compute import forward_flops
+    from lifelong.models import build_model
+
+    mlp = build_model("mlp", (1, 28, 28), 10, 100)
+    assert forward_flops(mlp, (1, 28, 28)) == 2 * (784 * 100 + 100 * 100 + 100 * 10)
+
+
+def test_a_budget_names_whole_updates_per_batch():
+    from lifelong.compare import ours_overrides
+
+    assert ours_overrides("ours@0.2", 10) == {"iters": 2}
+    assert ours_overrides("ours@1.0", 10) == {"iters": 10}
+    assert ours_overrides("ours-1x", 10) == {"iters": 1, "replay_batch": 10}
+    with pytest.raises(ValueError, match="not a whole number of updates"):
+        ours_overrides("ours@0.15", 10)
+    with pytest.raises(ValueError, match="not a number of steps"):
+        ours_overrides("ours@fast", 10)
+
+
+def test_compare_counts_compute_the_same_way_for_everyone(tmp_path, capsys):
+    """ours at two budgets and Avalanche's Replay: steps and FLOPs per example, counted for
+    ours by the agent and for Replay by hooks on its model and optimizer, agree with what
+    each does (Replay: one step per batch of 10 over 10 incoming + 10 replayed rows)."""
+    import math
+
+    from lifelong.compute import BACKWARD_FACTOR, forward_flops
+    from lifelong.models import build_model
+
+    out = tmp_path / "cmp"
+    args = ["compare", "--stream", "split-digits", "--experiences", "2", "--memory", "100"]
+    assert main([*args, "--methods", "replay", "--compute", "0.1,0.2", "--out", str(out)]) == 0
+    assert "steps/ex | MFLOPs/ex" in capsys.readouterr().out
+    runs = {r["method"]: r for r in json.loads((out / "results.json").read_text())["runs"]}
+    assert list(runs) == ["ours@0.1", "ours@0.2", "replay"]  # ours first, by budget
+    stream = streams.get_stream("split-digits", experiences=2)
+    sizes = [e.n_train for e in stream]
+    n, batches = sum(sizes), sum(math.ceil(s / 10) for s in sizes)
+    steps = {m: r["gradient_steps_per_example"] for m, r in runs.items()}  # 6 decimals
+    assert steps["replay"] == pytest.approx(batches / n, rel=1e-4)
+    assert steps["ours@0.1"] == pytest.approx(batches / n, rel=1e-4)
+    assert steps["ours@0.2"] == pytest.approx(2 * batches / n, rel=1e-4)
+    f = forward_flops(build_model("mlp", stream.input_shape, 10, 100), stream.input_shape)
+    # Replay trains each incoming row once and 10 replayed rows per step after the first
+    # experience (its buffer fills at the experience's end); forward-only rows: none
+    replay_rows = n + 10 * math.ceil(sizes[1] / 10)
+    assert runs["replay"]["flops_per_example"] == pytest.approx(
+        BACKWARD_FACTOR * replay_rows * f / n, rel=0.02
+    )
+    assert runs["ours@0.2"]["flops_per_example"] > 1.8 * runs["ours@0.1"]["flops_per_example"]
+    assert (out / "compute.png").stat().st_size > 10_000
+
+
+def test_avalanche_gets_a_head_per_task_on_task_incremental_streams():
+    """Like for like with our task masks: on split-task, Avalanche's strategies train
+    Avalanche's multi-head classifier; a task without a head yet has no accuracy (NaN)."""
+    from avalanche.models import MultiTaskModule
+
+    from lifelong.compare import baseline_model, run_baseline
+
+    stream = streams.get_stream("split-task-digits", experiences=3)
+    assert isinstance(baseline_model(stream, 100), MultiTaskModule)
+    assert not isinstance(baseline_model(streams.get_stream("split-digits"), 100), MultiTaskModule)
+    cfg = RunConfig(experiences=3)
+    for name in ("der++", "lwf"):  # DER asks for logits without task labels, LwF for all heads
+        r = run_baseline(name, "split-task-digits", 0, 100, cfg)
+        R = np.array(r["matrix"])
+        assert np.isnan(R[0, 1:]).all() and np.isnan(R[1, 2])  # no head yet for later tasks
+        assert np.isfinite(R[-1]).all() and R[-1].mean() > 0.8  # 2-4 classes a head

@@ -61,6 +61,10 @@ class Method:
         """Move the weights on ``batch``; return (loss, logits of the incoming batch)."""
         raise NotImplementedError
 
+    def rows(self, batch: Update) -> int:
+        """Examples this update passes forward and back (the compute axis counts them)."""
+        return len(batch.y) + (0 if batch.y_mem is None else len(batch.y_mem))
+
     def loss(self, batch: Update) -> ReplayLoss:
         """This update's loss, bound to the batch's masks and stored logits."""
         return ReplayLoss(False, batch.mask_in, batch.mask_mem)

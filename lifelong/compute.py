@@ -1,0 +1,126 @@
+"""Compute, counted the same way for every method: gradient steps and FLOPs per incoming
+example.
+
+A gradient step is one move of the weights. FLOPs come from rows: an example passed forward
+and back costs three forward passes (the usual estimate: the backward pass is two), one
+passed forward only (keys, stored logits, a reference gradient's input) one; a forward pass
+costs what torch's FLOP counter measures on the model for one example. Our agent counts its
+rows itself (``Agent.trained_rows``, ``forward_rows``); an Avalanche strategy is metered
+from outside (``AvalancheMeter``), by a hook on its model's forward and one on every
+optimizer step, so neither side reports its own cost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
+from torch.utils.flop_counter import FlopCounterMode
+
+BACKWARD_FACTOR = 3  # forward + backward of a row, in forward passes
+
+
+def forward_flops(model: torch.nn.Module, input_shape: tuple[int, ...]) -> int:
+    """FLOPs of one example's forward pass (matrix products and convolutions)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, *input_shape))
+    finally:
+        model.train(was_training)
+    return int(counter.get_total_flops())
+
+
+def flops_per_example(trained_rows: int, forward_rows: int, flops: int, examples: int) -> float:
+    """FLOPs spent per incoming example, from rows passed forward and back / forward only."""
+    return (BACKWARD_FACTOR * trained_rows + forward_rows) * flops / max(examples, 1)
+
+
+class AvalancheMeter:
+    """Counts an Avalanche strategy's weight updates and rows: a context that hooks the
+    model's forward and every optimizer's step, counting while ``metering()`` is on (its
+    training; evaluation between experiences is not training compute)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        self.steps = self.trained_rows = self.forward_rows = 0
+        self._on = False
+        self._hooks: list = []
+
+    def __enter__(self) -> AvalancheMeter:
+        self._hooks = [
+            self.model.register_forward_hook(self._forward),
+            register_optimizer_step_post_hook(self._step),
+        ]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for hook in self._hooks:
+            hook.remove()
+
+    def _forward(self, module, args, output) -> None:
+        if self._on and args:
+            if torch.is_grad_enabled():
+                self.trained_rows += len(args[0])
+            else:
+                self.forward_rows += len(args[0])
+
+    def _step(self, optimizer, args, kwargs) -> None:
+        self.steps += self._on
+
+    @contextlib.contextmanager
+    def metering(self):
+        self._on = True
+        try:
+            yield
+        finally:
+            self._on = False
+
+
+def plot_accuracy_against_compute(rows: list[dict], title: str, path) -> None:
+    """Average accuracy against gradient steps and FLOPs per incoming example, one point
+    per method (mean over seeds, error bar one std); ours at several budgets (``ours@S``)
+    as one line. ``rows``: ``compare.aggregate``'s."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = [r for r in rows if np.isfinite(r.get("flops_per_example", np.nan))]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110, sharey=True)
+    for ax, key, label in (
+        (axes[0], "gradient_steps_per_example", "gradient steps per incoming example"),
+        (axes[1], "flops_per_example", "training FLOPs per incoming example"),
+    ):
+        budgets = sorted((r for r in rows if r["method"].startswith("ours@")), key=lambda r: r[key])
+        if budgets:
+            ax.errorbar(
+                [r[key] for r in budgets],
+                [r["average_accuracy"] for r in budgets],
+                yerr=[r["average_accuracy_std"] for r in budgets],
+                marker="o",
+                color="C3",
+                label="ours@S (the default agent at S steps)",
+            )
+        for i, r in enumerate(r for r in rows if not r["method"].startswith("ours@")):
+            ax.errorbar(
+                r[key],
+                r["average_accuracy"],
+                yerr=r["average_accuracy_std"],
+                marker="s" if r["method"].startswith("ours") else "^",
+                linestyle="none",
+                color=f"C{(i % 9) + (i % 9 >= 3)}",
+                label=r["method"],
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_ylabel("average accuracy")
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.suptitle(f"{title}: accuracy against compute (mean ± std over seeds)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
