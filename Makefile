@@ -10,7 +10,7 @@ STREAM ?= split-mnist5k
 SEED   ?= 0
 JOBS   ?= 1
 
-.PHONY: install run test test-fast browser serve bench-serve bench-sweep faults lint bench bench-store bench-agent bench-step bench-startup compare clean
+.PHONY: install run test test-fast browser serve bench-serve bench-sweep faults lint bench bench-store bench-agent bench-step bench-startup compare results ablation clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -68,6 +68,18 @@ bench: bench-store bench-agent bench-step bench-startup
 
 compare: $(STAMP)
 	$(BIN)/lifelong compare --stream $(STREAM) --seeds 0-4 --memory 500 --jobs $(JOBS)
+
+# the README's results: every method on every stream, with ours at four budgets
+RESULT_STREAMS ?= split-mnist5k permuted-mnist5k rotated-mnist5k blurry-mnist5k split-digits split-task-mnist5k
+results: $(STAMP)
+	for s in $(RESULT_STREAMS); do \
+	  $(BIN)/lifelong compare --stream $$s --seeds 0-4 --memory 500 --jobs $(JOBS) \
+	    --compute 0.1,0.2,1.0 --out runs/results/$$s || exit 1; \
+	  $(BIN)/python bench/publish_results.py runs/results/$$s || exit 1; \
+	done
+
+ablation: $(STAMP)  # what each ingredient of the default adds (docs/results/ablation.md)
+	$(BIN)/python bench/ablation.py --jobs 2
 
 clean:
 	rm -rf $(VENV) runs

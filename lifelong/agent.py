@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lifelong import compute
+from lifelong import compute, gate
 from lifelong.adaptation import adapted_logits
 from lifelong.errors import BadBatchError
 from lifelong.learner_config import LearnerConfig
@@ -91,6 +91,10 @@ class Agent:
         if len(store):  # a store written before (by another agent, or a tool): adopt it
             self.memory.load(store, store.catalog.ids)
         self.task_classes = torch.zeros(0, spec.n_classes, dtype=torch.bool)
+        self._tasks_changed()
+        # the learned prediction controller (lifelong.gate): needs the network's embedding
+        has_embedding = hasattr(model, "embed") and hasattr(model, "head")
+        self.gate = gate.PredictionGate(spec.n_classes) if cfg.gate and has_embedding else None
         self.steps = 0
         self.grad_steps = 0
         self.examples = 0
@@ -157,9 +161,12 @@ class Agent:
             self.check_data(x, y, experience, position)
         # the online measure: the batch as the weights meet it, under the task's mask as
         # known before this batch; from the first update's own forward where that is it
-        mask = self._task_mask(torch.full((1,), task_id)) if self._masked(task_id) else None
-        reuse = self.method.logits_before_update and not self._mode_matters
-        if not reuse:
+        mask = self._task_row(task_id)
+        reuse = self.method.logits_before_update and not self._mode_matters and not self.gate
+        if self.gate is not None:  # the controller learns from the batch before the network
+            logits = self.gate.learn(*self._features_and_logits(x), y, mask)
+            self.online_correct += _correct(logits, y, mask)
+        elif not reuse:
             self.online_correct += _correct(self._logits(x), y, mask)
         self.online_seen += len(y)
         self._note_task(task_id, y)
@@ -203,7 +210,7 @@ class Agent:
     def _update_batch(self, x: torch.Tensor, y: torch.Tensor, task_id) -> Update:
         """One update's data: the incoming batch, a fresh replay batch, the task masks."""
         x_mem, y_mem, t_mem, z_mem = self._replay(x)
-        mask_in = self._task_mask(torch.full((1,), task_id)) if self._masked(task_id) else None
+        mask_in = self._task_row(task_id)
         mask_mem = self._task_mask(t_mem) if self.spec.task_aware and t_mem is not None else None
         return Update(x, y, x_mem, y_mem, t_mem, z_mem, mask_in, mask_mem)
 
@@ -234,9 +241,14 @@ class Agent:
 
     @torch.no_grad()
     def _embeddings_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Both from one forward pass in eval mode (keys of fixed projection aside)."""
+        """Keys and logits from one forward pass in eval mode (fixed keys aside)."""
         if self.fixed_keys:
             return torch.from_numpy(self.keys(x)), self._logits(x)
+        return self._features_and_logits(x)
+
+    @torch.no_grad()
+    def _features_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network's embedding and logits, from one forward pass in eval mode."""
         self.forward_rows += len(x)
         with self._eval_mode():
             embeddings = self.model.embed(x)
@@ -298,18 +310,35 @@ class Agent:
     def _note_task(self, task_id, y) -> None:
         if not self._masked(task_id):
             return
+        new = {(task_id, c) for c in y.tolist()} - self._task_pairs  # most batches: none
+        if not new:
+            return
         if task_id >= len(self.task_classes):
             grow = torch.zeros(
                 task_id + 1 - len(self.task_classes), self.spec.n_classes, dtype=torch.bool
             )
             self.task_classes = torch.cat([self.task_classes, grow])
         self.task_classes[task_id, y] = True
+        self._tasks_changed()
+
+    def _tasks_changed(self) -> None:
+        """Rebuild the mask table: a row of allowed classes per known task, then one that
+        allows every class (an unknown task's), so a batch's masks are one index; a new
+        table each time, so rows handed out before stay as they were."""
+        self._task_pairs = {(int(t), int(c)) for t, c in self.task_classes.nonzero().tolist()}
+        every = torch.ones(1, self.spec.n_classes, dtype=torch.bool)
+        self._mask_rows = torch.cat([self.task_classes, every])
+
+    def _task_row(self, task_id) -> torch.Tensor | None:
+        """(C,) the classes a known task allows; None (every class) for no or a new task."""
+        if not self._masked(task_id) or task_id >= len(self.task_classes):
+            return None
+        return self._mask_rows[task_id]
 
     def _task_mask(self, tasks: torch.Tensor) -> torch.Tensor:
-        known = (tasks >= 0) & (tasks < len(self.task_classes))
-        masks = torch.ones(len(tasks), self.spec.n_classes, dtype=torch.bool)
-        masks[known] = self.task_classes[tasks[known]]
-        return masks
+        """(n, C) the classes each of these tasks allows (every class for unknown ones)."""
+        unknown = len(self.task_classes)
+        return self._mask_rows[torch.where((tasks >= 0) & (tasks < unknown), tasks, unknown)]
 
     # -- prediction -----------------------------------------------------------------------
     def predict(
@@ -319,19 +348,47 @@ class Agent:
         briefly tuned on its nearest memories, which are then thrown away."""
         adapt = self.cfg.local_adapt if adapt is None else adapt
         self.model.eval()
+        protos = self._prototypes_now() if self.gate is not None and not adapt else None
         out = []
         for xb in x.split(500):
             if adapt and len(self.memory):
                 self.flush_memory()
                 logits = adapted_logits(self.model, self.store, xb, self.keys(xb), self.cfg)
+            elif protos is not None:
+                with torch.no_grad():
+                    f = self.model.embed(xb)
+                    logits = gate.mixed_logits(self.gate.weights, f, self.model.head(f), protos)
             else:
                 with torch.no_grad():
                     logits = self.model(xb)
             if self._masked(task_id):
-                logits = mask_to(logits, self._task_mask(torch.full((len(xb),), task_id)))
+                logits = mask_to(logits, self._task_row(task_id))
             out.append(logits.argmax(1))
         self.model.train()
         return torch.cat(out) if out else torch.empty(0, dtype=torch.int64)
+
+    @torch.no_grad()
+    def _prototypes_now(self) -> torch.Tensor | None:
+        """Prototypes at the current weights, for predicting (the model is in eval mode);
+        not kept, so predicting never changes what the agent learns."""
+        if not len(self.memory):
+            return None
+        n = len(self.memory)
+        return gate.prototypes(
+            self.model.embed(self.memory.x[:n]), self.memory.y[:n], self.spec.n_classes
+        )
+
+    def prediction_state(self) -> dict:
+        """What predicting needs beside the weights: the controller's mixing weights and
+        the prototypes at the current weights (for a served snapshot)."""
+        if self.gate is None:
+            return {}
+        self.model.eval()
+        protos = self._prototypes_now()
+        self.model.train()
+        return (
+            {} if protos is None else {"weights": self.gate.weights.clone(), "prototypes": protos}
+        )
 
     def accuracy(self, x: torch.Tensor, y: torch.Tensor, task_id: int | None = None) -> float:
         return int((self.predict(x, task_id) == y).sum()) / max(len(y), 1)
@@ -379,6 +436,7 @@ class Agent:
             "counters": torch.tensor([self.steps, self.grad_steps, self.examples]),
             "online": torch.tensor([self.online_correct, self.online_seen]),
             "compute": torch.tensor([self.trained_rows, self.forward_rows]),
+            **({"gate": self.gate.state_dict()} if self.gate is not None else {}),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -390,10 +448,13 @@ class Agent:
         torch.set_rng_state(state["torch_rng"])
         self.np_rng.bit_generator.state = json.loads(state["numpy_rng"])
         self.task_classes = state["task_classes"].clone()
+        self._tasks_changed()
         self.steps, self.grad_steps, self.examples = (int(v) for v in state["counters"])
         # checkpoints from before the online measure: it counts from the resume on
         self.online_correct, self.online_seen = (int(v) for v in state.get("online", (0, 0)))
         self.trained_rows, self.forward_rows = (int(v) for v in state.get("compute", (0, 0)))
+        if self.gate is not None and "gate" in state:
+            self.gate.load_state_dict(state["gate"])
         self.memory.load_state_dict(state["memory"], self.store)
 
     def _check_state(self, state: dict) -> None:

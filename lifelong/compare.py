@@ -38,7 +38,7 @@ BASELINES = (
 OURS = {
     "ours": {},
     "ours-controller": {"controller": True},
-    "ours-1x": {"iters": 1, "replay_batch": 10},
+    "ours-1x": {"iters": 1, "replay_batch": 10, "lr": 0.3, "grad_clip": 1.0},
     "ours-controller-1x": {"controller": True, "iters": 1, "replay_batch": 10},
 }
 METHODS = (*OURS, *BASELINES)

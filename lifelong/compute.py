@@ -81,8 +81,8 @@ class AvalancheMeter:
 
 def plot_accuracy_against_compute(rows: list[dict], title: str, path) -> None:
     """Average accuracy against gradient steps and FLOPs per incoming example, one point
-    per method (mean over seeds, error bar one std); ours at several budgets (``ours@S``)
-    as one line. ``rows``: ``compare.aggregate``'s."""
+    per method (mean over seeds, error bar one std); the default agent at several budgets
+    (``ours@S``, and ``ours`` at its own) as one line. ``rows``: ``compare.aggregate``'s."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -95,7 +95,8 @@ def plot_accuracy_against_compute(rows: list[dict], title: str, path) -> None:
         (axes[0], "gradient_steps_per_example", "gradient steps per incoming example"),
         (axes[1], "flops_per_example", "training FLOPs per incoming example"),
     ):
-        budgets = sorted((r for r in rows if r["method"].startswith("ours@")), key=lambda r: r[key])
+        on_line = [r for r in rows if r["method"] == "ours" or r["method"].startswith("ours@")]
+        budgets = sorted(on_line, key=lambda r: r[key])
         if budgets:
             ax.errorbar(
                 [r[key] for r in budgets],
@@ -103,9 +104,9 @@ def plot_accuracy_against_compute(rows: list[dict], title: str, path) -> None:
                 yerr=[r["average_accuracy_std"] for r in budgets],
                 marker="o",
                 color="C3",
-                label="ours@S (the default agent at S steps)",
+                label="ours, ours@S (the default agent at S steps)",
             )
-        for i, r in enumerate(r for r in rows if not r["method"].startswith("ours@")):
+        for i, r in enumerate(r for r in rows if r not in on_line):
             ax.errorbar(
                 r[key],
                 r["average_accuracy"],

@@ -62,6 +62,11 @@ class RunConfig:
     write_policy: str = opt("reservoir", "reservoir | class-balanced")
     replay_policy: str = opt("class-balanced", "uniform | class-balanced | task-balanced")
     replay_batch: int = opt(32, "memories replayed per update")
+    gate: bool = opt(
+        True,
+        "learned prediction controller: mixes the head with the memory's class prototypes, "
+        "its weights learned on each incoming batch before it is learned (off: the head)",
+    )
     key_source: str = opt("network", "memory keys: network (embedding) | fixed (projection)")
     rekey_every: int = opt(0, "steps between re-keying memories (0: experience ends only)")
     index: str = opt("flat", "FAISS index of the memory: flat | hnsw | ivf")
@@ -211,6 +216,7 @@ SECTIONS = {
         "write_policy",
         "replay_policy",
         "replay_batch",
+        "gate",
         "key_source",
         "rekey_every",
         "index",

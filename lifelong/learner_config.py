@@ -23,6 +23,7 @@ class LearnerConfig:
     write_policy: str = "reservoir"
     replay_policy: str = "class-balanced"
     replay_batch: int = 32
+    gate: bool = True  # the learned prediction controller (lifelong.gate)
     key_source: str = "network"
     rekey_every: int = 0
     index: str = "flat"

@@ -294,7 +294,9 @@ def test_observe_keyword_defaults_record_positions(two_exp):
 
 
 def test_online_accuracy_counts_each_batch_before_it_is_learned(two_exp):
-    agent = make_agent(two_exp, memory=100)
+    # the head alone: the prediction controller's online prototypes are refreshed every
+    # few steps, while predict() computes them afresh (tests/test_gate.py)
+    agent = make_agent(two_exp, memory=100, gate=False)
     e = two_exp[0]
     expected_correct, seen = 0, 0
     for b in range(0, 200, BATCH):
@@ -305,7 +307,7 @@ def test_online_accuracy_counts_each_batch_before_it_is_learned(two_exp):
         assert (agent.online_correct, agent.online_seen) == (expected_correct, seen)
     assert 0.3 < agent.online_accuracy < 1.0  # learns as it goes, yet met each batch unseen
     # checkpoints carry the counts, so a resumed run's measure continues exactly
-    clone = make_agent(two_exp, memory=100)
+    clone = make_agent(two_exp, memory=100, gate=False)
     clone.store = agent.store
     state = agent.state_dict()
     clone.load_state_dict(state)

@@ -15,6 +15,7 @@ LEARNER = {
     "lifelong.replay_memory",
     "lifelong.adaptation",
     "lifelong.compute",
+    "lifelong.gate",
     "lifelong.learner_config",
     "lifelong.user_code",
 }

@@ -32,6 +32,7 @@ from lifelong.run_folder import when_free
 from lifelong.runner import RunHooks, run
 from lifelong.serve.ingest_log import IngestLog
 from lifelong.serve.log_stream import LogStream
+from lifelong.serve.published import published_state
 from stores.files import write_atomic
 
 FOLDER = "serve"  # RUN/serve/: what the server and its learner pass each other
@@ -103,15 +104,8 @@ class Publisher(RunHooks):
 
     def _weights(self, agent, progress) -> None:
         self._weights_step, self._weights_at = agent.steps, time.monotonic()
-        state = {
-            "model": agent.model.state_dict(),
-            "projection": agent.projection if agent.fixed_keys else None,
-            "input_shape": torch.tensor(agent.spec.input_shape),
-            "step": torch.tensor(agent.steps),
-            "experience": torch.tensor(progress.experience),
-        }
         tmp = self.folder / f".{WEIGHTS}.{os.getpid()}"
-        torch.save(state, tmp)
+        torch.save(published_state(agent, progress.experience), tmp)
         os.replace(tmp, self.folder / WEIGHTS)  # a reader opens the old file or the new
 
     def _view(self, agent, progress) -> None:

@@ -15,7 +15,22 @@ import numpy as np
 import torch
 
 from lifelong.adaptation import adapted_logits
+from lifelong.gate import mixed_logits
 from lifelong.models import build_model
+
+
+def published_state(agent, experience: int) -> dict:
+    """What the learner publishes of its agent (``weights.pt``): plain tensors, loadable
+    with ``weights_only``: the weights, the fixed keys' projection, and the prediction
+    controller's weights and prototypes, so a snapshot predicts as the agent does."""
+    return {
+        "model": agent.model.state_dict(),
+        "projection": agent.projection if agent.fixed_keys else None,
+        "input_shape": torch.tensor(agent.spec.input_shape),
+        "step": torch.tensor(agent.steps),
+        "experience": torch.tensor(experience),
+        "prediction": agent.prediction_state(),
+    }
 
 
 @dataclass(frozen=True)
@@ -25,6 +40,7 @@ class Snapshot:
     step: int
     experience: int
     published_at: float
+    prediction: dict  # the prediction controller's weights and prototypes (none: the head)
 
     @classmethod
     def load(cls, path: Path, cfg, published_at: float) -> Snapshot:
@@ -38,12 +54,20 @@ class Snapshot:
         for p in model.parameters():
             p.requires_grad_(False)
         step, experience = int(state["step"]), int(state["experience"])
-        return cls(model, state["projection"], step, experience, published_at)
+        prediction = state.get("prediction") or {}
+        return cls(model, state["projection"], step, experience, published_at, prediction)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Labels and class probabilities."""
-        probs = torch.softmax(self.model(x), dim=1)
+        """Labels and class probabilities, as the agent predicts them (with its controller's
+        mix of head and prototypes where it has one)."""
+        if self.prediction:
+            f = self.model.embed(x)
+            p = self.prediction
+            logits = mixed_logits(p["weights"], f, self.model.head(f), p["prototypes"])
+        else:
+            logits = self.model(x)
+        probs = torch.softmax(logits, dim=1)
         return probs.argmax(1).numpy(), probs.numpy()
 
     def adapted(self, x: torch.Tensor, store, cfg) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,117 @@
+"""The learned prediction controller: its closed-form step, what it learns, and that it
+never lets evaluation change what the agent learns."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import streams
+from lifelong import gate
+from lifelong.config import RunConfig
+from lifelong.gate import PredictionGate, mixed_logits, prototypes
+from tests.test_agent import BATCH, make_agent, train
+
+
+def test_closed_form_step_equals_autograd():
+    g = torch.Generator().manual_seed(0)
+    f, head = torch.randn(12, 8, generator=g), torch.randn(12, 5, generator=g)
+    y = torch.randint(0, 5, (12,), generator=g)
+    gate_ = PredictionGate(5)
+    gate_.learn(torch.randn(30, 8, generator=g), torch.randn(30, 5), torch.arange(30) % 5)
+    gate_.weights = torch.tensor([0.7, 0.4])
+    w = gate_.weights.clone().requires_grad_()
+    loss = F.cross_entropy(mixed_logits(w, f, head, gate_.protos), y)
+    (grad,) = torch.autograd.grad(loss, w)
+    gate_.learn(f, head, y)
+    assert torch.allclose(gate_.weights, (w - gate.LR * grad).detach(), atol=1e-6)
+
+
+def _stream_of(x_informative: bool, steps: int = 100):
+    """Embeddings whose class means tell the classes apart, and head logits that do or do
+    not: which expert the controller should come to trust."""
+    g = torch.Generator().manual_seed(1)
+    centres = torch.randn(4, 16, generator=g) * 3
+    for _ in range(steps):
+        y = torch.randint(0, 4, (BATCH,), generator=g)
+        f = centres[y] + torch.randn(BATCH, 16, generator=g)
+        head = F.one_hot(y, 4).float() * 5 if x_informative else torch.randn(BATCH, 4, generator=g)
+        yield f, head, y
+
+
+@pytest.mark.parametrize("head_knows", [False, True])
+def test_it_learns_which_expert_predicts_unseen_batches(head_knows):
+    gate_ = PredictionGate(4)
+    for f, head, y in _stream_of(head_knows):
+        gate_.learn(f, head, y)
+    w_head, w_proto = gate_.weights.tolist()
+    assert min(w_head, w_proto) >= 0  # kept non-negative
+    if head_knows:
+        assert w_head > 1.0 and w_head > 3 * w_proto
+    else:
+        assert w_proto > 1.0 > w_head  # random head logits: from (1, 0) to the prototypes
+
+
+def test_prototypes_are_normalised_class_means():
+    f = torch.tensor([[3.0, 0.0], [1.0, 1.0], [0.0, 2.0]])
+    p = prototypes(f, torch.tensor([0, 0, 2]), 3)
+    assert torch.allclose(p[0], F.normalize(torch.tensor([1 + 2**-0.5, 2**-0.5]), dim=0))
+    assert torch.equal(p[1], torch.zeros(2))  # no memory of class 1: no prototype
+    assert torch.allclose(p[2], torch.tensor([0.0, 1.0]))
+
+
+def test_on_by_default_and_predicting_never_changes_what_is_learned():
+    s = streams.get_stream("split-digits", experiences=2, seed=0)
+    watched, quiet = make_agent(s, memory=100), make_agent(s, memory=100)
+    assert watched.gate is not None
+    e = s[0]
+    for b in range(0, 300, BATCH):
+        x, y = e.x_train[b : b + BATCH], e.y_train[b : b + BATCH]
+        watched.predict(e.x_test)  # evaluating computes prototypes it does not keep
+        watched.observe(x, y)
+        quiet.observe(x, y)
+    assert torch.equal(watched.gate.weights, quiet.gate.weights)
+    for a, b in zip(watched.model.parameters(), quiet.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(watched.predict(e.x_test), quiet.predict(e.x_test))
+
+
+def test_checkpoint_carries_the_controller():
+    s = streams.get_stream("split-digits", experiences=2, seed=0)
+    agent = make_agent(s, memory=100)
+    train(agent, s, [s[0]])
+    clone = make_agent(s, memory=100)
+    clone.store = agent.store
+    clone.load_state_dict(agent.state_dict())
+    assert torch.equal(clone.gate.weights, agent.gate.weights)
+    assert torch.equal(clone.gate.protos, agent.gate.protos)
+    assert torch.equal(clone.predict(s[0].x_test), agent.predict(s[0].x_test))
+
+
+def test_the_controller_predicts_and_off_means_the_head_alone():
+    s = streams.get_stream("split-digits", experiences=3, seed=0)
+    on, off = make_agent(s, memory=100), make_agent(s, memory=100, gate=False)
+    assert off.gate is None
+    rows_on, rows_off = train(on, s, list(s)), train(off, s, list(s))
+    assert sum(rows_on[-1]) / 3 > 0.6 and sum(rows_off[-1]) / 3 > 0.6
+    assert on.gate.weights[1] > 0  # class-incremental: it came to use the prototypes
+    x = s[0].x_test
+    with torch.no_grad():
+        head_only = off.model(x).argmax(1)
+    assert torch.equal(off.predict(x), head_only)
+
+
+def test_a_served_snapshot_predicts_as_the_agent_does(tmp_path):
+    from lifelong.serve.published import Snapshot, published_state
+
+    s = streams.get_stream("split-digits", experiences=2, seed=0)
+    agent = make_agent(s, memory=100)
+    train(agent, s, list(s))
+    assert agent.gate.weights[1] > 0  # the mixture differs from the head alone
+    torch.save(published_state(agent, 1), tmp_path / "weights.pt")
+    cfg = RunConfig(stream=s.name, n_classes=s.n_classes)
+    snapshot = Snapshot.load(tmp_path / "weights.pt", cfg, published_at=0.0)
+    x = torch.cat([e.x_test for e in s])
+    labels, _ = snapshot.predict(x)
+    assert torch.equal(torch.from_numpy(labels), agent.predict(x))
