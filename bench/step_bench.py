@@ -90,10 +90,22 @@ def profile(stream, controller: bool, calls: int) -> list[dict]:
             "update, closed form": lambda: agent.method._closed_form_step(loss_of, update),
             "update, autograd": lambda: agent.method._autograd_step(loss_of, update),
         }
+    parts["prediction controller (embed the batch + learn the mix)"] = lambda: agent.gate.learn(
+        *agent._features_and_logits(x), y
+    )
+
+    def observe_head_alone() -> None:
+        gate, agent.gate = agent.gate, None
+        try:
+            agent.observe(x, y, task_id=e.task_id, position=0)
+        finally:
+            agent.gate = gate
+
     whole = {
         "whole observe (incl. the update)": lambda: agent.observe(
             x, y, task_id=e.task_id, position=0
-        )
+        ),
+        "whole observe, prediction controller off": observe_head_alone,
     }
     times = {**best_us(parts, calls), **best_us(pair, calls), **best_us(whole, calls)}
     closed, auto = list(pair)

@@ -78,11 +78,11 @@ class PredictionGate:
             self.protos = self.sums.clone()
         unit = F.normalize(embeddings, dim=1)
         sims = SCALE * unit @ self.protos.T
-        logits = mask_to(self.weights[0] * head_logits + self.weights[1] * sims, mask)
-        residual = torch.softmax(logits, dim=1)
-        residual[torch.arange(len(y)), y] -= 1
-        grad = torch.stack([(residual * head_logits).sum(), (residual * sims).sum()]) / len(y)
-        self.weights = (self.weights - LR * grad).clamp(min=0)
+        w_head, w_proto = self.weights.tolist()  # floats: a scalar product is one kernel
+        logits = mask_to(torch.add(head_logits * w_head, sims, alpha=w_proto), mask)
+        residual = torch.softmax(logits, dim=1) - F.one_hot(y, self.n_classes)
+        grad = torch.stack([(residual * head_logits).sum(), (residual * sims).sum()])
+        self.weights = (self.weights - LR / len(y) * grad).clamp_(min=0)
         self.sums.index_add_(0, y, unit)  # after predicting: this batch was unseen
         self.protos = F.normalize(self.sums, dim=1)
         return logits
