@@ -33,12 +33,14 @@ ONE_X = OURS["ours-1x"]
 VARIANTS = [
     ("default", None, {}),
     ("no controller (head alone)", "default", {"gate": False}),
+    ("no weight average", "default", {"average_weights": 0.0}),
     ("no logit replay (DER++ -> ER)", "default", {"distill": 0.0}),
     ("no logit refresh at experience ends", "default", {"refresh_logits": False}),
     ("uniform replay (not class-balanced)", "default", {"replay_policy": "uniform"}),
     ("no gradient clipping", "default", {"grad_clip": 0.0}),
     ("ours-1x", None, ONE_X),
     ("ours-1x, no controller", "ours-1x", {**ONE_X, "gate": False}),
+    ("ours-1x, no weight average", "ours-1x", {**ONE_X, "average_weights": 0.0}),
     (
         "ours-1x, the default's step (lr 0.1, clip 2)",
         "ours-1x",

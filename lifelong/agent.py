@@ -95,6 +95,11 @@ class Agent:
         # the learned prediction controller (lifelong.gate): needs the network's embedding
         has_embedding = hasattr(model, "embed") and hasattr(model, "head")
         self.gate = gate.PredictionGate(spec.n_classes) if cfg.gate and has_embedding else None
+        # a running average of the weights, which predicts once the classes stop arriving
+        decay = cfg.average_weights
+        self.average = [w.detach().clone() for w in model.parameters()] if decay else None
+        self.classes_seen = torch.zeros(spec.n_classes, dtype=torch.bool)
+        self.last_new_class_step = 0
         self.steps = 0
         self.grad_steps = 0
         self.examples = 0
@@ -162,7 +167,7 @@ class Agent:
         # the online measure: the batch as the weights meet it, under the task's mask as
         # known before this batch; from the first update's own forward where that is it
         mask = self._task_row(task_id)
-        reuse = self.method.logits_before_update and not self._mode_matters and not self.gate
+        reuse = self.method.logits_before_update and not self._mode_matters and self.gate is None
         if self.gate is not None:  # the controller learns from the batch before the network
             logits = self.gate.learn(*self._features_and_logits(x), y, mask)
             self.online_correct += _correct(logits, y, mask)
@@ -181,6 +186,11 @@ class Agent:
             if i == 0 and reuse:
                 self.online_correct += _correct(logits_in, y, mask)
         self.memory.add(x, y, task_id, experience, position, logits_in)
+        self._note_classes(y)
+        if self.average is not None:
+            with torch.no_grad():
+                weights = list(self.model.parameters())
+                torch._foreach_lerp_(self.average, weights, 1 - self.cfg.average_weights)
         self.steps += 1
         self.examples += len(y)
         if self.cfg.rekey_every and self.steps % self.cfg.rekey_every == 0:
@@ -340,6 +350,39 @@ class Agent:
         unknown = len(self.task_classes)
         return self._mask_rows[torch.where((tasks >= 0) & (tasks < unknown), tasks, unknown)]
 
+    # -- the weight average ---------------------------------------------------------------
+    def _note_classes(self, y: torch.Tensor) -> None:
+        if not self.classes_seen[y].all():
+            self.classes_seen[y] = True
+            self.last_new_class_step = self.steps + 1
+
+    @property
+    def averaging(self) -> bool:
+        """Whether the weight average predicts: once three of its horizons (1 / (1 - decay)
+        steps) have passed since a class was new, so it has absorbed every class it is
+        asked about. On a domain-incremental stream that is nearly always; on a
+        class-incremental one, never right after a class arrives, where it would lag."""
+        if self.average is None:
+            return False
+        horizon = 1 / (1 - self.cfg.average_weights)
+        return self.steps - self.last_new_class_step >= 3 * horizon
+
+    @contextlib.contextmanager
+    def predicting_weights(self):
+        """The weights predictions use, in the model for the duration: the running
+        average when it predicts, else the weights as they are."""
+        if not self.averaging:
+            yield
+            return
+        with torch.no_grad():
+            live = [w.detach().clone() for w in self.model.parameters()]
+            torch._foreach_copy_(list(self.model.parameters()), self.average)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_(list(self.model.parameters()), live)
+
     # -- prediction -----------------------------------------------------------------------
     def predict(
         self, x: torch.Tensor, task_id: int | None = None, *, adapt: bool | None = None
@@ -347,6 +390,10 @@ class Agent:
         """Class predictions; with ``adapt`` (MbPA++), each example is predicted by weights
         briefly tuned on its nearest memories, which are then thrown away."""
         adapt = self.cfg.local_adapt if adapt is None else adapt
+        with self.predicting_weights():
+            return self._predict(x, task_id, adapt)
+
+    def _predict(self, x: torch.Tensor, task_id: int | None, adapt: bool) -> torch.Tensor:
         self.model.eval()
         protos = self._prototypes_now() if self.gate is not None and not adapt else None
         out = []
@@ -437,6 +484,9 @@ class Agent:
             "online": torch.tensor([self.online_correct, self.online_seen]),
             "compute": torch.tensor([self.trained_rows, self.forward_rows]),
             **({"gate": self.gate.state_dict()} if self.gate is not None else {}),
+            **({"average": [w.clone() for w in self.average]} if self.average else {}),
+            "classes_seen": self.classes_seen.clone(),
+            "last_new_class_step": torch.tensor(self.last_new_class_step),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -455,6 +505,11 @@ class Agent:
         self.trained_rows, self.forward_rows = (int(v) for v in state.get("compute", (0, 0)))
         if self.gate is not None and "gate" in state:
             self.gate.load_state_dict(state["gate"])
+        if self.average is not None and "average" in state:
+            self.average = [w.clone() for w in state["average"]]
+        if "classes_seen" in state:
+            self.classes_seen = state["classes_seen"].clone()
+            self.last_new_class_step = int(state["last_new_class_step"])
         self.memory.load_state_dict(state["memory"], self.store)
 
     def _check_state(self, state: dict) -> None:

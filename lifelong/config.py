@@ -67,6 +67,11 @@ class RunConfig:
         "learned prediction controller: mixes the head with the memory's class prototypes, "
         "its weights learned on each incoming batch before it is learned (off: the head)",
     )
+    average_weights: float = opt(
+        0.995,
+        "decay of a running average of the weights that predicts once no class has been new "
+        "for 3/(1-decay) steps (domain-incremental streams); 0: off",
+    )
     key_source: str = opt("network", "memory keys: network (embedding) | fixed (projection)")
     rekey_every: int = opt(0, "steps between re-keying memories (0: experience ends only)")
     index: str = opt("flat", "FAISS index of the memory: flat | hnsw | ivf")
@@ -113,6 +118,10 @@ class RunConfig:
         for key in _NON_NEGATIVE:
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be zero or positive, got {getattr(self, key)!r}")
+        if not 0 <= self.average_weights < 1:
+            raise ConfigError(
+                f"average_weights is a decay in [0, 1) (0: off), got {self.average_weights!r}"
+            )
         if not self.stream:
             raise ConfigError("stream must name a stream (see `lifelong streams list`)")
         if self.model not in BUILT_IN_MODELS and ":" not in self.model:
@@ -217,6 +226,7 @@ SECTIONS = {
         "replay_policy",
         "replay_batch",
         "gate",
+        "average_weights",
         "key_source",
         "rekey_every",
         "index",

@@ -24,6 +24,7 @@ class LearnerConfig:
     replay_policy: str = "class-balanced"
     replay_batch: int = 32
     gate: bool = True  # the learned prediction controller (lifelong.gate)
+    average_weights: float = 0.995  # decay of the weight average that predicts (0: off)
     key_source: str = "network"
     rekey_every: int = 0
     index: str = "flat"

@@ -115,3 +115,35 @@ def test_a_served_snapshot_predicts_as_the_agent_does(tmp_path):
     x = torch.cat([e.x_test for e in s])
     labels, _ = snapshot.predict(x)
     assert torch.equal(torch.from_numpy(labels), agent.predict(x))
+
+
+def test_the_weight_average_predicts_once_classes_stop_arriving():
+    """Domain-incremental: every class early, so the running average of the weights
+    predicts; predicting leaves the learning weights as they were, and a checkpoint carries
+    the average. Class-incremental, right after a class arrived: the live weights predict."""
+    s = streams.get_stream("permuted-digits", experiences=2, seed=0)
+    agent = make_agent(s, memory=100, average_weights=0.9)  # horizon 10 steps
+    train(agent, s, list(s))
+    assert agent.averaging
+    live = [w.clone() for w in agent.model.parameters()]
+    x = s[1].x_test
+    averaged = agent.predict(x)
+    assert all(torch.equal(a, b) for a, b in zip(live, agent.model.parameters(), strict=True))
+    off = make_agent(s, memory=100, average_weights=0.9)
+    off.store = agent.store
+    off.load_state_dict(agent.state_dict())
+    assert torch.equal(off.predict(x), averaged)  # same average, restored
+    # a run without the average predicts with the live weights: other labels somewhere
+    plain = make_agent(s, memory=100, average_weights=0.0)
+    plain.store = agent.store
+    state = {k: v for k, v in agent.state_dict().items() if k != "average"}
+    plain.load_state_dict(state)
+    assert plain.average is None and not plain.averaging
+    assert (plain.predict(x) != averaged).any()
+
+    c = streams.get_stream("split-digits", experiences=3, seed=0)
+    agent = make_agent(c, memory=100, average_weights=0.9)
+    e = c[2]
+    for b in range(0, 10 * BATCH, BATCH):  # the last experience's classes, 10 steps ago
+        agent.observe(e.x_train[b : b + BATCH], e.y_train[b : b + BATCH])
+    assert not agent.averaging  # 10 steps since a new class, three horizons are 30

@@ -23,14 +23,15 @@ def published_state(agent, experience: int) -> dict:
     """What the learner publishes of its agent (``weights.pt``): plain tensors, loadable
     with ``weights_only``: the weights, the fixed keys' projection, and the prediction
     controller's weights and prototypes, so a snapshot predicts as the agent does."""
-    return {
-        "model": agent.model.state_dict(),
-        "projection": agent.projection if agent.fixed_keys else None,
-        "input_shape": torch.tensor(agent.spec.input_shape),
-        "step": torch.tensor(agent.steps),
-        "experience": torch.tensor(experience),
-        "prediction": agent.prediction_state(),
-    }
+    with agent.predicting_weights():  # the weight average, where it predicts
+        return {
+            "model": {k: v.clone() for k, v in agent.model.state_dict().items()},
+            "projection": agent.projection if agent.fixed_keys else None,
+            "input_shape": torch.tensor(agent.spec.input_shape),
+            "step": torch.tensor(agent.steps),
+            "experience": torch.tensor(experience),
+            "prediction": agent.prediction_state(),
+        }
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,64 @@
+"""The README's results section, from docs/results/compare-*.json (``make results`` writes
+them): a summary across streams, then each stream's full table.
+
+    python bench/results_readme.py > /tmp/results.md
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lifelong.compare import markdown_table
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "results"
+STREAMS = {
+    "split-mnist5k": "class-incremental, 5 experiences of 2 classes",
+    "permuted-mnist5k": "domain-incremental, 10 experiences",
+    "rotated-mnist5k": "domain-incremental, 5 rotations",
+    "blurry-mnist5k": "task-free: boundaries hidden and blurred",
+    "split-digits": "class-incremental, scikit-learn's 8x8 digits",
+    "split-task-mnist5k": "task-incremental: Avalanche's strategies get a head per task",
+}
+AVALANCHE_AT_ONE_UPDATE = ("replay", "er-ace", "der++", "lamaml", "a-gem", "ewc", "lwf", "naive")
+
+
+def cell(row: dict) -> str:
+    return f"{row['average_accuracy']:.3f} ± {row['average_accuracy_std']:.3f}"
+
+
+def main() -> None:
+    records = {s: json.loads((DOCS / f"compare-{s}.json").read_text()) for s in STREAMS}
+    print(
+        "| stream | ours (0.5 steps/ex) | ours-1x (0.1) | best Avalanche at 0.1 | lead, in its std "
+        "| cumulative | ours forgetting |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for s, rec in records.items():
+        rows = {r["method"]: r for r in rec["summary"]}
+        best = max(
+            (rows[m] for m in AVALANCHE_AT_ONE_UPDATE if m in rows),
+            key=lambda r: r["average_accuracy"],
+        )
+        lead = rows["ours-1x"]["average_accuracy"] - best["average_accuracy"]
+        stds = lead / max(best["average_accuracy_std"], rows["ours-1x"]["average_accuracy_std"])
+        print(
+            f"| {s} | {cell(rows['ours'])} | {cell(rows['ours-1x'])} | {best['method']} "
+            f"{cell(best)} | {lead:+.3f} ({stds:+.1f}) | {cell(rows['cumulative'])} "
+            f"| {rows['ours']['forgetting_chaudhry2018']:.3f} |"
+        )
+    for s, rec in records.items():
+        print(f"\n<details><summary><b>{s}</b> ({STREAMS[s]}): every method</summary>\n")
+        print(markdown_table(rec["summary"]))
+        ratios = "; ".join(
+            f"{r['ours']} / {r['theirs']} samples/s {r['ratio']:.2f}x"
+            for r in rec.get("speed_ratios", [])
+        )
+        print(
+            f"\n{ratios}. Plots: [accuracy and forgetting](docs/results/compare-{s}.png), "
+            f"[accuracy against compute](docs/results/compute-{s}.png).\n\n</details>"
+        )
+
+
+if __name__ == "__main__":
+    main()
