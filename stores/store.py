@@ -14,9 +14,11 @@ nothing that was committed.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -255,11 +257,19 @@ class EpisodicStore(CacheSync, Writes, Reads, Maintenance):
 
     def close(self, save: bool = True) -> None:
         """Save the index file (writers), close the database and release the writer lock.
-        The lock is released even when saving fails (a full disk): the database is
-        committed, and the next open rebuilds what the index file lacks."""
+        On a full disk the index file is left as it was, with a warning: it is a cache, the
+        database is committed, and the next open rebuilds what the index file lacks."""
         try:
             if save and hasattr(self, "catalog") and not self.readonly:
                 self.save_index()
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            warnings.warn(
+                f"{self._where()}: index file not saved ({exc.strerror}); the next open "
+                "rebuilds it from the database",
+                stacklevel=2,
+            )
         finally:
             if hasattr(self, "_conn"):
                 self._conn.close()

@@ -551,3 +551,28 @@ def test_class_balanced_draw_is_stratified(tmp_path):
             )
             assert counts[10] == 3 and set(counts[:10].tolist()) <= {5, 6}
             assert counts.sum() == 60
+
+
+def test_a_full_disk_at_close_leaves_the_index_to_be_rebuilt(tmp_path, monkeypatch):
+    """Closing saves the index file, a cache: on a full disk that is a warning, the lock is
+    released, and the next open rebuilds the index from the committed database."""
+    import errno
+
+    from stores import key_index
+
+    rng = np.random.default_rng(3)
+    keys, values, labels = batch(rng, 20)
+    st = make(tmp_path)
+    ids = st.write(keys, values, labels).ids
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(key_index, "write_atomic", full)
+    with pytest.warns(UserWarning, match="index file not saved .*rebuilds it"):
+        st.close()
+    monkeypatch.undo()
+    with EpisodicStore.open(tmp_path / "mem") as again:  # the writer lock was released
+        assert len(again) == 20
+        hits = again.search(keys[:3], k=1)
+        assert hits.ids[:, 0].tolist() == ids[:3].tolist()
