@@ -291,9 +291,16 @@ class Agent:
     def end_experience(self, experience: int) -> None:
         """What the agent does once an experience is over: refresh the logits it remembers
         of that experience (with distillation) and re-key its memories. One forward pass
-        over the memories serves the new logits, the keys and the replay losses."""
+        over the memories serves the new logits, the keys and the replay losses. On a
+        task-free stream the boundary is the evaluator's, not the learner's: the logits
+        stay as written, and only the store's keys are renewed."""
         embeddings, logits = self._embeddings_and_logits(self.memory.x[: len(self.memory)])
-        if getattr(self.method.settings, "distill", 0) and self.cfg.refresh_logits:
+        task_free = self.spec.scenario == "task-free"
+        if (
+            getattr(self.method.settings, "distill", 0)
+            and self.cfg.refresh_logits
+            and not task_free
+        ):
             self.memory.refresh_logits(experience, logits)
         self._flush_rekeyed(embeddings, logits)
 

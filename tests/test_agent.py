@@ -243,6 +243,19 @@ def test_end_of_experience_refreshes_its_memories_logits(two_exp):
     assert len(agent.store) == n  # and the store is up to date
 
 
+def test_a_task_free_learner_takes_nothing_from_the_evaluators_boundaries():
+    """Blurry streams have experiences only for evaluation: the end of one renews the
+    store's keys but not the logits the learner replays."""
+    blurry = streams.get_stream("blurry-digits", experiences=2, seed=0)
+    agent = make_agent(blurry, memory=100, distill=1.0)
+    train(agent, blurry, [blurry[0]])
+    n = len(agent.memory)
+    written = agent.memory.logits[:n].clone()
+    agent.end_experience(0)
+    assert torch.equal(agent.memory.logits[:n], written)
+    assert len(agent.store) == n
+
+
 def test_a_new_agent_adopts_the_memories_already_in_its_store(two_exp):
     first = make_agent(two_exp, controller=False, memory=60)
     train(first, two_exp, [two_exp[0]])
