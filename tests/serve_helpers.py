@@ -58,7 +58,7 @@ def batches(task: dict, size: int = 10):
         yield k // size, task["x"][k : k + size], task["y"][k : k + size]
 
 
-def wait_until(check, timeout: float = 120.0, what: str = "condition"):
+def wait_until(check, timeout: float = 300.0, what: str = "condition"):
     """Poll ``check()`` until it returns something truthy (a generous ceiling, never a
     measured duration: the test does not depend on the machine's speed)."""
     deadline = time.monotonic() + timeout

@@ -172,7 +172,12 @@ def test_a_budget_names_whole_updates_per_batch():
 
     assert ours_overrides("ours@0.2", 10) == {"iters": 2}
     assert ours_overrides("ours@1.0", 10) == {"iters": 10}
-    assert ours_overrides("ours-1x", 10) == {"iters": 1, "replay_batch": 10}
+    assert ours_overrides("ours-1x", 10) == {
+        "iters": 1,
+        "replay_batch": 10,
+        "lr": 0.3,
+        "grad_clip": 1.0,
+    }
     with pytest.raises(ValueError, match="not a whole number of updates"):
         ours_overrides("ours@0.15", 10)
     with pytest.raises(ValueError, match="not a number of steps"):
