@@ -68,3 +68,10 @@ def test_method_options_reach_a_users_method(tmp_path):
     learner = RunConfig(lr=0.2, method_options={"smoothing": 0.3}).learner()
     s = Mine.settings_from(learner.method_values)
     assert (s.lr, s.smoothing) == (0.2, 0.3)
+
+
+@pytest.mark.parametrize("decay", [-0.1, 1.0, 1.5])
+def test_a_weight_average_decay_outside_zero_to_one_is_refused(decay):
+    with pytest.raises(ConfigError, match=r"average_weights is a decay in \[0, 1\)"):
+        RunConfig(average_weights=decay).validate()
+    assert RunConfig(average_weights=0.0).validate().learner().average_weights == 0.0
