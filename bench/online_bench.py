@@ -29,7 +29,7 @@ CORRECT = agent_module._correct
 
 def step_ms(measure: bool, batches: int, controller: bool) -> float:
     s = streams.get_stream("split-mnist5k", seed=0)
-    cfg = RunConfig(seed=0, controller=controller)
+    cfg = RunConfig(seed=0, controller=controller, gate=False)  # the head: its own measure
     spec = StreamSpec(s.input_shape, s.n_classes, s.task_aware, s.scenario)
     agent = Agent(cfg, spec, Agent.memory_for(cfg, spec))
     if not measure:  # no forward pass of its own and no counting: the step alone
