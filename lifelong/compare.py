@@ -49,17 +49,17 @@ BUDGET_PREFIX = "ours@"  # ours@0.5: the default agent at 0.5 gradient steps per
 def ours_overrides(name: str, batch_size: int) -> dict:
     """The RunConfig keys a named variant of our agent sets: one of ``OURS``, or
     ``ours@S``, the default agent with S x batch updates per incoming batch (S gradient
-    steps per example). ValueError naming the problem otherwise."""
+    steps per example). ConfigError naming the problem otherwise."""
     if name in OURS:
         return OURS[name]
     budget = name.removeprefix(BUDGET_PREFIX)
     try:
         steps = float(budget)
     except ValueError:
-        raise ValueError(f"{name!r}: {budget!r} is not a number of steps per example") from None
+        raise ConfigError(f"{name!r}: {budget!r} is not a number of steps per example") from None
     iters = round(steps * batch_size)
     if iters < 1 or abs(iters - steps * batch_size) > 1e-9:
-        raise ValueError(
+        raise ConfigError(
             f"{name!r}: {steps} steps per example is not a whole number of updates per "
             f"batch of {batch_size} (use a multiple of {1 / batch_size:g})"
         )
@@ -309,7 +309,7 @@ def compare(
     (``jobs`` at a time) on the sweep's pool."""
     unknown = sorted(m for m in set(methods) - set(METHODS) if not m.startswith(BUDGET_PREFIX))
     if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; known: {list(METHODS)} and ours@S")
+        raise ConfigError(f"unknown method(s) {unknown}; known: {list(METHODS)} and ours@S")
     for m in methods:
         if is_ours(m):
             ours_overrides(m, cfg.batch_size)  # a budget that is no whole number of updates

@@ -184,6 +184,22 @@ def test_a_budget_names_whole_updates_per_batch():
         ours_overrides("ours@fast", 10)
 
 
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--compute", "0.15"], "0.15 steps per example is not a whole number of updates"),
+        (["--compute", "fast"], "'fast' is not a number of steps per example"),
+        (["--methods", "replay,dreamer"], "unknown method(s) ['dreamer']"),
+    ],
+)
+def test_compare_refuses_a_bad_budget_or_method_in_one_line(tmp_path, capsys, flags, message):
+    args = ["compare", "--stream", "split-digits", "--out", str(tmp_path / "c"), *flags]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "c" / "results.json").exists()
+
+
 def test_compare_counts_compute_the_same_way_for_everyone(tmp_path, capsys):
     """ours at two budgets and Avalanche's Replay: steps and FLOPs per example, counted for
     ours by the agent and for Replay by hooks on its model and optimizer, agree with what
