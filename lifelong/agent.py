@@ -168,18 +168,18 @@ class Agent:
         # known before this batch; from the first update's own forward where that is it
         mask = self._task_row(task_id)
         reuse = self.method.logits_before_update and not self._mode_matters and self.gate is None
-        if self.gate is not None:  # the controller learns from the batch before the network
-            logits = self.gate.learn(*self._features_and_logits(x), y, mask)
-            self.online_correct += _correct(logits, y, mask)
-        elif not reuse:
+        if self.gate is None and not reuse:
             self.online_correct += _correct(self._logits(x), y, mask)
         self.online_seen += len(y)
         self._note_task(task_id, y)
+        first = self._update_batch(x, y, task_id)  # the first update's data, replay included
+        if self.gate is not None:  # the controller learns before the network does
+            self.online_correct += _correct(self._gate_step(first, mask), y, mask)
         if not self.model.training:  # train() walks every module: not on every batch
             self.model.train()
         logits_in = None  # the incoming batch's logits, which memories keep (DER)
         for i in range(self.cfg.iters):
-            batch = self._update_batch(x, y, task_id)
+            batch = first if i == 0 else self._update_batch(x, y, task_id)
             loss, logits_in = self.method.update(batch)
             self.grad_steps += 1
             self.trained_rows += self.method.rows(batch)
@@ -196,6 +196,22 @@ class Agent:
         if self.cfg.rekey_every and self.steps % self.cfg.rekey_every == 0:
             self.rekey()
         return float(loss)
+
+    def _gate_step(self, b: Update, mask: torch.Tensor | None) -> torch.Tensor:
+        """The prediction controller's step on the incoming batch (unseen: the online
+        prediction) and the first update's replayed memories (the past, where a head
+        biased towards the newest classes shows it); returns the incoming batch's logits."""
+        x, y, masks = b.x, b.y, None
+        if b.x_mem is not None:
+            x, y = torch.cat([b.x, b.x_mem]), torch.cat([b.y, b.y_mem])
+        if self.spec.task_aware:  # each row under its own task's classes
+            every = torch.ones(self.spec.n_classes, dtype=torch.bool)
+            rows = [(every if mask is None else mask).expand(len(b.y), -1)]
+            if b.x_mem is not None:
+                mem = b.mask_mem if b.mask_mem is not None else every.expand(len(b.y_mem), -1)
+                rows.append(mem)
+            masks = torch.cat(rows)
+        return self.gate.learn(*self._features_and_logits(x), y, masks)[: len(b.y)]
 
     @property
     def online_accuracy(self) -> float | None:
