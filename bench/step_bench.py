@@ -90,8 +90,8 @@ def profile(stream, controller: bool, calls: int) -> list[dict]:
             "update, closed form": lambda: agent.method._closed_form_step(loss_of, update),
             "update, autograd": lambda: agent.method._autograd_step(loss_of, update),
         }
-    parts["prediction controller (embed incoming + replay, learn the mix)"] = (
-        lambda: agent._gate_step(update, None)
+    parts["prediction controller (embed incoming + replay, learn the mix)"] = lambda: (
+        agent._gate_step(update, None)
     )
 
     def observe_head_alone() -> None:
