@@ -229,7 +229,9 @@ def test_compare_counts_compute_the_same_way_for_everyone(tmp_path, capsys):
     assert runs["replay"]["flops_per_example"] == pytest.approx(
         BACKWARD_FACTOR * replay_rows * f / n, rel=0.02
     )
-    assert runs["ours@0.2"]["flops_per_example"] > 1.8 * runs["ours@0.1"]["flops_per_example"]
+    # twice the updates; the controller's forward of each batch is paid once either way
+    flops = {m: r["flops_per_example"] for m, r in runs.items()}
+    assert 1.5 * flops["ours@0.1"] < flops["ours@0.2"] < 2 * flops["ours@0.1"]
     assert (out / "compute.png").stat().st_size > 10_000
 
 
