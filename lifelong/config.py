@@ -65,7 +65,8 @@ class RunConfig:
     gate: bool = opt(
         True,
         "learned prediction controller: mixes the head with the memory's class prototypes, "
-        "its weights learned on each incoming batch before it is learned (off: the head)",
+        "its weights learned on each incoming batch and the memories about to be replayed, "
+        "before the network learns them (off: the head)",
     )
     average_weights: float = opt(
         0.995,

@@ -76,10 +76,11 @@ class PredictionGate:
         y: torch.Tensor,
         mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """One step on a batch the network has not learned yet; returns the mixture's
-        logits before the step (the agent's prediction of that batch, for the online
-        accuracy). The gradient of the cross-entropy in each weight is in closed form: the
-        mean over the batch of (softmax - one-hot) . expert."""
+        """One step on rows the network is about to learn from (the incoming batch first,
+        then the memories about to be replayed); returns the mixture's logits before the
+        step (the agent's prediction of them; the incoming rows' give the online accuracy).
+        The gradient of the cross-entropy in each weight is in closed form: the mean over
+        the rows of (softmax - one-hot) . expert."""
         if self.sums is None:
             self.sums = torch.zeros(self.n_classes, embeddings.shape[1])
             self.protos = self.sums.clone()
@@ -90,7 +91,7 @@ class PredictionGate:
         residual = torch.softmax(logits, dim=1) - F.one_hot(y, self.n_classes)
         grad = torch.stack([(residual * head_logits).sum(), (residual * sims).sum()])
         self.weights = (self.weights - LR / len(y) * grad).clamp_(min=0)
-        self.sums.index_add_(0, y, unit)  # after predicting: this batch was unseen
+        self.sums.index_add_(0, y, unit)  # after predicting: the incoming rows were unseen
         self.protos = F.normalize(self.sums, dim=1)
         return logits
 
