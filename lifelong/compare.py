@@ -57,8 +57,13 @@ def ours_overrides(name: str, batch_size: int) -> dict:
         steps = float(budget)
     except ValueError:
         raise ConfigError(f"{name!r}: {budget!r} is not a number of steps per example") from None
+    if not 1 <= steps * batch_size < float("inf"):  # NaN too
+        raise ConfigError(
+            f"{name!r}: {steps} steps per example is not one update per batch of "
+            f"{batch_size} or more (the least is {1 / batch_size:g})"
+        )
     iters = round(steps * batch_size)
-    if iters < 1 or abs(iters - steps * batch_size) > 1e-9:
+    if abs(iters - steps * batch_size) > 1e-9:
         raise ConfigError(
             f"{name!r}: {steps} steps per example is not a whole number of updates per "
             f"batch of {batch_size} (use a multiple of {1 / batch_size:g})"

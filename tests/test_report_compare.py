@@ -189,6 +189,9 @@ def test_a_budget_names_whole_updates_per_batch():
     [
         (["--compute", "0.15"], "0.15 steps per example is not a whole number of updates"),
         (["--compute", "fast"], "'fast' is not a number of steps per example"),
+        (["--compute", "0"], "0.0 steps per example is not one update per batch of 10 or more"),
+        (["--compute", "nan"], "nan steps per example is not one update per batch"),
+        (["--compute", "inf"], "inf steps per example is not one update per batch"),
         (["--methods", "replay,dreamer"], "unknown method(s) ['dreamer']"),
     ],
 )
