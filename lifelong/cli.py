@@ -24,6 +24,13 @@ from lifelong.sweep import cli as sweep_cli
 class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Defaults shown beside every option; descriptions keep their line breaks."""
 
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        # RunConfig's flags say their config default in their help (theirs is None, which
+        # means "not given"): not a second, wrong one
+        if action.help and "(default:" in action.help:
+            return action.help
+        return super()._get_help_string(action)
+
 
 def _streams_list(args: argparse.Namespace) -> int:
     from streams.names import SCENARIOS, SOURCES, stream_names

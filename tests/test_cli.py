@@ -32,7 +32,11 @@ def test_every_option_of_every_command_has_help_and_shows_its_default():
                 continue
             assert action.help, f"{path} {action.option_strings or action.dest} has no help"
     text = cli.build_parser()._subparsers._group_actions[0].choices["run"].format_help()
-    assert "(default: 'split-mnist5k')" in " ".join(text.split())
+    flat = " ".join(text.split())
+    assert "(default: 'split-mnist5k')" in flat
+    # a config flag's own default only, not argparse's None ("not given") beside it
+    assert "(default: True)" in flat and "(default: True) (default: None)" not in flat
+    assert "(default: 0.995) (default: None)" not in flat
 
 
 def test_top_level_help_speaks_to_users(capsys):
