@@ -190,7 +190,10 @@ class Agent:
         if self.average is not None:
             with torch.no_grad():
                 weights = list(self.model.parameters())
-                torch._foreach_lerp_(self.average, weights, 1 - self.cfg.average_weights)
+                # the mean of every step's weights until the horizon is reached, then the
+                # exponential average: the initial weights do not linger in it
+                rate = max(1 - self.cfg.average_weights, 1 / (self.steps + 1))
+                torch._foreach_lerp_(self.average, weights, rate)
         self.steps += 1
         self.examples += len(y)
         if self.cfg.rekey_every and self.steps % self.cfg.rekey_every == 0:

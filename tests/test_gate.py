@@ -147,3 +147,20 @@ def test_the_weight_average_predicts_once_classes_stop_arriving():
     for b in range(0, 10 * BATCH, BATCH):  # the last experience's classes, 10 steps ago
         agent.observe(e.x_train[b : b + BATCH], e.y_train[b : b + BATCH])
     assert not agent.averaging  # 10 steps since a new class, three horizons are 30
+
+
+def test_the_weight_average_is_the_mean_of_the_weights_until_its_horizon():
+    """Before its horizon the average is the plain mean of every step's weights (the
+    initial weights are not in it); after, each step moves it by 1 - decay."""
+    s = streams.get_stream("split-digits", experiences=1, seed=0)
+    agent = make_agent(s, memory=50, average_weights=0.9)  # horizon 10 steps
+    e, seen = s[0], []
+    for b in range(0, 12 * BATCH, BATCH):
+        agent.observe(e.x_train[b : b + BATCH], e.y_train[b : b + BATCH])
+        seen.append([w.detach().clone() for w in agent.model.parameters()])
+        if len(seen) == 10:
+            means = [torch.stack(ws).mean(0) for ws in zip(*seen, strict=True)]
+            assert all(torch.allclose(a, m, atol=1e-6) for a, m in zip(agent.average, means))
+    before = [torch.lerp(m, w, 0.1) for m, w in zip(means, seen[10], strict=True)]
+    expected = [torch.lerp(b, w, 0.1) for b, w in zip(before, seen[11], strict=True)]
+    assert all(torch.allclose(a, m, atol=1e-6) for a, m in zip(agent.average, expected))
