@@ -23,6 +23,7 @@ from lifelong.losses import mask_to
 from lifelong.methods import Update, method_class
 from lifelong.models import build_model, embedding_dim
 from lifelong.replay_memory import ReplayMemory
+from lifelong.weight_average import WeightAverage
 from stores import EpisodicStore, MemoryNotFound
 
 FIXED_KEY_DIM = 128
@@ -97,7 +98,7 @@ class Agent:
         self.gate = gate.PredictionGate(spec.n_classes) if cfg.gate and has_embedding else None
         # a running average of the weights, which predicts once the classes stop arriving
         decay = cfg.average_weights
-        self.average = [w.detach().clone() for w in model.parameters()] if decay else None
+        self.average = WeightAverage(model, decay) if decay else None
         self.classes_seen = torch.zeros(spec.n_classes, dtype=torch.bool)
         self.last_new_class_step = 0
         self.steps = 0
@@ -168,13 +169,16 @@ class Agent:
         # known before this batch; from the first update's own forward where that is it
         mask = self._task_row(task_id)
         reuse = self.method.logits_before_update and not self._mode_matters and self.gate is None
+        live_in = None  # the live weights' logits of the batch before it is learned
         if self.gate is None and not reuse:
-            self.online_correct += _correct(self._logits(x), y, mask)
+            live_in = self._logits(x)
+            self.online_correct += _correct(live_in, y, mask)
         self.online_seen += len(y)
         self._note_task(task_id, y)
         first = self._update_batch(x, y, task_id)  # the first update's data, replay included
         if self.gate is not None:  # the controller learns before the network does
-            self.online_correct += _correct(self._gate_step(first, mask), y, mask)
+            mixed, live_in = self._gate_step(first, mask)
+            self.online_correct += _correct(mixed, y, mask)
         if not self.model.training:  # train() walks every module: not on every batch
             self.model.train()
         logits_in = None  # the incoming batch's logits, which memories keep (DER)
@@ -184,26 +188,27 @@ class Agent:
             self.grad_steps += 1
             self.trained_rows += self.method.rows(batch)
             if i == 0 and reuse:
+                live_in = logits_in
                 self.online_correct += _correct(logits_in, y, mask)
         self.memory.add(x, y, task_id, experience, position, logits_in)
         self._note_classes(y)
-        if self.average is not None:
-            with torch.no_grad():
-                weights = list(self.model.parameters())
-                # the mean of every step's weights until the horizon is reached, then the
-                # exponential average: the initial weights do not linger in it
-                rate = max(1 - self.cfg.average_weights, 1 / (self.steps + 1))
-                torch._foreach_lerp_(self.average, weights, rate)
+        if self.average is not None:  # it watches the batch for lag, then takes the weights
+            if self.average.count:
+                self.forward_rows += len(x)
+            with self._eval_mode():
+                behind = self.average.watch(self.model, x, y, live_in)
+            self.average.step(self.model, restart=behind)
         self.steps += 1
         self.examples += len(y)
         if self.cfg.rekey_every and self.steps % self.cfg.rekey_every == 0:
             self.rekey()
         return float(loss)
 
-    def _gate_step(self, b: Update, mask: torch.Tensor | None) -> torch.Tensor:
+    def _gate_step(self, b: Update, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The prediction controller's step on the incoming batch (unseen: the online
         prediction) and the first update's replayed memories (the past, where a head
-        biased towards the newest classes shows it); returns the incoming batch's logits."""
+        biased towards the newest classes shows it); returns the incoming batch's logits,
+        the controller's and the head's."""
         x, y, masks = b.x, b.y, None
         if b.x_mem is not None:
             x, y = torch.cat([b.x, b.x_mem]), torch.cat([b.y, b.y_mem])
@@ -214,7 +219,9 @@ class Agent:
                 mem = b.mask_mem if b.mask_mem is not None else every.expand(len(b.y_mem), -1)
                 rows.append(mem)
             masks = torch.cat(rows)
-        return self.gate.learn(*self._features_and_logits(x), y, masks)[: len(b.y)]
+        features, head = self._features_and_logits(x)
+        n_in = len(b.y)
+        return self.gate.learn(features, head, y, masks)[:n_in], head[:n_in]
 
     @property
     def online_accuracy(self) -> float | None:
@@ -390,8 +397,7 @@ class Agent:
         class-incremental one, never right after a class arrives, where it would lag."""
         if self.average is None:
             return False
-        horizon = 1 / (1 - self.cfg.average_weights)
-        return self.steps - self.last_new_class_step >= 3 * horizon
+        return self.steps - self.last_new_class_step >= 3 * self.average.horizon
 
     @contextlib.contextmanager
     def predicting_weights(self):
@@ -400,14 +406,8 @@ class Agent:
         if not self.averaging:
             yield
             return
-        with torch.no_grad():
-            live = [w.detach().clone() for w in self.model.parameters()]
-            torch._foreach_copy_(list(self.model.parameters()), self.average)
-        try:
+        with self.average.swapped_in(self.model):
             yield
-        finally:
-            with torch.no_grad():
-                torch._foreach_copy_(list(self.model.parameters()), live)
 
     # -- prediction -----------------------------------------------------------------------
     def predict(
@@ -510,7 +510,7 @@ class Agent:
             "online": torch.tensor([self.online_correct, self.online_seen]),
             "compute": torch.tensor([self.trained_rows, self.forward_rows]),
             **({"gate": self.gate.state_dict()} if self.gate is not None else {}),
-            **({"average": [w.clone() for w in self.average]} if self.average else {}),
+            **({"average": self.average.state_dict()} if self.average is not None else {}),
             "classes_seen": self.classes_seen.clone(),
             "last_new_class_step": torch.tensor(self.last_new_class_step),
         }
@@ -532,7 +532,7 @@ class Agent:
         if self.gate is not None and "gate" in state:
             self.gate.load_state_dict(state["gate"])
         if self.average is not None and "average" in state:
-            self.average = [w.clone() for w in state["average"]]
+            self.average.load_state_dict(state["average"], self.steps)
         if "classes_seen" in state:
             self.classes_seen = state["classes_seen"].clone()
             self.last_new_class_step = int(state["last_new_class_step"])

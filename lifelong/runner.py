@@ -589,6 +589,8 @@ def _publish(cfg, run_dir, progress, agent, status: str) -> tuple[np.ndarray, di
             "samples_per_second": agent.examples / seconds if seconds else None,
             "complete": progress.done,
             "memories": len(agent.memory),
+            # times the weight average fell behind the live weights and started again
+            "average_restarts": agent.average.restarts if agent.average is not None else None,
         }
     )
     header = ["after_experience"] + [f"exp_{j}" for j in range(R.shape[1] if len(R) else 0)]

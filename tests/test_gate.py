@@ -160,7 +160,55 @@ def test_the_weight_average_is_the_mean_of_the_weights_until_its_horizon():
         seen.append([w.detach().clone() for w in agent.model.parameters()])
         if len(seen) == 10:
             means = [torch.stack(ws).mean(0) for ws in zip(*seen, strict=True)]
-            assert all(torch.allclose(a, m, atol=1e-6) for a, m in zip(agent.average, means))
+            averaged = agent.average.weights
+            assert all(torch.allclose(a, m, atol=1e-6) for a, m in zip(averaged, means))
     before = [torch.lerp(m, w, 0.1) for m, w in zip(means, seen[10], strict=True)]
     expected = [torch.lerp(b, w, 0.1) for b, w in zip(before, seen[11], strict=True)]
-    assert all(torch.allclose(a, m, atol=1e-6) for a, m in zip(agent.average, expected))
+    assert all(torch.allclose(a, m, atol=1e-6) for a, m in zip(agent.average.weights, expected))
+
+
+def test_the_weight_average_starts_again_when_it_falls_behind(monkeypatch):
+    """A new permutation every 144 batches, a horizon of 200: the average, still answering
+    for the old permutations, scores worse than the live weights on the incoming batches and
+    starts again from them, so it predicts the newest experience about as well as they do.
+    Kept from restarting, it lags there."""
+    from lifelong import weight_average
+
+    s = streams.get_stream("permuted-digits", experiences=5, seed=0)
+    agent = make_agent(s, memory=200)
+    train(agent, s, list(s))
+    assert agent.averaging and agent.average.restarts >= 4  # at least once a permutation
+    newest = s[-1]
+    with_restarts = agent.accuracy(newest.x_test, newest.y_test)
+    live = agent.model(newest.x_test).argmax(1).eq(newest.y_test).float().mean().item()
+    assert with_restarts > live - 0.05
+
+    monkeypatch.setattr(weight_average, "LAG_NATS", float("inf"))
+    lagging = make_agent(s, memory=200)
+    train(lagging, s, list(s))
+    assert lagging.average.restarts == 0
+    assert lagging.accuracy(newest.x_test, newest.y_test) < with_restarts - 0.1
+
+
+def test_the_weight_average_round_trips_through_a_checkpoint_and_reads_old_ones():
+    s = streams.get_stream("permuted-digits", experiences=2, seed=0)
+    agent = make_agent(s, memory=100, average_weights=0.9)
+    train(agent, s, list(s))
+    state = agent.state_dict()
+    back = make_agent(s, memory=100, average_weights=0.9)
+    back.store = agent.store
+    back.load_state_dict(state)
+    a, b = agent.average, back.average
+    assert (a.count, a.restarts, a.live_loss, a.own_loss) == (
+        b.count,
+        b.restarts,
+        pytest.approx(b.live_loss),
+        pytest.approx(b.own_loss),
+    )
+    assert all(torch.equal(u, v) for u, v in zip(a.weights, b.weights, strict=True))
+    # a checkpoint written before restarts kept the weights alone
+    old = make_agent(s, memory=100, average_weights=0.9)
+    old.store = agent.store
+    old.load_state_dict({**state, "average": [w.clone() for w in a.weights]})
+    assert old.average.count == agent.steps and old.average.restarts == 0
+    assert old.average.live_loss is None
