@@ -22,7 +22,8 @@ import contextlib
 
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call
+
+from lifelong.models import forward_with
 
 LAG_NATS = 0.5  # how far behind the live weights (incoming cross-entropy) before a restart
 WATCH_DECAY = 0.9  # of the two running cross-entropies: about ten batches
@@ -53,7 +54,7 @@ class WeightAverage:
         behind, so that ``step`` starts it again."""
         if self.count == 0:
             return False
-        own = functional_call(model, dict(zip(self.names, self.weights, strict=True)), (x,))
+        own = forward_with(model, dict(zip(self.names, self.weights, strict=True)), x)
         live_loss = float(F.cross_entropy(live_logits, y))
         own_loss = float(F.cross_entropy(own, y))
         if self.live_loss is None or self.own_loss is None:
