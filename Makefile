@@ -10,7 +10,7 @@ STREAM ?= split-mnist5k
 SEED   ?= 0
 JOBS   ?= 1
 
-.PHONY: install run test test-fast browser serve bench-serve bench-sweep faults lint bench bench-store bench-agent bench-step bench-startup compare results ablation clean
+.PHONY: install run test test-fast browser serve bench-serve bench-sweep faults lint bench bench-store bench-agent bench-step bench-startup compare results heldout ablation clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -77,6 +77,9 @@ results: $(STAMP)
 	    --compute 0.1,0.2,1.0 --out runs/results/$$s || exit 1; \
 	  $(BIN)/python bench/publish_results.py runs/results/$$s || exit 1; \
 	done
+
+heldout: $(STAMP)  # the goals where nothing was tuned (docs/results/heldout.md)
+	$(BIN)/python bench/heldout.py --jobs 2
 
 ablation: $(STAMP)  # what each ingredient of the default adds (docs/results/ablation.md)
 	$(BIN)/python bench/ablation.py --jobs 2

@@ -93,6 +93,12 @@ def profile(stream, controller: bool, calls: int) -> list[dict]:
     parts["prediction controller (embed incoming + replay, learn the mix)"] = lambda: (
         agent._gate_step(update, None)
     )
+    with torch.no_grad():
+        live_logits = agent.model(x)
+    average = agent.average
+    parts["weight average (score the incoming batch, take the weights)"] = lambda: (
+        average.step(agent.model, restart=average.watch(agent.model, x, y, live_logits))
+    )
 
     def observe_head_alone() -> None:
         gate, agent.gate = agent.gate, None
