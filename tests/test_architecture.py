@@ -16,6 +16,7 @@ LEARNER = {
     "lifelong.adaptation",
     "lifelong.compute",
     "lifelong.gate",
+    "lifelong.weight_average",
     "lifelong.learner_config",
     "lifelong.user_code",
 }
