@@ -96,8 +96,8 @@ def profile(stream, controller: bool, calls: int) -> list[dict]:
     with torch.no_grad():
         live_logits = agent.model(x)
     average = agent.average
-    parts["weight average (score the incoming batch, take the weights)"] = lambda: (
-        average.step(agent.model, restart=average.watch(agent.model, x, y, live_logits))
+    parts["weight average (score the incoming batch, take the weights)"] = lambda: average.step(
+        agent.model, restart=average.watch(agent.model, x, y, live_logits)
     )
 
     def observe_head_alone() -> None:
