@@ -45,7 +45,10 @@ def run_checks(jobs: int) -> None:
 def table() -> str:
     lines, records = [HEADER], {}
     for stream, seeds in CHECKS:
-        summary = json.loads((folder(stream, seeds) / "results.json").read_text())["summary"]
+        path = folder(stream, seeds) / "results.json"
+        if not path.exists():
+            sys.exit(f"heldout: no results at {path}; run `python bench/heldout.py` first")
+        summary = json.loads(path.read_text())["summary"]
         records[f"{stream} seeds {seeds}"] = summary
         lines.append(goal_row(f"{stream}, seeds {seeds}", summary))
     DOCS.mkdir(parents=True, exist_ok=True)
