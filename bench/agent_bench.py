@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 import streams  # noqa: E402
 from bench.results_table import write_table  # noqa: E402
-from lifelong.agent import Agent, StreamSpec  # noqa: E402
 from lifelong.config import RunConfig  # noqa: E402
+from lifelong.learner.agent import Agent, StreamSpec  # noqa: E402
 
 
 def timed(obj, name: str, clock: dict) -> None:

@@ -20,9 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import streams  # noqa: E402
-from lifelong import agent as agent_module  # noqa: E402
-from lifelong.agent import Agent, StreamSpec  # noqa: E402
 from lifelong.config import RunConfig  # noqa: E402
+from lifelong.learner import agent as agent_module  # noqa: E402
+from lifelong.learner.agent import Agent, StreamSpec  # noqa: E402
 
 CORRECT = agent_module._correct
 

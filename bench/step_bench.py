@@ -25,9 +25,9 @@ sys.path.insert(0, str(ROOT))
 
 import streams  # noqa: E402
 from bench.results_table import write_table  # noqa: E402
-from lifelong.agent import Agent, StreamSpec  # noqa: E402
 from lifelong.config import RunConfig  # noqa: E402
-from lifelong.controller import meta_grads_autograd, meta_grads_first_order  # noqa: E402
+from lifelong.learner.agent import Agent, StreamSpec  # noqa: E402
+from lifelong.learner.controller import meta_grads_autograd, meta_grads_first_order  # noqa: E402
 
 ROUNDS = 7
 

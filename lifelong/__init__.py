@@ -15,8 +15,8 @@ _WHERE = {
     "RunResult": "lifelong.runner",
     "RunConfig": "lifelong.config",
     "ConfigError": "lifelong.config",
-    "Agent": "lifelong.agent",
-    "StreamSpec": "lifelong.agent",
+    "Agent": "lifelong.learner.agent",
+    "StreamSpec": "lifelong.learner.agent",
 }
 
 __all__ = sorted(_WHERE)

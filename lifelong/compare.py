@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lifelong import compute, metrics
+from lifelong import metrics
 from lifelong.config import ConfigError, RunConfig
-from lifelong.models import build_model
+from lifelong.learner import compute
+from lifelong.learner.models import build_model
 
 BASELINES = (
     "naive",

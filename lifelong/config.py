@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from lifelong.errors import ConfigError
-from lifelong.learner_config import LearnerConfig, resolve
+from lifelong.learner.config import LearnerConfig, resolve
 
 __all__ = ["ConfigError", "RunConfig"]
 

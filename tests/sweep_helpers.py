@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lifelong.methods.er import ER
+from lifelong.learner.methods.er import ER
 
 
 class Exploding(ER):

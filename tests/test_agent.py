@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import streams
-from lifelong.agent import Agent, BadBatchError, StreamSpec
 from lifelong.config import ConfigError, RunConfig
+from lifelong.learner.agent import Agent, BadBatchError, StreamSpec
 
 BATCH = 10  # incoming batch size: the run cuts the stream, not the learner
 
@@ -162,7 +162,7 @@ def test_bad_batch_is_refused_and_nothing_is_written(two_exp, mutate, message):
 
 
 def test_colour_images_get_the_cnn_and_train():
-    from lifelong.models import SmallCNN
+    from lifelong.learner.models import SmallCNN
 
     rng = np.random.default_rng(0)
     # two separable colour classes: red-ish against blue-ish 32x32 images
@@ -185,9 +185,13 @@ def _meta_batch(stream):
 
 
 def test_first_order_closed_form_equals_autograd_through_the_rates(two_exp):
-    from lifelong.controller import LearnedRates, meta_grads_autograd, meta_grads_first_order
-    from lifelong.losses import ReplayLoss
-    from lifelong.models import build_model
+    from lifelong.learner.controller import (
+        LearnedRates,
+        meta_grads_autograd,
+        meta_grads_first_order,
+    )
+    from lifelong.learner.losses import ReplayLoss
+    from lifelong.learner.models import build_model
 
     torch.manual_seed(0)
     model = build_model("mlp", two_exp.input_shape, two_exp.n_classes, 32)
@@ -208,7 +212,7 @@ def test_first_order_closed_form_equals_autograd_through_the_rates(two_exp):
 def test_mlp_forward_with_equals_functional_call(two_exp):
     from torch.func import functional_call
 
-    from lifelong.models import build_model
+    from lifelong.learner.models import build_model
 
     model = build_model("mlp", two_exp.input_shape, two_exp.n_classes, 32)
     weights = {n: p.detach() + 0.01 for n, p in model.named_parameters()}
@@ -217,7 +221,7 @@ def test_mlp_forward_with_equals_functional_call(two_exp):
 
 
 def test_distillation_term_pulls_replayed_logits_to_their_targets():
-    from lifelong.losses import replay_loss
+    from lifelong.learner.losses import replay_loss
 
     logits_in, y_in = torch.randn(4, 5), torch.tensor([0, 1, 0, 1])
     logits_mem, y_mem = torch.randn(3, 5), torch.tensor([2, 3, 4])

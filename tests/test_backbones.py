@@ -11,11 +11,11 @@ from torch import nn
 
 import streams
 from lifelong import cli
-from lifelong.agent import FIXED_KEY_DIM, Agent, StreamSpec
-from lifelong.backbones import ResNet18
 from lifelong.config import ConfigError, RunConfig
-from lifelong.methods import METHODS
-from lifelong.models import build_model
+from lifelong.learner.agent import FIXED_KEY_DIM, Agent, StreamSpec
+from lifelong.learner.methods import METHODS
+from lifelong.learner.models import build_model
+from lifelong.learner.resnet import ResNet18
 from lifelong.runner import run
 from stores import EpisodicStore
 
@@ -40,7 +40,7 @@ def test_batch_norm_step_is_the_same_through_autograd_and_the_vjp():
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(10, 1, 8, 8, generator=g), torch.randint(0, 10, (10,), generator=g)
     xm, ym = torch.rand(10, 1, 8, 8, generator=g), torch.randint(0, 10, (10,), generator=g)
-    from lifelong.methods import Update
+    from lifelong.learner.methods import Update
 
     weights = []
     for closed_form in (True, False):

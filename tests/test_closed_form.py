@@ -6,8 +6,9 @@ import pytest
 import torch
 
 import streams
-from lifelong.losses import ReplayLoss
-from lifelong.models import Backbone, build_model
+from lifelong.learner.backbone import Backbone
+from lifelong.learner.losses import ReplayLoss
+from lifelong.learner.models import build_model
 
 
 @pytest.fixture(scope="module")

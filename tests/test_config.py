@@ -8,8 +8,8 @@ import dataclasses
 import pytest
 
 from lifelong.config import SECTIONS, ConfigError, RunConfig
-from lifelong.learner_config import LearnerConfig
-from lifelong.methods import METHODS
+from lifelong.learner.config import LearnerConfig
+from lifelong.learner.methods import METHODS
 
 
 def test_toml_has_sections_and_round_trips(tmp_path):
@@ -55,7 +55,7 @@ def test_the_learner_config_holds_no_run_keys():
 
 def test_method_options_reach_a_users_method(tmp_path):
     """A [method] key no built-in setting has goes to the method's own settings."""
-    from lifelong.methods import Method
+    from lifelong.learner.methods import Method
 
     @dataclasses.dataclass
     class MySettings:

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 import streams
-from lifelong import gate
 from lifelong.config import RunConfig
-from lifelong.gate import PredictionGate, mixed_logits, prototypes
+from lifelong.learner import gate
+from lifelong.learner.gate import PredictionGate, mixed_logits, prototypes
 from tests.test_agent import BATCH, make_agent, train
 
 
@@ -172,7 +172,7 @@ def test_the_weight_average_starts_again_when_it_falls_behind(monkeypatch):
     for the old permutations, scores worse than the live weights on the incoming batches and
     starts again from them, so it predicts the newest experience about as well as they do.
     Kept from restarting, it lags there."""
-    from lifelong import weight_average
+    from lifelong.learner import weight_average
 
     s = streams.get_stream("permuted-digits", experiences=5, seed=0)
     agent = make_agent(s, memory=200)

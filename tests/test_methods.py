@@ -12,10 +12,10 @@ import torch
 
 import streams
 from lifelong import cli
-from lifelong.agent import Agent, StreamSpec
 from lifelong.config import ConfigError, RunConfig
-from lifelong.methods import METHODS, Update, method_class, resolve
-from lifelong.models import build_model
+from lifelong.learner.agent import Agent, StreamSpec
+from lifelong.learner.methods import METHODS, Update, method_class, resolve
+from lifelong.learner.models import build_model
 from lifelong.runner import run
 
 README = Path(__file__).resolve().parents[1] / "README.md"

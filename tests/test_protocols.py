@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import streams
-from lifelong.agent import Agent, StreamSpec
 from lifelong.config import RunConfig
+from lifelong.learner.agent import Agent, StreamSpec
 from lifelong.runner import run
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"))

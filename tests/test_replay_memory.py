@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lifelong.replay_memory import ReplayMemory
+from lifelong.learner.replay_memory import ReplayMemory
 from stores import EpisodicStore, StoreError
 
 SHAPE, CLASSES, DIM = (1, 4, 4), 10, 16

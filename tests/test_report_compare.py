@@ -160,8 +160,8 @@ def test_compare_two_strategies_on_two_experiences(tmp_path, capsys):
 
 
 def test_forward_flops_of_the_mlp_are_its_products():
-    from lifelong.compute import forward_flops
-    from lifelong.models import build_model
+    from lifelong.learner.compute import forward_flops
+    from lifelong.learner.models import build_model
 
     mlp = build_model("mlp", (1, 28, 28), 10, 100)
     assert forward_flops(mlp, (1, 28, 28)) == 2 * (784 * 100 + 100 * 100 + 100 * 10)
@@ -209,8 +209,8 @@ def test_compare_counts_compute_the_same_way_for_everyone(tmp_path, capsys):
     each does (Replay: one step per batch of 10 over 10 incoming + 10 replayed rows)."""
     import math
 
-    from lifelong.compute import BACKWARD_FACTOR, forward_flops
-    from lifelong.models import build_model
+    from lifelong.learner.compute import BACKWARD_FACTOR, forward_flops
+    from lifelong.learner.models import build_model
 
     out = tmp_path / "cmp"
     args = ["compare", "--stream", "split-digits", "--experiences", "2", "--memory", "100"]

@@ -13,8 +13,8 @@ import torch
 
 import streams
 from lifelong import checkpoint
-from lifelong.agent import Agent, BadBatchError
 from lifelong.config import ConfigError, RunConfig
+from lifelong.learner.agent import Agent, BadBatchError
 from lifelong.runner import run
 from stores import EpisodicStore
 from tests.run_helpers import (

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lifelong.adaptation import adapted_logits
-from lifelong.gate import mixed_logits
-from lifelong.models import build_model
+from lifelong.learner.adaptation import adapted_logits
+from lifelong.learner.gate import mixed_logits
+from lifelong.learner.models import build_model
 
 
 def published_state(agent, experience: int) -> dict:

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from lifelong.controller import clip_factor
-from lifelong.losses import ReplayLoss
-from lifelong.methods.base import Method, Update
+from lifelong.learner.controller import clip_factor
+from lifelong.learner.losses import ReplayLoss
+from lifelong.learner.methods.base import Method, Update
 
 
 @dataclass

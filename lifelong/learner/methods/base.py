@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from lifelong.losses import ReplayLoss
+from lifelong.learner.losses import ReplayLoss
 
 
 @dataclass

@@ -23,7 +23,7 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-from lifelong.models import forward_with
+from lifelong.learner.backbone import forward_with
 
 LAG_NATS = 0.5  # how far behind the live weights (incoming cross-entropy) before a restart
 WATCH_DECAY = 0.9  # of the two running cross-entropies: about ten batches

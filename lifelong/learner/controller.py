@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lifelong.losses import ReplayLoss
-from lifelong.models import Backbone, forward_vjp, forward_with
+from lifelong.learner.backbone import Backbone, forward_vjp, forward_with
+from lifelong.learner.losses import ReplayLoss
 
 
 class LearnedRates(nn.Module):

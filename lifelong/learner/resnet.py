@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lifelong.models import Backbone
+from lifelong.learner.backbone import Backbone
 
 
 class BasicBlock(nn.Module):

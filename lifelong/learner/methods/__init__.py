@@ -8,14 +8,14 @@ of ``Method`` in any importable module, run with ``lifelong run --method mymod:M
 
 from __future__ import annotations
 
-from lifelong import user_code
 from lifelong.errors import ConfigError
-from lifelong.learner_config import resolve
-from lifelong.methods.base import Method, NoSettings, Update
-from lifelong.methods.derpp import DERpp
-from lifelong.methods.er import ER
-from lifelong.methods.er_ace import ERACE
-from lifelong.methods.lamaml import LaMAML
+from lifelong.learner import user_code
+from lifelong.learner.config import resolve
+from lifelong.learner.methods.base import Method, NoSettings, Update
+from lifelong.learner.methods.derpp import DERpp
+from lifelong.learner.methods.er import ER
+from lifelong.learner.methods.er_ace import ERACE
+from lifelong.learner.methods.lamaml import LaMAML
 
 METHODS: dict[str, type[Method]] = {"er": ER, "der++": DERpp, "er-ace": ERACE, "lamaml": LaMAML}
 
@@ -28,5 +28,5 @@ def method_class(name: str) -> type[Method]:
         return METHODS[name]
     cls = user_code.load(name, "method", METHODS)
     if not (isinstance(cls, type) and issubclass(cls, Method)):
-        raise ConfigError(f"method {name!r} is not a subclass of lifelong.methods.Method")
+        raise ConfigError(f"method {name!r} is not a subclass of lifelong.learner.methods.Method")
     return cls

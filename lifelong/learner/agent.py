@@ -15,15 +15,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lifelong import compute, gate
-from lifelong.adaptation import adapted_logits
 from lifelong.errors import BadBatchError
-from lifelong.learner_config import LearnerConfig
-from lifelong.losses import mask_to
-from lifelong.methods import Update, method_class
-from lifelong.models import build_model, embedding_dim
-from lifelong.replay_memory import ReplayMemory
-from lifelong.weight_average import WeightAverage
+from lifelong.learner import compute, gate
+from lifelong.learner.adaptation import adapted_logits
+from lifelong.learner.config import LearnerConfig
+from lifelong.learner.losses import mask_to
+from lifelong.learner.methods import Update, method_class
+from lifelong.learner.models import build_model, embedding_dim
+from lifelong.learner.replay_memory import ReplayMemory
+from lifelong.learner.weight_average import WeightAverage
 from stores import EpisodicStore, MemoryNotFound
 
 FIXED_KEY_DIM = 128
@@ -93,7 +93,7 @@ class Agent:
             self.memory.load(store, store.catalog.ids)
         self.task_classes = torch.zeros(0, spec.n_classes, dtype=torch.bool)
         self._tasks_changed()
-        # the learned prediction controller (lifelong.gate): needs the network's embedding
+        # the learned prediction controller (lifelong.learner.gate): needs the network's embedding
         has_embedding = hasattr(model, "embed") and hasattr(model, "head")
         self.gate = gate.PredictionGate(spec.n_classes) if cfg.gate and has_embedding else None
         # a running average of the weights, which predicts once the classes stop arriving
@@ -231,7 +231,7 @@ class Agent:
 
     @property
     def flops_per_example(self) -> float:
-        """Training FLOPs spent per incoming example so far (see ``lifelong.compute``)."""
+        """Training FLOPs spent per incoming example so far (see ``lifelong.learner.compute``)."""
         if self._forward_flops is None:
             self._forward_flops = compute.forward_flops(self.model, self.spec.input_shape)
         return compute.flops_per_example(

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-from lifelong.controller import LearnedRates, lamaml_step
-from lifelong.losses import ReplayLoss
-from lifelong.methods.base import Method, Update
+from lifelong.learner.controller import LearnedRates, lamaml_step
+from lifelong.learner.losses import ReplayLoss
+from lifelong.learner.methods.base import Method, Update
 
 
 @dataclass

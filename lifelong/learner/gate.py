@@ -30,7 +30,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from lifelong.losses import mask_to
+from lifelong.learner.losses import mask_to
 
 SCALE = 10.0  # cosine similarities lie in [-1, 1]: scaled to the range of logits
 LR = 0.1  # SGD step of the two weights

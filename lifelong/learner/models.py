@@ -4,67 +4,17 @@ LaMAML (which calls ``model(x, task_labels)``) can train the very same model."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call
+
+from lifelong.errors import ConfigError
+from lifelong.learner import user_code
+from lifelong.learner.backbone import Backbone
+from lifelong.learner.resnet import ResNet18
 
 _relu_backward = torch.ops.aten.threshold_backward  # grad where the output is > 0, else 0
-
-
-class Backbone(nn.Module):
-    """``features`` (the embedding that keys memories) followed by a linear ``head``."""
-
-    features: nn.Module
-    head: nn.Linear
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward(self, x: torch.Tensor, task_labels=None) -> torch.Tensor:
-        return self.head(self.features(x))
-
-    def forward_with(self, weights: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """The forward pass with other weights (the controller's look-ahead)."""
-        return functional_call(self, weights, (x,))
-
-    def forward_vjp(
-        self, weights: Sequence[torch.Tensor], x: torch.Tensor
-    ) -> tuple[torch.Tensor, Callable[[torch.Tensor], list[torch.Tensor]]]:
-        """Logits with ``weights`` (in ``parameters()`` order), and the map from dloss/dlogits
-        to each weight's gradient. The learning steps use it with a loss whose gradient
-        they know in closed form (``losses.ReplayLoss.with_grad``); here, autograd does the
-        backbone's part."""
-        return generic_forward_vjp(self, weights, x)
-
-
-def forward_with(model: nn.Module, weights: dict[str, torch.Tensor], x: torch.Tensor):
-    """``model``'s forward pass with other weights: its own fast one if it has it."""
-    if hasattr(model, "forward_with"):
-        return model.forward_with(weights, x)
-    return functional_call(model, weights, (x,))
-
-
-def forward_vjp(model: nn.Module, weights: Sequence[torch.Tensor], x: torch.Tensor):
-    """(logits, vjp) as ``Backbone.forward_vjp``, for any module: its own if it has one."""
-    if hasattr(model, "forward_vjp"):
-        return model.forward_vjp(weights, x)
-    return generic_forward_vjp(model, weights, x)
-
-
-def generic_forward_vjp(model: nn.Module, weights: Sequence[torch.Tensor], x: torch.Tensor):
-    """Autograd's vector-Jacobian product of any module's logits in its weights."""
-    names = [n for n, _ in model.named_parameters()]
-    leaves = [w.detach().requires_grad_() for w in weights]
-    with torch.enable_grad():
-        logits = forward_with(model, dict(zip(names, leaves, strict=True)), x)
-
-    def vjp(grad_logits: torch.Tensor) -> list[torch.Tensor]:
-        return list(torch.autograd.grad(logits, leaves, grad_logits))
-
-    return logits.detach(), vjp
 
 
 class MLP(Backbone):
@@ -169,15 +119,11 @@ def build_model(kind: str, input_shape: tuple[int, ...], n_classes: int, hidden:
     if kind == "cnn":
         return SmallCNN(input_shape, n_classes, max(hidden, 64))
     if kind in RESNET_WIDTH:
-        from lifelong.backbones import ResNet18
-
         return ResNet18(input_shape, n_classes, RESNET_WIDTH[kind])
     return _from_factory(kind, input_shape, n_classes)
 
 
 def _from_factory(name: str, input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
-    from lifelong import user_code
-    from lifelong.errors import ConfigError
 
     factory = user_code.load(name, "model factory", BUILT_IN)
     model = factory(tuple(input_shape), n_classes)

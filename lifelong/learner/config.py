@@ -16,14 +16,14 @@ class LearnerConfig:
     seed: int = 0
     model: str = "auto"  # auto | mlp | cnn
     hidden: int = 100
-    method: str = "der++"  # a built-in name or package.module:Class (see lifelong.methods)
+    method: str = "der++"  # a built-in name or package.module:Class (see lifelong.learner.methods)
     method_values: dict = field(default_factory=dict)  # the method's settings, by name
     iters: int = 5  # updates per incoming batch
     memory: int = 500
     write_policy: str = "reservoir"
     replay_policy: str = "class-balanced"
     replay_batch: int = 32
-    gate: bool = True  # the learned prediction controller (lifelong.gate)
+    gate: bool = True  # the learned prediction controller (lifelong.learner.gate)
     average_weights: float = 0.995  # decay of the weight average that predicts (0: off)
     key_source: str = "network"
     rekey_every: int = 0

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lifelong.losses import ReplayLoss
-from lifelong.methods.base import Update
-from lifelong.methods.er import ER, ERSettings
+from lifelong.learner.losses import ReplayLoss
+from lifelong.learner.methods.base import Update
+from lifelong.learner.methods.er import ER, ERSettings
 
 
 @dataclass

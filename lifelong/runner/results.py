@@ -1,0 +1,108 @@
+"""What a run publishes: ``accuracy_matrix.csv`` and ``summary.json`` (at every experience end
+and when it stops), the report, and the one-screen summary ``lifelong run`` prints."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lifelong import metrics
+from stores.files import write_atomic
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    matrix: np.ndarray  # rows: after experience i; columns: test set j (NaN: not known yet)
+    untrained: list[float]
+    summary: dict
+    interrupted: bool = False
+    report: dict = field(default_factory=dict)
+
+
+def publish(cfg, run_dir, progress, agent, status: str) -> tuple[np.ndarray, dict]:
+    """Write accuracy_matrix.csv and summary.json as of now, each atomically: at every
+    experience end (``status`` "running") and when the run stops, so a live run folder can
+    be read, and reported on, at any moment."""
+    R = metrics.matrix_from_rows(progress.rows)
+    summary: dict = {"status": status}
+    if len(R):
+        summary.update(metrics.summary(R, progress.untrained))
+    seconds = progress.train_seconds
+    summary.update(
+        {
+            "examples": agent.examples,
+            "gradient_steps": agent.grad_steps,
+            "gradient_steps_per_example": agent.grad_steps / max(agent.examples, 1),
+            "flops_per_example": agent.flops_per_example,
+            "online_accuracy": agent.online_accuracy,
+            "train_seconds": seconds,
+            "samples_per_second": agent.examples / seconds if seconds else None,
+            "complete": progress.done,
+            "memories": len(agent.memory),
+            # times the weight average fell behind the live weights and started again
+            "average_restarts": agent.average.restarts if agent.average is not None else None,
+        }
+    )
+    header = ["after_experience"] + [f"exp_{j}" for j in range(R.shape[1] if len(R) else 0)]
+    lines = [",".join(header)] + [
+        ",".join([str(i)] + ["" if np.isnan(v) else f"{v:.6f}" for v in row])
+        for i, row in enumerate(R)
+    ]
+    write_atomic(run_dir / "accuracy_matrix.csv", "\n".join(lines) + "\n", durable=False)
+    record = {
+        "summary": summary,
+        "matrix": R.tolist(),
+        "untrained": progress.untrained,
+        "config": cfg.to_dict(),
+    }
+    write_atomic(
+        run_dir / "summary.json", json.dumps(metrics.json_ready(record), indent=2), durable=False
+    )
+    return R, summary
+
+
+def finish(cfg, run_dir, progress, agent, interrupted) -> RunResult:
+    from lifelong import report
+
+    status = "complete" if progress.done else "stopped"
+    R, summary = publish(cfg, run_dir, progress, agent, status)
+    paths = report.write_report(run_dir) if len(R) else {}
+    return RunResult(run_dir, R, progress.untrained, summary, interrupted, paths)
+
+
+def format_summary(result: RunResult) -> str:
+    """The one-screen summary printed at the end of ``lifelong run``."""
+    R, s = result.matrix, result.summary
+    out = []
+    if len(R):
+        out.append("accuracy matrix (row: after experience i, column: test set of experience j)")
+        out.append("      " + " ".join(f"{j:>6}" for j in range(R.shape[1])))
+        for i, row in enumerate(R):
+            out.append(f"{i:>5} " + " ".join("     -" if np.isnan(v) else f"{v:6.3f}" for v in row))
+        out.append("")
+        out.append(f"average accuracy           {s['average_accuracy']:.4f}")
+        out.append(f"forgetting (Chaudhry 2018) {s['forgetting_chaudhry2018']:.4f}")
+        out.append(f"BWT (Lopez-Paz 2017)       {s['bwt_lopezpaz2017']:+.4f}")
+        if s.get("fwt_lopezpaz2017") is not None:
+            out.append(f"FWT (Lopez-Paz 2017)       {s['fwt_lopezpaz2017']:+.4f}")
+    if s.get("online_accuracy") is not None:
+        online = s["online_accuracy"]
+        out.append(f"online accuracy            {online:.4f} (each batch, before learning it)")
+    out.append(f"gradient steps per example {s['gradient_steps_per_example']:.2f}")
+    if s.get("flops_per_example") is not None:
+        out.append(f"training FLOPs per example {s['flops_per_example'] / 1e6:.1f} M")
+    if s.get("samples_per_second"):
+        out.append(
+            f"training throughput        {s['samples_per_second']:.0f} examples/s "
+            f"({s['train_seconds']:.1f} s)"
+        )
+    out.append(f"results in {result.run_dir}  (summary.json, accuracy_matrix.csv, metrics.jsonl)")
+    if "forgetting_curves" in result.report:
+        out.append(f"forgetting curves: {result.report['forgetting_curves']}")
+    if "html" in result.report:
+        out.append(f"report: {result.report['html']}")
+    return "\n".join(out)

@@ -1,0 +1,259 @@
+"""``Training``: one process's stretch of a run, the loop over experiences and batches."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from tqdm import tqdm
+
+from lifelong import checkpoint
+from lifelong.config import RunConfig
+from lifelong.learner.agent import Agent
+from lifelong.progress import Progress
+from lifelong.run_folder import EventLog
+from lifelong.runner.results import publish
+from lifelong.runner.signals import StopFlag, TestPause
+from lifelong.runner.source import Source
+from lifelong.tensorboard_log import Scalars
+from streams import Experience
+
+
+class RunHooks:
+    """What a caller (the HTTP service) hears from a run as it learns; the plain run
+    hears nothing. Hooks run on the training thread, off the training clock."""
+
+    def started(self, agent: Agent, progress: Progress) -> None:
+        """The agent is built (and restored), before its first step here."""
+
+    def stepped(self, agent: Agent, progress: Progress) -> None:
+        """After every step."""
+
+    def experience_ended(self, agent: Agent, progress: Progress, summary: dict) -> None:
+        """After an experience's end is evaluated, checkpointed and published."""
+
+
+def evaluate(agent: Agent, tests: list[Experience]) -> list[float]:
+    """Accuracy on each test set, to 6 decimals (a test set of 10,000 needs 4); NaN for an
+    experience that came without one."""
+    return [
+        round(agent.accuracy(e.x_test, e.y_test, e.task_id), 6) if e.n_test else math.nan
+        for e in tests
+    ]
+
+
+@dataclass
+class Training:
+    """One process's stretch of a run: the loop over experiences and batches, with its
+    checkpoints, evaluations, event log and live results.
+
+    A named stream ends when its experiences do (the run is then complete); a followed
+    folder never does: it stops on a signal, ``--idle-timeout`` or ``--max-experiences``,
+    checkpointed, and the same command resumes it and takes the files that came since."""
+
+    cfg: RunConfig
+    agent: Agent
+    source: Source
+    progress: Progress
+    log: EventLog
+    writer: checkpoint.Writer
+    stop: StopFlag
+    echo: Callable[[str], None]
+    tb: Scalars | None = None
+    hooks: RunHooks = field(default_factory=RunHooks)
+
+    def run(self) -> bool:
+        """Train until the stream ends or a stop; True if stopped by a signal."""
+        p, agent = self.progress, self.agent
+        self._last_save = time.monotonic()
+        self._pause = TestPause()
+        self._loss = float("nan")
+        if p.untrained is None:
+            p.untrained = evaluate(agent, self.source.test_sets())
+            self.log.write({"type": "untrained", "accuracies": p.untrained})
+        self._bar = tqdm(
+            total=self.source.total,
+            initial=p.position,
+            unit="ex",
+            disable=not self.cfg.progress,
+            dynamic_ncols=True,
+            desc="training",
+        )
+        self._started = time.perf_counter() - p.train_seconds
+        self._untimed(self.hooks.started, agent, p)
+        try:
+            while (exp := self._untimed(self.source.get, p.experience)) is not None:
+                if self._learn(exp):
+                    return True
+                self._end_experience(p.experience)
+            if self.source.live is None:
+                p.done = True
+                self._save()
+                self.writer.wait()  # on disk before the run returns
+            elif self.stop.requested:
+                self._stopped("stopped")
+                return True
+            else:
+                self._stopped(f"stopped after {self.source.live.taken_here} new file(s)")
+        except BaseException:
+            with contextlib.suppress(Exception):  # the error in hand is the one to report
+                self.writer.wait()
+            raise
+        finally:
+            self._bar.close()
+        return False
+
+    def _learn(self, exp: Experience) -> bool:
+        """The experience's batches from where the run is; True if a signal stopped it."""
+        p, agent, cfg, i = self.progress, self.agent, self.cfg, self.progress.experience
+        for b, x, y in self._batches_of(exp):
+            self._loss = agent.observe(
+                x, y, task_id=exp.task_id, experience=i, position=p.position, checked=True
+            )
+            p.position += len(y)
+            p.batch = b + 1
+            p.train_seconds = time.perf_counter() - self._started
+            self._bar.update(len(y))
+            if agent.steps % 10 == 0:
+                self._bar.set_postfix(exp=i, loss=f"{self._loss:.3f}", refresh=False)
+                if self.tb is not None:
+                    self.tb.loss(agent.steps, self._loss)
+            if cfg.eval_every and agent.steps % cfg.eval_every == 0:
+                self._curve_point(i)
+            self._untimed(self.hooks.stepped, agent, p)
+            self._pause.at(agent.steps, self.stop, self.writer)
+            if self.stop.requested:
+                self._stopped("stopped")
+                return True
+            if self._save_due():
+                self._save()
+        if self.stop.requested:  # a live stream stopped waiting for its next batch
+            self._stopped("stopped")
+            return True
+        return False
+
+    def _batches_of(self, exp: Experience):
+        """(b, x, y) from batch ``progress.batch`` on: a live stream's in arrival order, a
+        whole experience's checked once (0.1 ms against 1.5 a batch) and, unless ``shuffle``
+        is off, in a seeded random order."""
+        live, cfg, i = self.source.live, self.cfg, self.progress.experience
+        if live is not None and hasattr(live, "batches"):
+            yield from self._untimed_iter(live.batches(exp, self.progress.batch, cfg.batch_size))
+            return
+        if exp.n_train:
+            self.agent.check_data(exp.x_train, exp.y_train, i, 0)
+        yield from _batches(
+            exp, learning_order(cfg, i, exp.n_train), cfg.batch_size, self.progress.batch
+        )
+
+    def _untimed_iter(self, items):
+        """Each item of ``items`` with the wait for it off the training clock."""
+        while True:
+            t = time.perf_counter()
+            try:
+                item = next(items)
+            except StopIteration:
+                return
+            finally:
+                self._started += time.perf_counter() - t
+            yield item
+
+    def _curve_point(self, i: int) -> None:
+        row = self._untimed(evaluate, self.agent, self.source.test_sets())
+        self.log.write(
+            {
+                "type": "curve",
+                "step": self.agent.steps,
+                "experience": i,
+                "position": self.progress.position,
+                "accuracies": row,
+            }
+        )
+        if self.tb is not None:
+            self.tb.accuracies(self.agent.steps, row)
+
+    def _end_experience(self, i: int) -> None:
+        p, agent = self.progress, self.agent
+        agent.end_experience(i)
+        p.train_seconds = time.perf_counter() - self._started
+        row = self._untimed(evaluate, agent, self.source.test_sets())
+        p.rows.append(row)
+        end = {
+            "type": "experience_end",
+            "experience": i,
+            "step": agent.steps,
+            "position": p.position,
+            "accuracies": row,
+            "loss": self._loss,
+            "seconds": p.train_seconds,
+            "online_correct": agent.online_correct,  # cumulative: per experience by difference
+            "online_seen": agent.online_seen,
+        }
+        self.log.write(end)
+        p.ends.append(end)
+        p.experience, p.batch = i + 1, 0
+        self._save()
+        _, summary = self._untimed(publish, self.cfg, self.writer.run_dir, p, agent, "running")
+        if self.tb is not None:
+            self.tb.experience_end(agent.steps, row, summary)
+        self._untimed(self.hooks.experience_ended, agent, p, summary)
+
+    def _untimed(self, work, *args):
+        """Run ``work(*args)`` off the training clock (evaluation, waiting for files,
+        writing live results): throughput counts training alone."""
+        t = time.perf_counter()
+        try:
+            return work(*args)
+        finally:
+            self._started += time.perf_counter() - t
+
+    def _save(self) -> None:
+        p = self.progress
+        p.events = self.log.count
+        if self.source.ledger is not None:
+            p.files = self.source.ledger
+        self.log.sync()
+        self.writer.save(self.agent.state_dict(), p.to_dict(), self.agent.store)
+        self._last_save = time.monotonic()
+
+    def _save_due(self) -> bool:
+        every, seconds = self.cfg.checkpoint_every, self.cfg.checkpoint_seconds
+        return bool(every and self.agent.steps % every == 0) or bool(
+            seconds and time.monotonic() - self._last_save >= seconds
+        )
+
+    def _stopped(self, why: str) -> None:
+        self._save()
+        self.writer.wait()
+        self._bar.close()
+        where = self.writer.run_dir / checkpoint.NAME
+        self.echo(f"{why}; checkpoint written to {where} ({RESUME_HINT})")
+
+
+RESUME_HINT = "run the same command to resume"
+
+
+def learning_order(cfg: RunConfig, experience: int, n: int) -> torch.Tensor:
+    """The order an experience's n examples are learned in: seeded random, or as given."""
+    if not cfg.shuffle:
+        return torch.arange(n)
+    seed = torch.Generator().manual_seed(cfg.seed * 100_003 + experience)
+    return torch.randperm(n, generator=seed)
+
+
+_CHUNK = 64  # batches gathered at once: one gather and then views, not a gather per batch
+
+
+def _batches(exp: Experience, order: torch.Tensor, size: int, start: int):
+    """(b, x, y) for batches ``start``, ``start + 1``, ... of the experience in this order."""
+    n = math.ceil(exp.n_train / size)
+    for first in range(start, n, _CHUNK):
+        idx = order[first * size : (first + _CHUNK) * size]
+        xs, ys = exp.x_train[idx], exp.y_train[idx]
+        for b in range(first, min(first + _CHUNK, n)):
+            k = (b - first) * size
+            yield b, xs[k : k + size], ys[k : k + size]
