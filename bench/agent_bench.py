@@ -49,7 +49,7 @@ def bench(stream, cfg: RunConfig, folder: Path | None, batches: int, flush_each_
     store = Agent.memory_for(cfg, spec, folder)
     agent = Agent(cfg, spec, store)
     clock: dict[str, float] = defaultdict(float)
-    timed(agent, "_replay", clock)
+    timed(agent, "_update_batch", clock)  # the replay draw and gather, the task masks
     timed(agent.memory, "add", clock)
     timed(agent, "flush_memory", clock)
     timed(agent.method, "update", clock)  # the method's step, whichever method it is
@@ -77,7 +77,7 @@ def bench(stream, cfg: RunConfig, folder: Path | None, batches: int, flush_each_
     return {
         "total_ms_per_step": 1e3 * total / done,
         "samples_per_s": pos / total,
-        "replay_ms": ms.get("_replay", 0.0),
+        "replay_ms": ms.get("_update_batch", 0.0),
         "update_ms": ms.get("update", 0.0),
         "write_ms": ms.get("add", 0.0),
         "flush_ms": ms.get("flush_memory", 0.0),

@@ -18,13 +18,18 @@ def _cell(value) -> str:
 
 
 def write_table(
-    name: str, rows: list[dict], cols: list[str], cell: Callable[[object], str] = _cell
+    name: str,
+    rows: list[dict],
+    cols: list[str],
+    cell: Callable[[object], str] = _cell,
+    folder: Path | None = None,
 ) -> str:
     table = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     table += ["| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows]
     text = "\n".join(table)
     print(text)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(rows, indent=2))
-    (RESULTS / f"{name}.md").write_text(text + "\n")
+    folder = RESULTS if folder is None else Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(rows, indent=2))
+    (folder / f"{name}.md").write_text(text + "\n")
     return text

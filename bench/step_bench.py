@@ -1,13 +1,14 @@
 """Step profile: where one incoming batch's time goes, and closed-form gradients against autograd.
 
-    python bench/step_bench.py [--stream split-mnist5k] [--calls 200]
+    python bench/step_bench.py [--stream split-mnist5k] [--calls 200] [--device cpu]
 
-At Avalanche's compute (one update per incoming batch of 10, replay 10) on a memory already
-full, times each part of ``Agent.observe`` and, side by side, the same update computed with
-autograd: plain replay (forward, loss, backward, clip, SGD) and the controller's first-order
-meta-gradients. Each figure is the best of 7 rounds of ``--calls`` calls, the rounds of the
-two ways interleaved, so machine noise hits both alike. Prints a table and writes
-bench/results/step.json and step.md.
+At Avalanche's compute (one update per incoming batch of 10, replay 10, ours-1x's step) on a
+memory already full, times each part of ``Agent.observe`` and, side by side, the same update
+computed with autograd: plain replay (forward, loss, backward, clip, SGD) and the La-MAML
+controller's first-order meta-gradients. Each figure is the best of 7 rounds of ``--calls``
+calls, the rounds of all parts interleaved, so machine noise hits them alike. The goal of
+issue #24 is the last ratio: the whole observe against the update alone. Prints a table and
+writes bench/results/step.json and step.md.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,96 +28,120 @@ from bench.results_table import write_table  # noqa: E402
 from lifelong.config import RunConfig  # noqa: E402
 from lifelong.learner.agent import Agent, StreamSpec  # noqa: E402
 from lifelong.learner.controller import meta_grads_autograd, meta_grads_first_order  # noqa: E402
+from lifelong.learner.weight_average import EVERY  # noqa: E402
 
 ROUNDS = 7
+OURS_1X = dict(iters=1, replay_batch=10, lr=0.3, grad_clip=1.0)
 
 
-def best_us(fns: dict, calls: int) -> dict:
+def best_us(fns: dict, calls: int, device: torch.device) -> dict:
     """Microseconds a call: the best round of each, rounds interleaved."""
     best = dict.fromkeys(fns, float("inf"))
     for _ in range(ROUNDS):
         for name, fn in fns.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
             t = time.perf_counter()
             for _ in range(calls):
                 fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
             best[name] = min(best[name], (time.perf_counter() - t) / calls * 1e6)
     return best
 
 
-def warmed_agent(stream, controller: bool) -> Agent:
-    cfg = RunConfig(stream=stream.name, controller=controller, iters=1, replay_batch=10)
+def warmed_agent(stream, device: str, **overrides) -> Agent:
+    cfg = RunConfig(stream=stream.name, device=device, **{**OURS_1X, **overrides}).validate()
     spec = StreamSpec(stream.input_shape, stream.n_classes, stream.task_aware, stream.scenario)
-    agent = Agent(cfg.validate(), spec, Agent.memory_for(cfg, spec))
+    agent = Agent(cfg, spec, Agent.memory_for(cfg, spec))
     e, pos = stream[0], 0
     for _ in range(2):  # 160 batches: the memory of 500 is full, the write policy evicting
         for b in range(0, e.n_train, 10):
-            agent.observe(
-                e.x_train[b : b + 10], e.y_train[b : b + 10], task_id=e.task_id, position=pos
-            )
+            x, y = e.x_train[b : b + 10], e.y_train[b : b + 10]
+            agent.observe(x, y, task_id=e.task_id, position=pos, checked=True)
             pos += 10
     return agent
 
 
-def profile(stream, controller: bool, calls: int) -> list[dict]:
-    agent = warmed_agent(stream, controller)
+def profile(stream, controller: bool, calls: int, device: str) -> list[dict]:
+    agent = warmed_agent(stream, device, controller=controller)
+    dev = agent.device
     e = stream[0]
-    x, y = e.x_train[:10], e.y_train[:10]
-    rng = np.random.default_rng(0)
-    update = agent._update_batch(x, y, e.task_id)
+    x, y = e.x_train[:10].to(dev), e.y_train[:10].to(dev)
+    memory = agent.memory
+    u = agent._draw_uniforms(10)
+    sizes = memory.group_sizes("class-balanced")
+    update = agent._update_batch(x, y, e.task_id, u, 0, sizes)
     loss_of = agent.method.loss(update)
-    x_mem, y_mem, z_mem = update.x_mem, update.y_mem, update.z_mem
-    batch = (x, y, x_mem, y_mem)
+    x_mem, y_mem = update.x_mem, update.y_mem
+    n = len(memory)
     parts = {
-        "input checks": lambda: agent.check_data(x, y, 0, 0),
-        "replay draw (class-balanced) + gather": lambda: agent.memory.batch(
-            agent.memory.sample(10, "class-balanced", rng)
+        "input checks (once an experience in a run)": lambda: agent.check_data(x, y, 0, 0),
+        "replay draw (class-balanced) + gather": lambda: memory.replay(
+            memory.sample(10, u[:n], memory.group_sizes("class-balanced"))
         ),
-        "memory write (reservoir plan + copy)": lambda: agent.memory.add(
-            x, y, e.task_id, 0, 0, z_mem
-        ),
+        "memory write (reservoir)": lambda: memory.add(x, y, e.task_id, 0, 0, None, u[n:]),
     }
     mode = "controller" if controller else "replay"
-    if not controller:  # the plain update leaves the weights as they are: every call alike
-        agent.method.settings.lr = 0.0
     if controller:
-        args = (agent.model, agent.rates, loss_of, *batch, agent.method.settings.inner_steps, 2.0)
+        args = (agent.model, agent.rates, loss_of, x, y, x_mem, y_mem, 2, 2.0)
         pair = {
             "meta-gradients, closed form": lambda: meta_grads_first_order(*args),
             "meta-gradients, autograd": lambda: meta_grads_autograd(*args, create_graph=False),
         }
-    else:
+    else:  # the plain update with a zero step leaves the weights as they are: calls alike
+        agent.method.settings.lr = 0.0
         pair = {
             "update, closed form": lambda: agent.method._closed_form_step(loss_of, update),
             "update, autograd": lambda: agent.method._autograd_step(loss_of, update),
         }
-    parts["prediction controller (embed incoming + replay, learn the mix)"] = lambda: (
-        agent._gate_step(update, None)
-    )
-    with torch.no_grad():
-        live_logits = agent.model(x)
+        step = agent.method.update(update)
+        parts["prediction controller (from the update's forward: learn the mix)"] = lambda: (
+            agent._gate_step(update, None, step.features, step.all_logits)
+        )
     average = agent.average
-    parts["weight average (score the incoming batch, take the weights)"] = lambda: average.step(
-        agent.model, restart=average.watch(agent.model, x, y, live_logits)
+    live = agent._logits(x)
+    parts[f"weight average (watch + take; every {EVERY} steps)"] = lambda: average.update(
+        agent.model, x, y, live
     )
 
-    def observe_head_alone() -> None:
-        gate, agent.gate = agent.gate, None
-        try:
-            agent.observe(x, y, task_id=e.task_id, position=0)
-        finally:
-            agent.gate = gate
+    def observe_without(**off):
+        saved = {k: getattr(agent, k) for k in off}
+
+        def call() -> None:
+            for k in off:
+                setattr(agent, k, None)
+            try:
+                agent.observe(x, y, task_id=e.task_id, position=0, checked=True)
+            finally:
+                for k, v in saved.items():
+                    setattr(agent, k, v)
+
+        return call
 
     whole = {
         "whole observe (incl. the update)": lambda: agent.observe(
-            x, y, task_id=e.task_id, position=0
+            x, y, task_id=e.task_id, position=0, checked=True
         ),
-        "whole observe, prediction controller off": observe_head_alone,
+        "whole observe, prediction controller off": observe_without(gate=None),
+        "whole observe, weight average off": observe_without(average=None),
     }
-    times = {**best_us(parts, calls), **best_us(pair, calls), **best_us(whole, calls)}
+    times = {
+        **best_us(parts, calls, dev),
+        **best_us(pair, calls, dev),
+        **best_us(whole, calls, dev),
+    }
     closed, auto = list(pair)
     rows = [{"mode": mode, "part": k, "us_per_call": v} for k, v in times.items()]
     rows.append(
         {"mode": mode, "part": "autograd / closed form", "ratio": times[auto] / times[closed]}
+    )
+    rows.append(
+        {
+            "mode": mode,
+            "part": "whole observe / the update alone (goal <= 1.3x at one update a batch)",
+            "ratio": times["whole observe (incl. the update)"] / times[closed],
+        }
     )
     return rows
 
@@ -126,10 +150,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--stream", default="split-mnist5k")
     ap.add_argument("--calls", type=int, default=200)
+    ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     torch.set_num_threads(1)
     stream = streams.get_stream(args.stream, seed=0)
-    rows = profile(stream, False, args.calls) + profile(stream, True, args.calls)
+    rows = profile(stream, False, args.calls, args.device)
+    rows += profile(stream, True, args.calls, args.device)
 
     def cell(v) -> str:
         return "" if v is None else (f"{v:.1f}" if isinstance(v, float) else str(v))

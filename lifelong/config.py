@@ -7,6 +7,7 @@ Flat on purpose: every key is a command-line flag of the same name, and a run fo
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -31,6 +32,19 @@ class RunConfig:
     follow: str = opt("", "follow a folder of .npz task files instead of a named stream")
     n_classes: int = opt(10, "follow mode and serve: size of the label space")
     # the learner
+    device: str = opt(
+        "cpu", "where the learner runs: cpu | cuda | cuda:N | mps | auto (CUDA when present)"
+    )
+    cuda_graph: bool = opt(
+        True,
+        "on a GPU, capture the learning step once as a CUDA graph and replay it (off: "
+        "launch it op by op)",
+    )
+    bf16: bool = opt(
+        False,
+        "bf16 autocast of the forward pass on a GPU, for the backbones that train through "
+        "autograd (the CNN and the ResNets; the MLP's closed-form step stays fp32)",
+    )
     method: str = opt(
         "auto",
         "er | der++ | er-ace | lamaml | package.module:Class (auto: lamaml with --controller, "
@@ -97,7 +111,14 @@ class RunConfig:
     method_options: dict = field(default_factory=dict, metadata={"help": ""})
 
     # keys that may differ when resuming a run folder without changing its numbers
-    RESUMABLE_CHANGES = ("progress", "tensorboard", "checkpoint_every", "checkpoint_seconds")
+    RESUMABLE_CHANGES = (
+        "progress",
+        "tensorboard",
+        "checkpoint_every",
+        "checkpoint_seconds",
+        "device",  # a checkpoint made on one device resumes on another
+        "cuda_graph",
+    )
 
     def validate(self) -> RunConfig:
         """Every value's type and range, checked before anything is created: the message
@@ -122,6 +143,11 @@ class RunConfig:
         if not 0 <= self.average_weights < 1:
             raise ConfigError(
                 f"average_weights is a decay in [0, 1) (0: off), got {self.average_weights!r}"
+            )
+        if not re.fullmatch(r"cpu|cuda(:\d+)?|mps|auto", self.device):
+            raise ConfigError(
+                f"unknown device {self.device!r}: use cpu, cuda, cuda:N, mps or auto "
+                "(CUDA when present, else the CPU)"
             )
         if not self.stream:
             raise ConfigError("stream must name a stream (see `lifelong streams list`)")
@@ -218,6 +244,9 @@ SECTIONS = {
         "threads",
     ),
     "learner": (
+        "device",
+        "cuda_graph",
+        "bf16",
         "method",
         "model",
         "hidden",

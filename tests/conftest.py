@@ -1,7 +1,10 @@
-"""Shared fixtures: small real streams (scikit-learn's 8x8 digits, the shipped MNIST digits)."""
+"""Shared fixtures: small real streams (scikit-learn's 8x8 digits, the shipped MNIST digits),
+and ``device``: every test that takes it runs once per device in ``LIFELONG_TEST_DEVICES``
+(comma-separated; the CPU when unset). ``make test-gpu`` sets it to every CUDA device."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +12,15 @@ import torch
 
 import streams
 from tests.run_helpers import reference_run
+
+
+def devices_under_test() -> list[str]:
+    return [d.strip() for d in os.environ.get("LIFELONG_TEST_DEVICES", "cpu").split(",") if d]
+
+
+def pytest_generate_tests(metafunc):
+    if "device" in metafunc.fixturenames:
+        metafunc.parametrize("device", devices_under_test())
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,8 @@ import torch
 
 import streams
 from lifelong.config import ConfigError, RunConfig
-from lifelong.learner.agent import Agent, BadBatchError, StreamSpec
+from lifelong.errors import BadBatchError
+from lifelong.learner.agent import Agent, StreamSpec
 
 BATCH = 10  # incoming batch size: the run cuts the stream, not the learner
 
@@ -266,7 +267,7 @@ def test_a_new_agent_adopts_the_memories_already_in_its_store(two_exp):
     first.flush_memory()
     second = Agent(first.cfg, first.spec, first.store)
     assert len(second.memory) == 60
-    by_id = torch.from_numpy(np.argsort(first.memory.store_id[:60]))  # adopted in id order
+    by_id = torch.from_numpy(np.argsort(first.memory.store_ids()))  # adopted in id order
     assert torch.equal(second.memory.x[:60], first.memory.x[by_id])
     assert torch.equal(second.memory.y[:60], first.memory.y[by_id])
 

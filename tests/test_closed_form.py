@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import streams
 from lifelong.learner.backbone import Backbone
@@ -65,12 +66,15 @@ def test_mlp_backward_written_out_equals_autograd(digits):
     model = build_model("mlp", stream.input_shape, stream.n_classes, 32)
     weights = [p.detach() + 0.01 for p in model.parameters()]
     loss = ReplayLoss(distill=0.5, target_logits=torch.randn(8, stream.n_classes))
-    logits, vjp = model.forward_vjp(weights, x)
+    logits, vjp, features = model.forward_vjp(weights, x)
     _, grad_logits = loss.with_grad(logits, y, 12)
     closed = vjp(grad_logits)
     # the generic path: autograd through the same network
-    logits_ag, vjp_ag = Backbone.forward_vjp(model, weights, x)
+    logits_ag, vjp_ag, _ = Backbone.forward_vjp(model, weights, x)
     assert torch.allclose(logits, logits_ag, atol=1e-6)
+    w1, b1, w2, b2 = weights[:4]  # the embedding on the way is the hidden layer's
+    hidden = F.relu(F.linear(F.relu(F.linear(x.flatten(1), w1, b1)), w2, b2))
+    assert torch.allclose(features, hidden, atol=1e-6)
     for mine, theirs in zip(closed, vjp_ag(grad_logits), strict=True):
         assert mine.shape == theirs.shape
         assert torch.allclose(mine, theirs, atol=1e-6)

@@ -41,10 +41,14 @@ def test_closed_form_fast_path_equals_autograd(name, model):
         net = build_model(model, (1, 8, 8), 10, 32)
         cls = METHODS[name]
         method = cls(net, cls.settings_from({"closed_form": closed_form, "distill": 0.5}))
-        loss, logits = method.update(_batch())
-        results.append((loss, logits, [w.detach().clone() for w in net.parameters()]))
-    (la, za, wa), (lb, zb, wb) = results
+        step = method.update(_batch())
+        weights = [w.detach().clone() for w in net.parameters()]
+        results.append((step.loss, step.logits, step.features, step.all_logits, weights))
+    (la, za, fa, aa, wa), (lb, zb, fb, ab, wb) = results
     assert torch.allclose(la, lb, atol=1e-5) and torch.allclose(za, zb, atol=1e-5)
+    # the forward pass the controller learns from: every row's embedding and logits
+    assert fa.shape == (20, net.embedding_dim) and torch.allclose(fa, fb, atol=1e-5)
+    assert torch.allclose(aa, ab, atol=1e-5) and torch.equal(aa[:10], za)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(wa, wb))
 
 

@@ -14,7 +14,8 @@ import torch
 import streams
 from lifelong import checkpoint
 from lifelong.config import ConfigError, RunConfig
-from lifelong.learner.agent import Agent, BadBatchError
+from lifelong.errors import BadBatchError
+from lifelong.learner.agent import Agent
 from lifelong.runner import run
 from stores import EpisodicStore
 from tests.run_helpers import (

@@ -19,8 +19,10 @@ def adapted_logits(model, store, x: torch.Tensor, keys: np.ndarray, cfg) -> torc
     flat = np.unique(ids)
     batch = store.fetch(flat)
     row = np.searchsorted(flat, ids)
-    mem_x = torch.from_numpy(np.ascontiguousarray(batch.values))[torch.from_numpy(row)]
-    mem_y = torch.from_numpy(batch.labels)[torch.from_numpy(row)]
+    device = x.device
+    row = torch.from_numpy(row).to(device)
+    mem_x = torch.from_numpy(np.ascontiguousarray(batch.values)).to(device)[row]
+    mem_y = torch.from_numpy(batch.labels).to(device)[row]
     base = {n: p.detach() for n, p in model.named_parameters()}
     buffers = {n: b for n, b in model.named_buffers()}
 

@@ -28,7 +28,7 @@ def forward_flops(model: torch.nn.Module, input_shape: tuple[int, ...]) -> int:
     model.eval()
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(torch.zeros(1, *input_shape))
+            model(torch.zeros(1, *input_shape, device=next(model.parameters()).device))
     finally:
         model.train(was_training)
     return int(counter.get_total_flops())

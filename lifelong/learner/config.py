@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class LearnerConfig:
     seed: int = 0
+    device: str = "cpu"  # cpu | cuda | cuda:N | mps | auto (CUDA when present)
+    cuda_graph: bool = True  # on a GPU, capture the step once as a CUDA graph and replay it
+    bf16: bool = False  # bf16 autocast of the autograd forward pass (CUDA only)
     model: str = "auto"  # auto | mlp | cnn
     hidden: int = 100
     method: str = "der++"  # a built-in name or package.module:Class (see lifelong.learner.methods)

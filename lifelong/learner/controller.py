@@ -69,9 +69,9 @@ def lamaml_step(
     else:  # sums over the look-ahead steps: their mean and sign go into the update's scalars
         meta, w_grads, a_grads, logits_in, k = _meta_grad_sums(*batch)
         w_scale, a_scale = 1.0 / k, -1.0 / k
-    w_scale = clip_factor(w_grads, grad_clip, w_scale)
-    a_scale = clip_factor(a_grads, grad_clip, a_scale)
     with torch.no_grad():
+        clip_(w_grads, grad_clip, abs(w_scale))
+        clip_(a_grads, grad_clip, abs(a_scale))
         torch._foreach_add_(rates.tensors, a_grads, alpha=-rate_lr * a_scale)
         torch._foreach_addcmul_(rates.weights, rates.applied(), w_grads, value=-w_scale)
     return meta, logits_in
@@ -117,12 +117,12 @@ def _meta_grad_sums(model, rates, loss, x_in, y_in, x_mem, y_mem, inner_steps, g
     cum = w_grads = a_grads = None  # G_k, sum of dm_k/dw_k, sum of G_k * dm_k/dw_k
     meta_losses = []
     for xc, yc in _look_ahead_chunks(x_in, y_in, inner_steps):
-        logits, vjp = forward_vjp(model, fast, xc)
+        logits, vjp, _ = forward_vjp(model, fast, xc)
         grads = vjp(loss.with_grad(logits, yc, len(yc), want_loss=False)[1])
-        _clip_(grads, grad_clip)  # fresh tensors, and no graph to keep: in place
+        clip_(grads, grad_clip)  # fresh tensors, and no graph to keep: in place
         fast = list(torch._foreach_addcmul(fast, applied, grads, value=-1))
         cum = list(grads) if cum is None else list(torch._foreach_add(cum, grads))
-        logits, vjp = forward_vjp(model, fast, x_meta)
+        logits, vjp, _ = forward_vjp(model, fast, x_meta)
         meta, grad_logits = loss.with_grad(logits, y_meta, n_in)
         grads = vjp(grad_logits)
         if w_grads is None:
@@ -182,20 +182,16 @@ def _clipped(grads, max_norm: float) -> list[torch.Tensor]:
     return [g * scale for g in grads]
 
 
-def _clip_(grads, max_norm: float) -> None:
-    """Scale grads in place so their joint L2 norm is at most max_norm."""
-    factor = clip_factor(grads, max_norm)
-    if factor != 1.0:
-        torch._foreach_mul_(list(grads), factor)
-
-
-def clip_factor(grads, max_norm: float, scale: float = 1.0) -> float:
-    """``scale``, shrunk so that ``scale * grads`` has joint L2 norm at most max_norm: an update
-    ``w -= lr * clip_factor(g, c) * g`` clips without a pass that rescales g first."""
+def clip_(grads, max_norm: float, scale: float = 1.0) -> None:
+    """Scale grads in place so that ``scale * grads`` has joint L2 norm at most max_norm
+    (0: off). The factor stays a tensor on the gradients' device: reading it on the host
+    would wait for the device at every step."""
     if max_norm <= 0:
-        return scale
-    total = float(_total_norm(grads)) * abs(scale)
-    return scale * max_norm / (total + 1e-12) if total > max_norm else scale
+        return
+    norm = _total_norm(grads)
+    if scale != 1.0:
+        norm = norm * scale
+    torch._foreach_mul_(list(grads), (max_norm / (norm + 1e-12)).clamp_(max=1.0))
 
 
 def _total_norm(grads) -> torch.Tensor:

@@ -27,6 +27,8 @@ operations.
 
 from __future__ import annotations
 
+from functools import cache
+
 import torch
 import torch.nn.functional as F
 
@@ -38,7 +40,7 @@ LR = 0.1  # SGD step of the two weights
 
 def prototypes(embeddings: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:
     """(C, D) mean normalised embedding of each class (zeros for a class with no memory)."""
-    sums = torch.zeros(n_classes, embeddings.shape[1])
+    sums = embeddings.new_zeros(n_classes, embeddings.shape[1])
     sums.index_add_(0, labels, F.normalize(embeddings, dim=1))
     return F.normalize(sums, dim=1)
 
@@ -59,12 +61,35 @@ def _similarities(embeddings: torch.Tensor, protos: torch.Tensor) -> torch.Tenso
     return SCALE * F.normalize(embeddings, dim=1) @ protos.T
 
 
-class PredictionGate:
-    """The two mixing weights and the prototypes they were learned with."""
+class _PerDevice(dict):
+    def __missing__(self, device: torch.device) -> torch.Tensor:
+        self[device] = torch.tensor(-1.0, device=device)
+        return self[device]
 
-    def __init__(self, n_classes: int) -> None:
+
+_MINUS_ONE = _PerDevice()
+
+
+def _unit_rows(x: torch.Tensor, scale_only: bool = False) -> torch.Tensor:
+    """Each row scaled to unit length (``F.normalize``'s arithmetic without its Python
+    wrappers, which cost more than it at a batch of 20); ``scale_only``: the factors."""
+    scale = torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min_(1e-12).reciprocal_()
+    return scale if scale_only else x * scale
+
+
+@cache
+def _rows(n: int, device: torch.device) -> torch.Tensor:
+    return torch.arange(n, device=device)
+
+
+class PredictionGate:
+    """The two mixing weights and the prototypes they were learned with, on the learner's
+    device; ``learn`` reads nothing back to the host."""
+
+    def __init__(self, n_classes: int, device: torch.device | str = "cpu") -> None:
         self.n_classes = n_classes
-        self.weights = torch.tensor([1.0, 0.0])  # the head alone until it learns otherwise
+        self.device = torch.device(device)
+        self.weights = torch.tensor([1.0, 0.0], device=self.device)  # the head alone at first
         self.protos: torch.Tensor | None = None
         self.sums: torch.Tensor | None = None  # of normalised embeddings, per class
 
@@ -82,27 +107,29 @@ class PredictionGate:
         The gradient of the cross-entropy in each weight is in closed form: the mean over
         the rows of (softmax - one-hot) . expert."""
         if self.sums is None:
-            self.sums = torch.zeros(self.n_classes, embeddings.shape[1])
+            self.sums = embeddings.new_zeros(self.n_classes, embeddings.shape[1])
             self.protos = self.sums.clone()
-        unit = F.normalize(embeddings, dim=1)
-        sims = SCALE * unit @ self.protos.T
-        w_head, w_proto = self.weights.tolist()  # floats: a scalar product is one kernel
-        logits = mask_to(torch.add(head_logits * w_head, sims, alpha=w_proto), mask)
-        residual = torch.softmax(logits, dim=1) - F.one_hot(y, self.n_classes)
-        grad = torch.stack([(residual * head_logits).sum(), (residual * sims).sum()])
-        self.weights = (self.weights - LR / len(y) * grad).clamp_(min=0)
+        unit = _unit_rows(embeddings)
+        sims = (unit @ self.protos.T).mul_(SCALE)
+        experts = torch.stack([head_logits, sims])  # (2, rows, classes)
+        logits = mask_to((experts * self.weights.view(2, 1, 1)).sum(0), mask)
+        # softmax minus the one-hot of y, in place (F.one_hot reads the labels on the host)
+        residual = torch.softmax(logits, dim=1)
+        residual.index_put_((_rows(len(y), y.device), y), _MINUS_ONE[y.device], accumulate=True)
+        grad = (experts * residual).sum((1, 2))
+        self.weights.sub_(grad, alpha=LR / len(y)).clamp_(min=0)
         self.sums.index_add_(0, y, unit)  # after predicting: the incoming rows were unseen
-        self.protos = F.normalize(self.sums, dim=1)
-        return logits
+        torch.mul(self.sums, _unit_rows(self.sums, True), out=self.protos)
+        return logits  # protos in place: a captured step (a CUDA graph) reads the same tensor
 
     def state_dict(self) -> dict:
-        state = {"weights": self.weights.clone()}
+        state = {"weights": self.weights.cpu()}
         if self.sums is not None:
-            state["sums"] = self.sums.clone()
+            state["sums"] = self.sums.cpu()
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        self.weights = state["weights"].clone()
+        self.weights = state["weights"].to(self.device, copy=True)
         sums = state.get("sums")
-        self.sums = None if sums is None else sums.clone()
-        self.protos = None if sums is None else F.normalize(self.sums, dim=1)
+        self.sums = None if sums is None else sums.to(self.device, copy=True)
+        self.protos = None if sums is None else self.sums * _unit_rows(self.sums, True)

@@ -26,10 +26,8 @@ def mask_to(logits: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
 
 
 def present_classes(y: torch.Tensor, n_classes: int) -> torch.Tensor:
-    """(C,) bool: which classes occur in y."""
-    m = torch.zeros(n_classes, dtype=torch.bool)
-    m[y] = True
-    return m
+    """(C,) bool: which classes occur in y (on y's device)."""
+    return torch.zeros(n_classes, dtype=torch.bool, device=y.device).index_fill_(0, y, True)
 
 
 def replay_loss(
@@ -66,11 +64,13 @@ def replay_loss(
 
 
 @lru_cache(maxsize=64)
-def _row_weights(n_in: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _row_weights(n_in: int, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Each row's weight in the loss, as a column and negated: the two cross-entropies are
-    means over their own rows. Cached: the same few batch shapes recur every step."""
+    means over their own rows. Cached per device: the same few batch shapes recur every
+    step, and a tensor made once is never copied to the device again."""
     w = torch.full((n, 1), 1.0 / n_in)
     w[n_in:] = 1.0 / max(n - n_in, 1)
+    w = w.to(device)
     return w, -w
 
 
@@ -108,7 +108,7 @@ class ReplayLoss:
         n, n_classes = logits.shape
         n_mem = n - n_in
         z = mask_to(logits, self._mask(y[:n_in], n, n_in, n_classes))
-        weights, neg_weights = _row_weights(n_in, n)
+        weights, neg_weights = _row_weights(n_in, n, logits.device)
         target = y.view(n, 1)
         log_p = torch.log_softmax(z, 1)
         loss = log_p.gather(1, target).mul_(neg_weights).sum() if want_loss else None
@@ -130,7 +130,7 @@ class ReplayLoss:
         mask_mem = self.mask_mem if n > n_in else None
         if mask_in is None and mask_mem is None:
             return None
-        mask = torch.ones(n, n_classes, dtype=torch.bool)
+        mask = torch.ones(n, n_classes, dtype=torch.bool, device=y_in.device)
         if mask_in is not None:
             mask[:n_in] = mask_in
         if mask_mem is not None:

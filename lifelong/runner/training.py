@@ -118,10 +118,11 @@ class Training:
             p.batch = b + 1
             p.train_seconds = time.perf_counter() - self._started
             self._bar.update(len(y))
-            if agent.steps % 10 == 0:
-                self._bar.set_postfix(exp=i, loss=f"{self._loss:.3f}", refresh=False)
+            if agent.steps % 10 == 0:  # reading the loss waits for the device: not every step
+                loss = float(self._loss)
+                self._bar.set_postfix(exp=i, loss=f"{loss:.3f}", refresh=False)
                 if self.tb is not None:
-                    self.tb.loss(agent.steps, self._loss)
+                    self.tb.loss(agent.steps, loss)
             if cfg.eval_every and agent.steps % cfg.eval_every == 0:
                 self._curve_point(i)
             self._untimed(self.hooks.stepped, agent, p)
@@ -147,7 +148,11 @@ class Training:
         if exp.n_train:
             self.agent.check_data(exp.x_train, exp.y_train, i, 0)
         yield from _batches(
-            exp, learning_order(cfg, i, exp.n_train), cfg.batch_size, self.progress.batch
+            exp,
+            learning_order(cfg, i, exp.n_train),
+            cfg.batch_size,
+            self.progress.batch,
+            self.agent.device,
         )
 
     def _untimed_iter(self, items):
@@ -188,7 +193,7 @@ class Training:
             "step": agent.steps,
             "position": p.position,
             "accuracies": row,
-            "loss": self._loss,
+            "loss": float(self._loss),
             "seconds": p.train_seconds,
             "online_correct": agent.online_correct,  # cumulative: per experience by difference
             "online_seen": agent.online_seen,
@@ -248,12 +253,14 @@ def learning_order(cfg: RunConfig, experience: int, n: int) -> torch.Tensor:
 _CHUNK = 64  # batches gathered at once: one gather and then views, not a gather per batch
 
 
-def _batches(exp: Experience, order: torch.Tensor, size: int, start: int):
+def _batches(exp: Experience, order: torch.Tensor, size: int, start: int, device=None):
     """(b, x, y) for batches ``start``, ``start + 1``, ... of the experience in this order."""
     n = math.ceil(exp.n_train / size)
     for first in range(start, n, _CHUNK):
         idx = order[first * size : (first + _CHUNK) * size]
         xs, ys = exp.x_train[idx], exp.y_train[idx]
+        if device is not None:  # one copy to the learner's device for the chunk
+            xs, ys = xs.to(device, non_blocking=True), ys.to(device, non_blocking=True)
         for b in range(first, min(first + _CHUNK, n)):
             k = (b - first) * size
             yield b, xs[k : k + size], ys[k : k + size]

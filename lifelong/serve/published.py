@@ -25,8 +25,10 @@ def published_state(agent, experience: int) -> dict:
     controller's weights and prototypes, so a snapshot predicts as the agent does."""
     with agent.predicting_weights():  # the weight average, where it predicts
         return {
-            "model": {k: v.clone() for k, v in agent.model.state_dict().items()},
-            "projection": agent.projection if agent.fixed_keys else None,
+            "model": {
+                k: v.detach().to("cpu", copy=True) for k, v in agent.model.state_dict().items()
+            },
+            "projection": agent.projection.cpu() if agent.fixed_keys else None,
             "input_shape": torch.tensor(agent.spec.input_shape),
             "step": torch.tensor(agent.steps),
             "experience": torch.tensor(experience),

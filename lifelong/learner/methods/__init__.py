@@ -11,7 +11,7 @@ from __future__ import annotations
 from lifelong.errors import ConfigError
 from lifelong.learner import user_code
 from lifelong.learner.config import resolve
-from lifelong.learner.methods.base import Method, NoSettings, Update
+from lifelong.learner.methods.base import Method, NoSettings, Step, Update
 from lifelong.learner.methods.derpp import DERpp
 from lifelong.learner.methods.er import ER
 from lifelong.learner.methods.er_ace import ERACE
@@ -19,7 +19,7 @@ from lifelong.learner.methods.lamaml import LaMAML
 
 METHODS: dict[str, type[Method]] = {"er": ER, "der++": DERpp, "er-ace": ERACE, "lamaml": LaMAML}
 
-__all__ = ["METHODS", "Method", "NoSettings", "Update", "method_class", "resolve"]
+__all__ = ["METHODS", "Method", "NoSettings", "Step", "Update", "method_class", "resolve"]
 
 
 def method_class(name: str) -> type[Method]:

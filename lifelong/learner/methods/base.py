@@ -4,14 +4,16 @@ The agent owns the loop's bookkeeping (drawing replay, writing memory, task mask
 a method owns one thing, how the weights move given one update's data. It gets an
 ``Update`` (the incoming batch, a replay batch with the logits stored with each memory, and
 which logits a task-incremental stream allows) and returns the loss and the incoming
-batch's logits (which memories of these examples keep, for logit replay).
+batch's logits (which memories of these examples keep, for logit replay); a method may
+return a ``Step`` instead, which also hands over the forward pass it made (every row's
+embedding and logits), so the agent's controller learns from it without a forward of its own.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
@@ -34,6 +36,18 @@ class Update:
     mask_mem: torch.Tensor | None = None  # (n_mem, C) allowed logits of the memories
 
 
+class Step(NamedTuple):
+    """What an update returns: the loss and the incoming rows' logits (a plain
+    ``(loss, logits)`` pair is one), and, where the update's forward pass gives them, every
+    row's embedding and logits (incoming rows first, then replayed) at the weights it
+    started from."""
+
+    loss: torch.Tensor
+    logits: torch.Tensor
+    features: torch.Tensor | None = None
+    all_logits: torch.Tensor | None = None
+
+
 @dataclass
 class NoSettings:
     """A method without settings of its own."""
@@ -50,6 +64,14 @@ class Method:
     # True where ``update`` returns the incoming batch's logits at the weights it started
     # from: the agent then reads its online accuracy from them instead of a forward pass
     logits_before_update: ClassVar[bool] = False
+    # True where ``update`` returns a ``Step`` with every row's embedding and logits at the
+    # weights it started from: the prediction controller learns from them, no forward of
+    # its own
+    forward_in_step: ClassVar[bool] = False
+    # True where ``update`` is tensor work alone, the same every call for the same shapes
+    # (no host reads, no Python state that changes): on a GPU it is then captured as a
+    # CUDA graph and replayed
+    capturable: ClassVar[bool] = False
 
     def __init__(self, model: nn.Module, settings: Any, scenario: str = "class") -> None:
         self.model = model
@@ -57,8 +79,10 @@ class Method:
         self.scenario = scenario
         self.weights = list(model.parameters())  # what updates move, in place
 
-    def update(self, batch: Update) -> tuple[torch.Tensor, torch.Tensor]:
-        """Move the weights on ``batch``; return (loss, logits of the incoming batch)."""
+    def update(self, batch: Update) -> tuple[torch.Tensor, torch.Tensor] | Step:
+        """Move the weights on ``batch``; return (loss, logits of the incoming batch), or a
+        ``Step``. Keep it free of host reads (``float``, ``.item()``, ``.tolist()``): on a
+        GPU each one waits for the device."""
         raise NotImplementedError
 
     def rows(self, batch: Update) -> int:
