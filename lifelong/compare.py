@@ -119,9 +119,12 @@ def check_options(name: str, options: dict) -> None:
         raise ConfigError(f"{name} has no setting(s) {unknown}; it takes {sorted(known)}")
 
 
-def _strategy(name: str, model, n_exp: int, memory: int, batch: int, cfg: RunConfig, options: dict):
-    """An Avalanche strategy with the shared protocol (SGD, batch, one epoch, memory);
-    ``options`` overrides its own settings (``alpha``, ``beta`` of DER++...) and ``lr``."""
+def _strategy(
+    name: str, model, n_exp: int, memory: int, batch: int, cfg: RunConfig, options: dict, device
+):
+    """An Avalanche strategy with the shared protocol (SGD, batch, one epoch, memory, the
+    device our agent runs on); ``options`` overrides its own settings (``alpha``, ``beta``
+    of DER++...) and ``lr``."""
     import avalanche.training as T
     from avalanche.training.plugins import EvaluationPlugin
     from avalanche.training.supervised.lamaml_v2 import LaMAML
@@ -136,7 +139,7 @@ def _strategy(name: str, model, n_exp: int, memory: int, batch: int, cfg: RunCon
         train_mb_size=batch,
         train_epochs=1,
         eval_mb_size=1000,
-        device="cpu",
+        device=device,
         evaluator=EvaluationPlugin(loggers=[]),
     )
     classes = {
@@ -197,7 +200,7 @@ def baseline_model(stream, hidden: int) -> torch.nn.Module:
 
 
 @torch.no_grad()
-def _accuracies(model, experiences) -> list[float]:
+def _accuracies(model, experiences, device) -> list[float]:
     """Accuracy on each test set; a multi-head model answers with the task's head, and a task
     it has no head for yet has no answer (NaN)."""
     from avalanche.models import MultiTaskModule
@@ -205,14 +208,15 @@ def _accuracies(model, experiences) -> list[float]:
     model.eval()
     out = []
     for e in experiences:
+        x, y = e.x_test.to(device), e.y_test.to(device)
         if isinstance(model, MultiTaskModule):
             if str(e.task_id) not in model.classifier.classifiers:
                 out.append(float("nan"))
                 continue
-            logits = model(e.x_test, int(e.task_id))
+            logits = model(x, int(e.task_id))
         else:
-            logits = model(e.x_test)
-        out.append(float((logits.argmax(1) == e.y_test).float().mean()))
+            logits = model(x)
+        out.append(float((logits.argmax(1) == y).float().mean()))
     model.train()
     return out
 
@@ -229,8 +233,10 @@ def run_baseline(
     import warnings
 
     import streams
+    from lifelong.learner.device import resolve_device
 
     torch.set_num_threads(1)
+    device = resolve_device(cfg.device)
     stream = streams.get_stream(stream_name, experiences=cfg.experiences or None, seed=seed)
     experiences = list(stream)
     # recorded and dropped: Avalanche 0.6 re-enables its deprecation warnings on every call of
@@ -238,18 +244,19 @@ def run_baseline(
     with warnings.catch_warnings(record=True):
         bench = streams.to_avalanche(stream)
         torch.manual_seed(seed)
-        model = baseline_model(stream, cfg.hidden)
+        model = baseline_model(stream, cfg.hidden).to(device)
         strategy = _strategy(
-            name, model, len(experiences), memory, cfg.batch_size, cfg, options or {}
+            name, model, len(experiences), memory, cfg.batch_size, cfg, options or {}, device
         )
-        rows, untrained, seconds = [], _accuracies(model, experiences), 0.0
+        rows, untrained, seconds = [], _accuracies(model, experiences, device), 0.0
         with compute.AvalancheMeter(model) as meter:
             for exp in bench.train_stream:
                 t = time.perf_counter()
                 with meter.metering():
                     strategy.train(exp)
+                    _synchronize(device)
                 seconds += time.perf_counter() - t
-                rows.append(_accuracies(strategy.model, experiences))
+                rows.append(_accuracies(strategy.model, experiences, device))
     n = sum(e.n_train for e in experiences)
     flops = compute.forward_flops(model, stream.input_shape)
     return {
@@ -264,6 +271,12 @@ def run_baseline(
             meter.trained_rows, meter.forward_rows, flops, n
         ),
     }
+
+
+def _synchronize(device) -> None:
+    """Wait for a GPU's queued work: its time is the strategy's."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def run_ours(

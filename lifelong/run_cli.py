@@ -71,6 +71,11 @@ def add_parser(sub, formatter) -> None:
     c.add_argument("--address", help="Ray cluster to run on (auto, ray://host:port)")
     c.add_argument("--config", help="TOML of RunConfig keys for our agent")
     c.add_argument("--out", help="output folder (default: runs/compare-STREAM)")
+    c.add_argument(
+        "--device",
+        help="where every method trains: cpu | cuda | cuda:N | mps | auto (default: the "
+        "config's, cpu); Avalanche's strategies run on the same device as our agent",
+    )
     c.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     c.set_defaults(func=compare_command)
 
@@ -160,6 +165,9 @@ def compare_command(args) -> int:
 
     cfg = RunConfig.load(args.config) if args.config else RunConfig()
     cfg.experiences, cfg.progress = args.experiences, args.progress
+    if args.device:
+        cfg.device = args.device
+    cfg.validate()
     methods = list(compare.METHODS) if args.methods == "all" else args.methods.split(",")
     methods += [f"{compare.BUDGET_PREFIX}{b.strip()}" for b in args.compute.split(",") if b]
     out = Path(args.out or f"runs/compare-{args.stream}")

@@ -6,6 +6,8 @@
     memory = 500
     search = "grid"            # or "random", with samples = N (per method) and search_seed
     cpus_per_trial = 1         # a Ray task's resources; gpus_per_trial = 0.25 where GPUs are
+    device = "cpu"             # every trial's ("cuda" with gpus_per_trial > 0: Ray gives each
+                               # trial its share of a GPU and shows it that GPU alone)
 
     [methods.ours]             # our agent: fixed and swept RunConfig keys
     fixed = { batch_size = 10 }
@@ -33,7 +35,7 @@ from pathlib import Path
 from lifelong.compare import BASELINES, check_options, parse_seeds
 from lifelong.config import ConfigError, RunConfig
 
-RESERVED = ("stream", "seed", "memory", "follow", "progress", "tensorboard")
+RESERVED = ("stream", "seed", "memory", "follow", "progress", "tensorboard", "device")
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class Trial:
     memory: int
     params: dict = field(default_factory=dict)  # the swept keys' values
     fixed: dict = field(default_factory=dict)  # the method's fixed keys
+    device: str = "cpu"  # where it trains (not part of its id: the numbers are the same)
 
     @property
     def id(self) -> str:
@@ -74,6 +77,7 @@ class Trial:
             "memory": self.memory,
             "params": self.params,
             "fixed": self.fixed,
+            "device": self.device,
         }
 
     @classmethod
@@ -90,6 +94,7 @@ class Trial:
             "memory": self.memory,
             "progress": False,
             "tensorboard": False,
+            "device": self.device,
         }
         return RunConfig.from_dict({**RunConfig().to_dict(), **values})
 
@@ -139,14 +144,16 @@ def parse(data: dict, name: str) -> Sweep:
     search_seed = head.pop("search_seed", 0)
     name = head.pop("name", name)
     cpus, gpus = head.pop("cpus_per_trial", 1), head.pop("gpus_per_trial", 0)
+    device = head.pop("device", "cpu")
     if head:
         raise ConfigError(
             f"unknown [sweep] key(s) {sorted(head)}; known: name, streams, seeds, memory, "
-            "search, samples, search_seed, cpus_per_trial, gpus_per_trial"
+            "search, samples, search_seed, cpus_per_trial, gpus_per_trial, device"
         )
     for key, v, low in (("cpus_per_trial", cpus, 0), ("gpus_per_trial", gpus, -1)):
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > low:
             raise ConfigError(f"[sweep] {key} must be a number > {max(low, 0)}, got {v!r}")
+    _check_device(device, gpus)
     if search not in ("grid", "random"):
         raise ConfigError(f'[sweep] search must be "grid" or "random", got {search!r}')
     if search == "random" and (not isinstance(samples, int) or samples <= 0):
@@ -169,10 +176,33 @@ def parse(data: dict, name: str) -> Sweep:
         swept[method] = keys
         kind = "avalanche" if method in BASELINES else "ours"
         for stream, point, seed in itertools.product(streams, points, seeds):
-            trial = Trial(method, kind, stream, seed, memory, point, dict(table.get("fixed", {})))
+            fixed = dict(table.get("fixed", {}))
+            trial = Trial(method, kind, stream, seed, memory, point, fixed, device)
             _check(trial)
             trials.append(trial)
     return Sweep(name, trials, swept, float(cpus), float(gpus))
+
+
+def _check_device(device, gpus: float) -> None:
+    """A GPU device goes with a share of a GPU per trial, and a share of a GPU with a GPU
+    device: otherwise trials would all crowd GPU 0, or hold GPUs they never use."""
+    if not isinstance(device, str):
+        raise ConfigError(f'[sweep] device must be text like "cuda", got {device!r}')
+    try:
+        RunConfig(device=device).validate()
+    except ConfigError as exc:
+        raise ConfigError(f"[sweep] {exc}") from None
+    on_gpu = device.startswith("cuda") or device == "auto"
+    if device.startswith("cuda") and not gpus:
+        raise ConfigError(
+            f'[sweep] device = "{device}" needs gpus_per_trial > 0 (each trial\'s share of a '
+            "GPU, e.g. 0.25): Ray then shows each trial its own GPU"
+        )
+    if gpus and not on_gpu:
+        raise ConfigError(
+            f"[sweep] gpus_per_trial = {gpus:g} holds GPUs that trials on device "
+            f'"{device}" never use: set device = "cuda" (or "auto")'
+        )
 
 
 def _points(method: str, table, search: str, samples, rng) -> tuple[list[dict], list[str]]:

@@ -76,7 +76,7 @@ def _run_avalanche(t: Trial) -> dict:
     from lifelong.config import RunConfig
 
     options = {**t.fixed, **t.params}
-    r = run_baseline(t.method, t.stream, t.seed, t.memory, RunConfig(), options)
+    r = run_baseline(t.method, t.stream, t.seed, t.memory, RunConfig(device=t.device), options)
     return _outcome(r["matrix"], r["untrained"], r["seconds"], r["samples_per_second"], None)
 
 
