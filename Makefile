@@ -10,7 +10,7 @@ STREAM ?= split-mnist5k
 SEED   ?= 0
 JOBS   ?= 1
 
-.PHONY: install run test test-fast browser serve bench-serve bench-sweep faults lint bench bench-store bench-agent bench-step bench-startup compare results heldout ablation clean
+.PHONY: install run test test-gpu bench-gpu test-fast browser serve bench-serve bench-sweep faults lint bench bench-store bench-agent bench-step bench-startup compare results heldout ablation clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,17 @@ browser:
 	  apt-get update -q && apt-get install -y -q chromium chromium-driver; } || { \
 	  echo "could not install chromium: run apt-get install chromium chromium-driver as root"; \
 	  exit 1; }
+
+# the device tests on every CUDA device present; without one it says so and fails (CI never
+# runs it). GPU_PYTHON: another interpreter (a GPU machine's own, with the project on PYTHONPATH)
+GPU_PYTHON ?= $(BIN)/python
+test-gpu: $(if $(filter $(BIN)/python,$(GPU_PYTHON)),$(STAMP))
+	devices=$$($(GPU_PYTHON) bench/cuda_devices.py) || exit 1; \
+	LIFELONG_TEST_DEVICES=$$devices $(GPU_PYTHON) -m pytest -q -p no:cacheprovider \
+	  -o addopts=-ra -m "device or gpu" tests
+
+bench-gpu: $(if $(filter $(BIN)/python,$(GPU_PYTHON)),$(STAMP))
+	$(GPU_PYTHON) bench/cuda_devices.py >/dev/null && $(GPU_PYTHON) bench/gpu_bench.py
 
 test-fast: $(STAMP)  # the edit loop: everything but process-spawning and whole-run tests
 	$(BIN)/python -m pytest -q -m "not slow"
