@@ -10,11 +10,16 @@ nothing back to the host, so the kernels it launched once can be replayed as the
 A call runs eagerly for its first ``WARMUP`` uses (on a side stream, where lazily made
 handles and workspaces come into being before capture), is captured on the next, and from
 then on replayed. Each of those calls is a real step: the capture is followed by its first
-replay. Anywhere but on a CUDA device it is a plain call.
+replay. The capture is this thread's alone (``thread_local``: the CUDA calls of other
+threads, a data loader's or a checkpoint writer's, neither join nor spoil it), and a capture
+that fails anyway is said once and the call runs eagerly from then on: a captured step is
+a speed-up, never a reason for a run to stop. Anywhere but on a CUDA device it is a plain
+call.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -40,13 +45,14 @@ class CapturedCall:
         self.graph: torch.cuda.CUDAGraph | None = None
         self.out: object = None
         self.stream = torch.cuda.Stream(device) if self.cuda else None
+        self.failed: str | None = None  # why the capture failed, if it did
 
     @property
     def captured(self) -> bool:
         return self.graph is not None
 
     def __call__(self):
-        if not self.cuda:
+        if not self.cuda or self.failed:
             return self.fn()
         if self.graph is not None:
             self.graph.replay()
@@ -61,9 +67,16 @@ class CapturedCall:
             _used_on(out, current)
             return out
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, stream=self.stream):
-            self.out = self.fn()
+        try:
+            with torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"):
+                out = self.fn()
+        except Exception as exc:  # nothing captured ran: the step runs eagerly instead
+            self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+            message = f"the step runs op by op: capturing it as a CUDA graph failed ({self.failed})"
+            warnings.warn(message, stacklevel=2)
+            current.wait_stream(self.stream)
+            return self.fn()
         current.wait_stream(self.stream)
-        self.graph = graph
+        self.graph, self.out = graph, out
         graph.replay()
         return self.out
