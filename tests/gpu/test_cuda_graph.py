@@ -48,7 +48,8 @@ def test_the_captured_step_learns_what_the_eager_step_learns(settings):
     assert torch.allclose(torch.stack(losses[0]), torch.stack(losses[1]), atol=1e-5)
     for a, b in zip(captured.model.parameters(), eager.model.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-5)
-    assert torch.equal(captured.memory.x, eager.memory.x)
+    n = len(captured.memory)  # (the spare row past them takes dropped writes in any order)
+    assert torch.equal(captured.memory.x[:n], eager.memory.x[:n])
     assert captured.online_correct == eager.online_correct
     assert torch.allclose(captured.gate.weights, eager.gate.weights, atol=1e-6)
     assert torch.allclose(captured.average.flat, eager.average.flat, atol=1e-5)
