@@ -57,6 +57,10 @@ def test_a_random_search_samples_the_grid_reproducibly():
         (("memory = 100", "memory = 0"), "memory must be a positive integer"),
         (("memory = 100", "memroy = 100"), "unknown [sweep] key(s) ['memroy']"),
         (("memory = 100", "memory = 100\ncpus_per_trial = 0"), "cpus_per_trial must be"),
+        (("memory = 100", 'memory = 100\ndevice = "gpu"'), "unknown device 'gpu'"),
+        (("memory = 100", 'memory = 100\ndevice = "cuda"'), "needs gpus_per_trial > 0"),
+        (("memory = 100", "memory = 100\ngpus_per_trial = 0.5"), "never use"),
+        (("iters = [1, 2]", 'device = ["cuda"]'), "set by [sweep]"),
     ],
 )
 def test_a_bad_sweep_file_is_refused_naming_the_key(change, words):
@@ -65,12 +69,21 @@ def test_a_bad_sweep_file_is_refused_naming_the_key(change, words):
     assert words in str(err.value)
 
 
+def test_the_sweeps_device_reaches_every_trial():
+    text = SWEEP.replace("memory = 100", 'memory = 100\ndevice = "auto"\ngpus_per_trial = 0.25')
+    plan = spec.parse(spec.tomllib.loads(text), "t")
+    assert {t.device for t in plan.trials} == {"auto"} and plan.gpus_per_trial == 0.25
+    assert plan.trials[0].run_config().device == "auto"
+    assert "device" not in plan.trials[0].id  # the same numbers on any device
+
+
 LOCAL = """
 [sweep]
 streams = ["split-digits"]
 seeds = "0-1"
 memory = 100
 gpus_per_trial = 0.5
+device = "auto"
 
 [methods.ours]
 fixed = { hidden = 32, checkpoint_every = 10 }

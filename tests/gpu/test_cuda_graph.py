@@ -1,6 +1,7 @@
 """On a GPU: the captured step (a CUDA graph replayed) learns exactly what the step launched
-op by op learns, on the MLP's closed form and on a batch-norm ResNet through autograd; bf16
-autocast trains. Needs CUDA: ``make test-gpu`` runs this folder, ``make test`` does not."""
+op by op learns (the MLP's closed form); a batch-norm ResNet, through autograd, learns op by
+op; bf16 autocast trains. Needs CUDA: ``make test-gpu`` runs this folder, ``make test`` does
+not."""
 
 from __future__ import annotations
 
@@ -55,22 +56,20 @@ def test_the_captured_step_learns_what_the_eager_step_learns(settings):
     assert torch.allclose(captured.average.flat, eager.average.flat, atol=1e-5)
 
 
-def test_a_batch_norm_resnet_is_captured_and_learns(monkeypatch):
-    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)  # no atomics' noise
+def test_a_batch_norm_resnet_learns_op_by_op():
+    """The ResNet trains through autograd, whose step is not captured (its capture failed
+    on torch 2.11 on an H200: docs/benchmarks.md); op by op it learns, as on the CPU."""
     g = torch.Generator().manual_seed(0)
     centres = torch.randn(4, 3, 32, 32, generator=g)
     y = torch.randint(0, 4, (400,), generator=g)
     x = centres[y] + 0.5 * torch.randn(400, 3, 32, 32, generator=g)
-    spec_stream = streams.from_arrays(
+    stream = streams.from_arrays(
         [(x.numpy(), y.numpy())], [(x[:100].numpy(), y[:100].numpy())], n_classes=4
     )
-    captured, eager = _twins(
-        spec_stream, model="reduced-resnet18", memory=50, iters=1, replay_batch=10
-    )
-    losses = _feed([captured, eager], x.to(CUDA), y.to(CUDA), 40)
-    assert _captured(captured)
-    assert torch.allclose(torch.stack(losses[0]), torch.stack(losses[1]), atol=1e-3)
-    assert captured.accuracy(x[:100], y[:100]) > 0.5
+    agent = make_agent(stream, device=CUDA, model="reduced-resnet18", memory=50, iters=1)
+    _feed([agent], x.to(CUDA), y.to(CUDA), 40)
+    assert not agent.method.capturable and not agent._steps
+    assert agent.accuracy(x[:100], y[:100]) > 0.5
 
 
 def test_bf16_autocast_trains_the_resnet():

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lifelong.learner.backbone import flat_view
+from lifelong.learner.backbone import Backbone, flat_view
 from lifelong.learner.controller import clip_
 from lifelong.learner.losses import ReplayLoss
 from lifelong.learner.methods.base import Method, Step, Update
@@ -31,7 +31,6 @@ class ER(Method):
     Settings = ERSettings
     logits_before_update = True  # one forward of incoming + replay, then the step
     forward_in_step = True  # ... whose embeddings and logits the controller learns from
-    capturable = True
 
     def __init__(self, model, settings, scenario: str = "class") -> None:
         super().__init__(model, settings, scenario)
@@ -44,6 +43,16 @@ class ER(Method):
             sizes = [w.numel() for w in self.weights]
             views = self.grad_flat.split(sizes)
             self.grads = [v.view_as(w) for v, w in zip(views, self.weights, strict=True)]
+
+    @property
+    def capturable(self) -> bool:
+        """On a GPU the closed form of a backbone that writes its backward out (the MLP) is
+        captured as a CUDA graph. A step through autograd (the CNN, the ResNets, any other
+        module) runs op by op: capturing it failed on torch 2.11 on an H200 for one update
+        a batch (docs/benchmarks.md), and a failed capture leaves CUDA's default generator
+        unusable, so it is not tried."""
+        own = getattr(type(self.model), "forward_vjp", None)
+        return self.settings.closed_form and own not in (None, Backbone.forward_vjp)
 
     def update(self, batch: Update) -> Step:
         if self.settings.closed_form and hasattr(self.model, "forward_vjp"):
