@@ -153,6 +153,18 @@ def test_an_unknown_or_absent_device_is_one_clear_error(two_exp):
         make_agent(two_exp, device=f"cuda:{count + 1}")
 
 
+def test_an_absent_gpu_is_one_line_and_leaves_no_folder(tmp_path, capsys):
+    from lifelong import cli
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    absent = f"cuda:{count}" if count else "cuda"  # one past the last GPU there is
+    out = tmp_path / "r"
+    code = cli.main(["run", "--stream", "split-digits", "--device", absent, "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "CUDA device" in err[0], err
+    assert not out.exists()
+
+
 def test_the_stream_spec_and_store_stay_on_the_host(two_exp, device):
     agent = make_agent(two_exp, memory=40, device=device)
     train(agent, two_exp, [two_exp[0]])
