@@ -53,13 +53,17 @@ def data(shape, n: int, device: torch.device, seed: int = 0):
     return x.to(device), y.to(device)
 
 
-def bare_eager(kind, shape, n, device) -> dict:
-    """Autograd + torch.optim.SGD, the replay batch gathered on the device: the plain loop."""
+def _bare(kind, shape, n, device):
+    """The bare loops' network, SGD, stream and memory (the memory full of random examples)."""
     torch.manual_seed(0)
     model = build_model(kind, shape, CLASSES, 100).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    x, y = data(shape, n + 200 * BATCH, device)
-    mx, my = data(shape, MEMORY, device, seed=1)
+    return (model, opt, *data(shape, n + 200 * BATCH, device), *data(shape, MEMORY, device, 1))
+
+
+def bare_eager(kind, shape, n, device) -> dict:
+    """Autograd + torch.optim.SGD, the replay batch gathered on the device: the plain loop."""
+    model, opt, x, y, mx, my = _bare(kind, shape, n, device)
 
     def step(i: int) -> None:
         idx = torch.randint(0, MEMORY, (BATCH,), device=device)
@@ -74,11 +78,7 @@ def bare_eager(kind, shape, n, device) -> dict:
 
 def bare_graph(kind, shape, n, device) -> dict:
     """The same step captured once as a CUDA graph: gather outside, replay inside."""
-    torch.manual_seed(0)
-    model = build_model(kind, shape, CLASSES, 100).to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    x, y = data(shape, n + 200 * BATCH, device)
-    mx, my = data(shape, MEMORY, device, seed=1)
+    model, opt, x, y, mx, my = _bare(kind, shape, n, device)
     sx = torch.zeros(2 * BATCH, *shape, device=device)
     sy = torch.zeros(2 * BATCH, dtype=torch.int64, device=device)
     side = torch.cuda.Stream(device)
@@ -131,32 +131,20 @@ def ours(kind, shape, n, device, **overrides) -> dict:
 
 
 def avalanche(name: str, kind, shape, n, device) -> dict:
-    """Avalanche 0.6's strategy on the same network, SGD at lr 0.1, its own loop."""
+    """Avalanche 0.6's strategy on the same network, with ``lifelong compare``'s protocol
+    (SGD at lr 0.1, its settings), in its own loop; the second experience is timed."""
     from avalanche.benchmarks import dataset_benchmark
     from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dataset as tds
-    from avalanche.training import DER, Replay
-    from avalanche.training.plugins import EvaluationPlugin
+
+    from lifelong.compare import make_strategy
 
     torch.manual_seed(0)
-    model = build_model(kind, shape, CLASSES, 100)
+    model = build_model(kind, shape, CLASSES, 100).to(device)
     x, y = data(shape, 2 * n, torch.device("cpu"))
     train = [tds(x[:n], y[:n]), tds(x[n:], y[n:])]
     test = [tds(x[:100], y[:100]), tds(x[n : n + 100], y[n : n + 100])]
     bench = dataset_benchmark(train, test)
-    kwargs = {"mem_size": MEMORY}
-    if name == "der++":
-        kwargs.update(batch_size_mem=BATCH, alpha=0.1, beta=0.5)
-    strategy = (DER if name == "der++" else Replay)(
-        model=model,
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-        criterion=torch.nn.CrossEntropyLoss(),
-        train_mb_size=BATCH,
-        train_epochs=1,
-        eval_mb_size=100,
-        device=device,
-        evaluator=EvaluationPlugin(loggers=[]),
-        **kwargs,
-    )
+    strategy = make_strategy(name, model, 2, MEMORY, BATCH, RunConfig(), {}, device)
     seconds = 0.0
     for i, exp in enumerate(bench.train_stream):
         synchronize(device)

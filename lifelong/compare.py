@@ -119,7 +119,7 @@ def check_options(name: str, options: dict) -> None:
         raise ConfigError(f"{name} has no setting(s) {unknown}; it takes {sorted(known)}")
 
 
-def _strategy(
+def make_strategy(
     name: str, model, n_exp: int, memory: int, batch: int, cfg: RunConfig, options: dict, device
 ):
     """An Avalanche strategy with the shared protocol (SGD, batch, one epoch, memory, the
@@ -245,7 +245,7 @@ def run_baseline(
         bench = streams.to_avalanche(stream)
         torch.manual_seed(seed)
         model = baseline_model(stream, cfg.hidden).to(device)
-        strategy = _strategy(
+        strategy = make_strategy(
             name, model, len(experiences), memory, cfg.batch_size, cfg, options or {}, device
         )
         rows, untrained, seconds = [], _accuracies(model, experiences, device), 0.0
