@@ -100,7 +100,7 @@ def profile(stream, controller: bool, calls: int, device: str) -> list[dict]:
             agent._gate_step(update, None, step.features, step.all_logits)
         )
     average = agent.average
-    live = agent._logits(x)
+    live = agent.forward.logits(x)
     parts[f"weight average (watch + take; every {EVERY} steps)"] = lambda: average.update(
         agent.model, x, y, live
     )

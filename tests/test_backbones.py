@@ -12,7 +12,8 @@ from torch import nn
 import streams
 from lifelong import cli
 from lifelong.config import ConfigError, RunConfig
-from lifelong.learner.agent import FIXED_KEY_DIM, Agent, StreamSpec
+from lifelong.learner.agent import Agent, StreamSpec
+from lifelong.learner.agent_memory import FIXED_KEY_DIM
 from lifelong.learner.methods import METHODS
 from lifelong.learner.models import build_model
 from lifelong.learner.resnet import ResNet18

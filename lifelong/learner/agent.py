@@ -12,43 +12,29 @@ checkpoint state ``agent_state.py``.
 from __future__ import annotations
 
 import contextlib
-import math
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from lifelong.errors import ConfigError
-from lifelong.learner import agent_state, compute, prediction
+from lifelong.learner import agent_memory, agent_state, compute, prediction
+from lifelong.learner.agent_memory import fixed_keys
 from lifelong.learner.backbone import flatten_parameters
-from lifelong.learner.capture import CapturedCall
+from lifelong.learner.capture import StaticStep
 from lifelong.learner.checks import check_batch
 from lifelong.learner.config import LearnerConfig
 from lifelong.learner.device import resolve_device
+from lifelong.learner.eval_forward import EvalForward
 from lifelong.learner.gate import PredictionGate
 from lifelong.learner.losses import mask_to
 from lifelong.learner.methods import Step, Update, method_class
-from lifelong.learner.models import build_model, embedding_dim
+from lifelong.learner.models import build_model
 from lifelong.learner.replay_memory import ReplayMemory
+from lifelong.learner.stream_spec import StreamSpec
 from lifelong.learner.task_masks import TaskMasks
 from lifelong.learner.weight_average import WeightAverage
 from stores import EpisodicStore
-
-FIXED_KEY_DIM = 128
-
-
-@dataclass
-class StreamSpec:
-    """What the agent must know of a stream before it sees any data: the shape of one
-    example (``(1, 28, 28)``, ``(3, 32, 32)``, ``(64,)``...), the number of classes, whether
-    task ids are given at train and test time, and the scenario (ER-ACE is off on
-    domain-incremental streams, where new classes do not appear)."""
-
-    input_shape: tuple[int, ...]
-    n_classes: int
-    task_aware: bool  # task ids given at train and test time (task-incremental)
-    scenario: str = "class"  # class | task | domain | task-free
 
 
 class Learned(NamedTuple):
@@ -107,13 +93,10 @@ class Agent:
             self.model.bf16 = True
         # memories are keyed by the network's embedding, or, for a model without one (any
         # nn.Module of yours) or when asked, by a fixed random projection of the input
-        self.fixed_keys = _fixed_keys(cfg, model)
+        self.fixed_keys = fixed_keys(cfg, model)
         method = method_class(cfg.method)
         self.method = method(self.model, method.settings_from(cfg.method_values), spec.scenario)
-        self._mode_matters = any(
-            isinstance(m, (torch.nn.Dropout, torch.nn.modules.batchnorm._BatchNorm))
-            for m in self.model.modules()
-        )
+        self.forward = EvalForward(self.model)  # forward passes outside the updates
         # every draw of a step (replay, writes) comes from one call on this generator
         self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
         self.memory = ReplayMemory(
@@ -138,43 +121,23 @@ class Agent:
         # (keys, memories' logits, the weight average's watch)
         self.trained_rows = self.forward_rows = 0
         self._forward_flops: int | None = None  # one example's forward pass, measured once
-        self._every_class = torch.ones(spec.n_classes, dtype=torch.bool, device=self.device)
-        self._steps: dict[tuple, _StaticStep] = {}  # captured steps, by their shapes
+        self._steps: dict[tuple, StaticStep] = {}  # captured steps, by their shapes
         if self.fixed_keys:
-            gen = torch.Generator().manual_seed(10_000 + cfg.seed)
-            dim = math.prod(spec.input_shape)
-            projection = torch.randn(dim, FIXED_KEY_DIM, generator=gen) / math.sqrt(dim)
-            self.projection = projection.to(self.device)
+            self.projection = agent_memory.projection(spec, cfg.seed, self.device)
 
     @staticmethod
     def key_dim(cfg: LearnerConfig, spec: StreamSpec, model: torch.nn.Module | None = None) -> int:
         """The size of the memories' keys: the backbone's embedding, or the fixed keys'."""
-        cfg = _learner(cfg)
-        if model is not None:
-            return FIXED_KEY_DIM if _fixed_keys(cfg, model) else int(model.embedding_dim)
-        if cfg.key_source == "fixed":
-            return FIXED_KEY_DIM
-        return embedding_dim(cfg.model, spec.input_shape, cfg.hidden) or FIXED_KEY_DIM
+        return agent_memory.key_dim(_learner(cfg), spec, model)
 
-    @classmethod
+    @staticmethod
     def memory_for(
-        cls, cfg: LearnerConfig, spec: StreamSpec, path=None, model: torch.nn.Module | None = None
+        cfg: LearnerConfig, spec: StreamSpec, path=None, model: torch.nn.Module | None = None
     ) -> EpisodicStore:
         """The episodic store this agent needs: opened at ``path`` if one is there, created
         otherwise, or kept in RAM when ``path`` is None. Pass the ``model`` you will give
         the agent, if it is your own (it decides the key size)."""
-        cfg = _learner(cfg)
-        settings = dict(
-            dim=cls.key_dim(cfg, spec, model),
-            value_shape=spec.input_shape,
-            capacity=cfg.memory,
-            eviction_policy=cfg.write_policy,
-            seed=cfg.seed,
-            index=cfg.index,
-        )
-        if path is None:
-            return EpisodicStore.create(None, **settings)
-        return EpisodicStore.open_or_create(path, **settings)
+        return agent_memory.store_for(_learner(cfg), spec, path, model)
 
     # -- the step -------------------------------------------------------------------------
     def observe(
@@ -246,7 +209,12 @@ class Agent:
         key = (len(y), len(u), self.memory.max_task)
         step = self._steps.get(key)
         if step is None:
-            step = self._steps[key] = _StaticStep(self, x, y, u)
+            step = self._steps[key] = StaticStep(
+                lambda xs, ys, us: self._learn(xs, ys, None, None, us),
+                self._average_update,
+                (x, y, u),
+                self.device,
+            )
         return step(x, y, u)
 
     def _capturable(self, task_id) -> bool:
@@ -269,10 +237,11 @@ class Agent:
         online = live = None
         forward_rows = trained_rows = 0
         if self.gate is not None and not fold:  # the controller learns before the network
-            online, live = self._gate_step(first, mask, *self._features_and_logits(first))
+            rows = first.x if first.x_mem is None else torch.cat([first.x, first.x_mem])
+            online, live = self._gate_step(first, mask, *self.forward.embed_and_head(rows))
             forward_rows += len(first.y) + (0 if first.y_mem is None else len(first.y_mem))
         elif self.gate is None and not self.method.logits_before_update:
-            online = live = self._logits(x)
+            online = live = self.forward.logits(x)
             forward_rows += len(y)
         if not self.model.training:  # train() walks every module: not on every batch
             self.model.train()
@@ -301,12 +270,8 @@ class Agent:
         if b.y_mem is not None:
             y = torch.cat([b.y, b.y_mem])
         if self.spec.task_aware:  # each row under its own task's classes
-            every = self._every_class
-            rows = [(every if mask is None else mask).expand(n_in, -1)]
-            if b.y_mem is not None:
-                mem = b.mask_mem if b.mask_mem is not None else every.expand(len(b.y_mem), -1)
-                rows.append(mem)
-            masks = torch.cat(rows)
+            n_mem = 0 if b.y_mem is None else len(b.y_mem)
+            masks = self.masks.of_rows(mask, n_in, b.mask_mem, n_mem)
         return self.gate.learn(features, head, y, masks)[:n_in], head[:n_in]
 
     def _update_batch(self, x, y, task_id, u: torch.Tensor, i: int, sizes) -> Update:
@@ -348,104 +313,25 @@ class Agent:
         """The learned per-weight rates of La-MAML (None for other methods)."""
         return getattr(self.method, "rates", None)
 
-    # -- forward passes outside the updates -----------------------------------------------
-    @torch.no_grad()
+    # -- memory upkeep (agent_memory.py) --------------------------------------------------
     def keys(self, x: torch.Tensor) -> np.ndarray:
         """Memory keys, on the host: the network's embedding, or a fixed random projection of
         the input."""
-        x = x.to(self.device)
-        if self.fixed_keys:
-            return (x.reshape(len(x), -1) @ self.projection).cpu().numpy()
-        self.forward_rows += len(x)
-        with self._eval_mode():
-            return self.model.embed(x).cpu().numpy()
+        return agent_memory.keys(self, x)
 
-    @torch.no_grad()
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits in eval mode (memories' targets and losses, the online measure of a method
-        whose update does not give them)."""
-        with self._eval_mode():
-            return self.model(x)
-
-    @torch.no_grad()
-    def _features_and_logits(self, b: Update) -> tuple[torch.Tensor, torch.Tensor]:
-        """The embedding and the head's logits of an update's rows, from one forward pass in
-        eval mode."""
-        x = b.x if b.x_mem is None else torch.cat([b.x, b.x_mem])
-        return self._embed_and_head(x)
-
-    @torch.no_grad()
-    def _embed_and_head(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with self._eval_mode():
-            embeddings = self.model.embed(x)
-            return embeddings, self.model.head(embeddings)
-
-    @contextlib.contextmanager
-    def _eval_mode(self):
-        """Eval mode where batch norm or dropout make the mode matter, so memories' keys and
-        logits neither use nor move the batch statistics; otherwise no mode round trip
-        (``train()`` walks every module)."""
-        if not self._mode_matters:
-            yield
-            return
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            yield
-        finally:
-            self.model.train(was_training)
-
-    # -- memory ---------------------------------------------------------------------------
     def flush_memory(self) -> None:
         """Bring the store up to date with the working memory (the runner does it at every
         checkpoint; a store written this way can be queried and snapshotted)."""
-
-        def losses(slots: np.ndarray) -> np.ndarray:
-            rows = torch.from_numpy(slots).to(self.device)
-            self.forward_rows += len(rows)
-            return _losses(self._logits(self.memory.x[rows]), self.memory.y[rows])
-
-        self.memory.flush_to_store(self.store, self.keys, losses)
+        agent_memory.flush(self)
 
     def end_experience(self, experience: int) -> None:
-        """What the agent does once an experience is over: refresh the logits it remembers
-        of that experience (with distillation) and re-key its memories. One forward pass
-        over the memories serves the new logits, the keys and the replay losses. On a
-        task-free stream the boundary is the evaluator's, not the learner's: the logits
-        stay as written, and only the store's keys are renewed."""
-        embeddings, logits = self._memories_forward()
-        task_free = self.spec.scenario == "task-free"
-        if (
-            getattr(self.method.settings, "distill", 0)
-            and self.cfg.refresh_logits
-            and not task_free
-        ):
-            self.memory.refresh_logits(experience, logits)
-        self._flush_rekeyed(embeddings, logits)
+        """Refresh the logits the memories of ``experience`` keep and re-key every memory (a
+        task-free stream's boundary is the evaluator's: only the keys are renewed)."""
+        agent_memory.end_experience(self, experience)
 
     def rekey(self) -> None:
         """Recompute every memory's key with the current encoder (it drifts as it learns)."""
-        self._flush_rekeyed(*self._memories_forward())
-
-    def _memories_forward(self) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """Keys (None for fixed keys) and logits of every memory, from one forward pass."""
-        x = self.memory.x[: len(self.memory)]
-        self.forward_rows += len(x)
-        if self.fixed_keys:
-            return None, self._logits(x)
-        return self._embed_and_head(x)
-
-    def _flush_rekeyed(self, embeddings: torch.Tensor | None, logits: torch.Tensor) -> None:
-        """Flush, with every memory's key renewed in the same transaction (fixed keys never
-        drift); replay losses from the memories' current logits."""
-        y = self.memory.y
-
-        def losses(slots: np.ndarray) -> np.ndarray:
-            rows = torch.from_numpy(slots).to(self.device)
-            return _losses(logits[rows], y[rows])
-
-        keys = None if embeddings is None else embeddings.cpu().numpy()
-        self.memory.flush_to_store(self.store, self.keys, losses, keys=keys)
+        agent_memory.rekey(self)
 
     # -- task masks (task-incremental streams only) ---------------------------------------
     def _masked(self, task_id) -> bool:
@@ -464,13 +350,16 @@ class Agent:
         self.last_new_class_step.masked_fill_(fresh, self.steps + 1)
 
     def _average_step(self, x, y, live_logits) -> None:
-        """The weight average watches the batch and takes the weights (eval mode for its own
-        forward pass); captured alongside the step where that was."""
-        step = next((s for s in self._steps.values() if s.live_logits is live_logits), None)
+        """The weight average watches the batch and takes the weights; captured alongside
+        the step where that was."""
+        step = next((s for s in self._steps.values() if s.made(live_logits)), None)
         if step is not None:
-            step.average()
-            return
-        with self._eval_mode():
+            step.then()
+        else:
+            self._average_update(x, y, live_logits)
+
+    def _average_update(self, x, y, live_logits) -> None:
+        with self.forward.mode():  # its own forward pass: batch statistics neither used nor moved
             self.average.update(self.model, x, y, live_logits)
 
     @property
@@ -531,43 +420,6 @@ class Agent:
         agent_state.restore(self, state)
 
 
-class _StaticStep:
-    """One shape of the step, captured: static copies of its inputs, the step and the weight
-    average's work as ``CapturedCall``s over them."""
-
-    def __init__(self, agent: Agent, x, y, u) -> None:
-        self.agent = agent
-        self.x, self.y, self.u = x.clone(), y.clone(), u.clone()
-        self.learned: Learned | None = None
-        self.step = CapturedCall(
-            lambda: agent._learn(self.x, self.y, None, None, self.u), agent.device
-        )
-        self.averaging = CapturedCall(self._average, agent.device)
-
-    @property
-    def live_logits(self) -> torch.Tensor | None:
-        return None if self.learned is None else self.learned.live_logits
-
-    def __call__(self, x, y, u) -> Learned:
-        self.x.copy_(x, non_blocking=True)
-        self.y.copy_(y, non_blocking=True)
-        self.u.copy_(u, non_blocking=True)
-        self.learned = self.step()
-        return self.learned
-
-    def _average(self) -> None:
-        with self.agent._eval_mode():
-            self.agent.average.update(self.agent.model, self.x, self.y, self.learned.live_logits)
-
-    def average(self) -> None:
-        """The weight average's work on this step's batch: captured once the step is (it
-        reads the step's captured output)."""
-        if self.step.captured:
-            self.averaging()
-        else:
-            self._average()
-
-
 @torch.no_grad()
 def _correct(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """How many of a batch these logits label right (within the task's classes, if masked),
@@ -577,16 +429,6 @@ def _correct(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -
     return (logits.argmax(1) == y).sum()
 
 
-def _losses(logits: torch.Tensor, y: torch.Tensor) -> np.ndarray:
-    return torch.nn.functional.cross_entropy(logits, y, reduction="none").cpu().numpy()
-
-
 def _learner(cfg) -> LearnerConfig:
     """A learner config; a run config (anything with ``learner()``) gives its learner's."""
     return cfg.learner() if callable(getattr(cfg, "learner", None)) else cfg
-
-
-def _fixed_keys(cfg: LearnerConfig, model: torch.nn.Module) -> bool:
-    return cfg.key_source == "fixed" or not (
-        hasattr(model, "embed") and hasattr(model, "head") and hasattr(model, "embedding_dim")
-    )

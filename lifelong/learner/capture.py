@@ -80,3 +80,37 @@ class CapturedCall:
         self.graph, self.out = graph, out
         graph.replay()
         return self.out
+
+
+class StaticStep:
+    """One shape of a step, captured: static copies of its inputs, the step as a
+    ``CapturedCall`` over them, and ``then``, a second call that reads the step's output
+    (the weight average's watch), captured once the step is."""
+
+    def __init__(self, step: Callable, then: Callable, inputs: tuple, device) -> None:
+        self.inputs = tuple(t.clone() for t in inputs)
+        self.out = None
+        self.step = CapturedCall(lambda: step(*self.inputs), device)
+        self._then = then
+        self.then_call = CapturedCall(self._then_on_static, device)
+
+    def __call__(self, *inputs):
+        for static, given in zip(self.inputs, inputs, strict=True):
+            static.copy_(given, non_blocking=True)
+        self.out = self.step()
+        return self.out
+
+    def made(self, tensor: torch.Tensor) -> bool:
+        """Whether ``tensor`` is the last output's live logits (the step's own)."""
+        return self.out is not None and self.out.live_logits is tensor
+
+    def _then_on_static(self) -> None:
+        self._then(self.inputs[0], self.inputs[1], self.out.live_logits)
+
+    def then(self) -> None:
+        """``then`` on this step's batch and output: captured once the step is (it reads the
+        step's captured output), plain before."""
+        if self.step.captured:
+            self.then_call()
+        else:
+            self._then_on_static()

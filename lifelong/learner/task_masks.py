@@ -46,6 +46,17 @@ class TaskMasks:
         known = self.known
         return self.table[torch.where((tasks >= 0) & (tasks < known), tasks, known)]
 
+    def of_rows(
+        self, incoming: torch.Tensor | None, n_in: int, memories: torch.Tensor | None, n_mem: int
+    ) -> torch.Tensor:
+        """(n_in + n_mem, C): each row of an update under its own task's classes (every
+        class where a row's mask is None)."""
+        every = self.table[-1]
+        rows = [(every if incoming is None else incoming).expand(n_in, -1)]
+        if n_mem:
+            rows.append(memories if memories is not None else every.expand(n_mem, -1))
+        return torch.cat(rows)
+
     def state_dict(self) -> torch.Tensor:
         return self.classes.cpu()
 
