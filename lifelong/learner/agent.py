@@ -36,6 +36,8 @@ from lifelong.learner.task_masks import TaskMasks
 from lifelong.learner.weight_average import WeightAverage
 from stores import EpisodicStore
 
+DRAWS_SEED = 1_000_003 * 20_202  # the replay draws' and writes' seed, offset from the model's
+
 
 class Learned(NamedTuple):
     """What one batch's updates leave: the last update's loss and incoming logits (which the
@@ -97,8 +99,9 @@ class Agent:
         method = method_class(cfg.method)
         self.method = method(self.model, method.settings_from(cfg.method_values), spec.scenario)
         self.forward = EvalForward(self.model)  # forward passes outside the updates
-        # every draw of a step (replay, writes) comes from one call on this generator
-        self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
+        # every draw of a step (replay, writes) comes from one call on this generator, seeded
+        # apart from the weights' initialisation (the same seed would draw the same numbers)
+        self.generator = torch.Generator(self.device).manual_seed(DRAWS_SEED + cfg.seed)
         self.memory = ReplayMemory(
             cfg.memory, spec.input_shape, spec.n_classes, cfg.write_policy, self.device
         )
