@@ -146,6 +146,47 @@ def profile(stream, controller: bool, calls: int, device: str) -> list[dict]:
     return rows
 
 
+def arithmetic(stream, calls: int, device: str) -> list[dict]:
+    """The default's update (10 incoming + 32 replayed rows, closed form) in GFLOP/s, beside
+    what this core's matrix product reaches on a large product (its practical peak)."""
+    agent = warmed_agent(stream, device, iters=5, replay_batch=32, lr=0.1, grad_clip=2.0)
+    agent.method.settings.lr = 0.0  # a zero step: every call alike
+    dev = agent.device
+    e = stream[0]
+    x, y = e.x_train[:10].to(dev), e.y_train[:10].to(dev)
+    u = agent._draw_uniforms(10)
+    update = agent._update_batch(x, y, e.task_id, u, 0, agent.memory.group_sizes("class-balanced"))
+    loss_of = agent.method.loss(update)
+    rows = len(update.y) + len(update.y_mem)
+    sizes = [(w.shape[1], w.shape[0]) for w in agent.model.parameters() if w.dim() == 2]
+    forward = sum(i * o for i, o in sizes)  # multiply-adds a row: every layer's product
+    backward = forward + sum(i * o for i, o in sizes[1:])  # weights' and inputs' gradients
+    flop = 2 * rows * (forward + backward)
+    a = torch.randn(1024, 1024, device=dev)
+    us = best_us(
+        {
+            "update": lambda: agent.method._closed_form_step(loss_of, update),
+            "sgemm": lambda: a @ a,
+        },
+        calls,
+        dev,
+    )
+    return [
+        {
+            "mode": "default (5 x 42 rows)",
+            "part": f"one update, closed form ({flop / 1e6:.1f} MFLOP)",
+            "us_per_call": us["update"],
+            "ratio": f"{flop / us['update'] / 1e3:.1f} GFLOP/s",
+        },
+        {
+            "mode": "this core",
+            "part": "1024 x 1024 x 1024 matrix product (torch, MKL)",
+            "us_per_call": us["sgemm"],
+            "ratio": f"{2 * 1024**3 / us['sgemm'] / 1e3:.1f} GFLOP/s",
+        },
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--stream", default="split-mnist5k")
@@ -156,11 +197,12 @@ def main() -> None:
     stream = streams.get_stream(args.stream, seed=0)
     rows = profile(stream, False, args.calls, args.device)
     rows += profile(stream, True, args.calls, args.device)
+    rows = [{**r, "ratio": f"{r['ratio']:.2f}x" if "ratio" in r else None} for r in rows]
+    rows += arithmetic(stream, max(args.calls // 10, 5), args.device)
 
     def cell(v) -> str:
         return "" if v is None else (f"{v:.1f}" if isinstance(v, float) else str(v))
 
-    rows = [{**r, "ratio": f"{r['ratio']:.2f}x" if "ratio" in r else None} for r in rows]
     write_table("step", rows, ["mode", "part", "us_per_call", "ratio"], cell)
 
 
