@@ -163,6 +163,11 @@ def test_an_absent_gpu_is_one_line_and_leaves_no_folder(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "CUDA device" in err[0], err
     assert not out.exists()
+    if not count:  # bf16 on the CPU: refused the same way, and the folder is not made
+        code = cli.main(["run", "--stream", "split-digits", "--bf16", "--out", str(out)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and "bf16 autocast needs a CUDA device" in err[0]
+        assert not out.exists()
 
 
 def test_the_stream_spec_and_store_stay_on_the_host(two_exp, device):

@@ -17,14 +17,13 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from lifelong.errors import ConfigError
 from lifelong.learner import agent_memory, agent_state, compute, prediction
 from lifelong.learner.agent_memory import fixed_keys
 from lifelong.learner.backbone import flatten_parameters
 from lifelong.learner.capture import StaticStep
 from lifelong.learner.checks import check_batch
 from lifelong.learner.config import LearnerConfig
-from lifelong.learner.device import resolve_device
+from lifelong.learner.device import learner_device
 from lifelong.learner.eval_forward import EvalForward
 from lifelong.learner.gate import PredictionGate
 from lifelong.learner.losses import mask_to
@@ -81,18 +80,13 @@ class Agent:
     ) -> None:
         cfg = _learner(cfg)
         self.cfg, self.spec, self.store = cfg, spec, store
-        self.device = resolve_device(cfg.device)
+        self.device = learner_device(cfg.device, cfg.bf16)
         torch.manual_seed(cfg.seed)
         if model is None:
             model = build_model(cfg.model, spec.input_shape, spec.n_classes, cfg.hidden)
         self.model = model.to(self.device)
         flatten_parameters(self.model)  # one buffer: a step, clip or average is one operation
-        if cfg.bf16:
-            if self.device.type != "cuda":
-                raise ConfigError(
-                    f"bf16 autocast is for a CUDA device; this learner is on {self.device}"
-                )
-            self.model.bf16 = True
+        self.model.bf16 = cfg.bf16  # autocast of the autograd forward (learner_device checked it)
         # memories are keyed by the network's embedding, or, for a model without one (any
         # nn.Module of yours) or when asked, by a fixed random projection of the input
         self.fixed_keys = fixed_keys(cfg, model)

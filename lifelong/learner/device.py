@@ -38,3 +38,11 @@ def resolve_device(name: str) -> torch.device:
             raise ConfigError(f"device {name!r}: Apple's MPS is not available here")
         return device
     raise ConfigError(f"unknown device {name!r}: use {CHOICES}")
+
+
+def learner_device(name: str, bf16: bool = False) -> torch.device:
+    """``resolve_device``, and bf16 autocast only where it runs: on a CUDA device."""
+    device = resolve_device(name)
+    if bf16 and device.type != "cuda":
+        raise ConfigError(f"bf16 autocast needs a CUDA device; the learner is on {device}")
+    return device

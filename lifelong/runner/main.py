@@ -20,7 +20,7 @@ from lifelong import checkpoint
 from lifelong.config import ConfigError, RunConfig
 from lifelong.errors import DiskFull
 from lifelong.learner.agent import Agent
-from lifelong.learner.device import resolve_device
+from lifelong.learner.device import learner_device
 from lifelong.learner.models import model_kind
 from lifelong.progress import Progress
 from lifelong.run_folder import EventLog, FolderLock
@@ -91,7 +91,7 @@ def run(
             "with run(cfg, run_dir, model=...)"
         )
     cfg.validate()
-    resolve_device(cfg.device)  # an absent GPU is one line, before the folder is touched
+    learner_device(cfg.device, cfg.bf16)  # an absent GPU: one line, before the folder is touched
     run_dir = Path(run_dir)
     with (
         StopFlag(stop_event) as stop,
