@@ -161,7 +161,7 @@ def report_command(args) -> int:
 
 
 def compare_command(args) -> int:
-    from lifelong import compare
+    from lifelong import compare, compare_outputs
 
     cfg = RunConfig.load(args.config) if args.config else RunConfig()
     cfg.experiences, cfg.progress = args.experiences, args.progress
@@ -181,9 +181,9 @@ def compare_command(args) -> int:
         jobs=args.jobs,
         address=args.address,
     )
-    rows = compare.aggregate(results)
-    print(compare.markdown_table(rows))
-    note = compare.ratio_note(results)
+    rows = compare_outputs.aggregate(results)
+    print(compare_outputs.markdown_table(rows))
+    note = compare_outputs.ratio_note(results)
     if note:
         print(note)
     print(f"results in {out} (results.json, results.csv, table.md, comparison.png, compute.png)")

@@ -16,6 +16,7 @@ RUN = {
     "lifelong.follow",
     "lifelong.report",
     "lifelong.compare",
+    "lifelong.compare_outputs",
     "lifelong.tensorboard_log",
     "lifelong.metrics",
     "lifelong.cli",
