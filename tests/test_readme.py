@@ -64,6 +64,27 @@ def test_readme_commands_and_snippets_run_as_written(in_fresh_folder, capsys):
     assert scope["result"].summary["complete"] and len(scope["hits"].ids) == 2
 
 
+def test_readme_gpu_commands_parse_and_without_a_gpu_refuse_before_any_folder(
+    in_fresh_folder, capsys
+):
+    """The GPUs section's commands can only run on a GPU; here they must still be valid
+    commands, and on a machine without CUDA each stops with one line naming the device."""
+    import torch
+
+    (block,) = [b for b in blocks("sh") if "--device cuda" in b]
+    lines = [line.strip() for line in block.splitlines() if line.startswith("lifelong ")]
+    assert len(lines) >= 3
+    parser = cli.build_parser()
+    for line in lines:
+        parser.parse_args(shlex.split(line, comments=True)[1:])  # SystemExit if not
+        if torch.cuda.is_available():
+            continue
+        code = cli.main(shlex.split(line, comments=True)[1:])
+        err = capsys.readouterr().err
+        assert code == 2 and "no CUDA device" in err, f"{line}\n{err}"
+    assert not (in_fresh_folder / "runs").exists()
+
+
 def test_readme_serve_walkthrough_and_client_run_as_written(in_fresh_folder):
     """The walkthrough (start, two tasks by curl, kill -9, restart, query) and the httpx
     client, on a free port instead of 8000."""
