@@ -2,7 +2,8 @@
 
 Stored as JSON text inside ``state.pt``. It carries enough to resume exactly (experience,
 batch, stream position, training time) and to rebuild the event log if it is lost (the
-untrained accuracies and every experience end), plus a followed folder's ledger.
+untrained accuracies and every experience end), plus a followed folder's ledger or a served
+run's ingest log id.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ class Progress:
     events: int = 0  # lines of metrics.jsonl the checkpoint counts
     ends: list[dict] = field(default_factory=list)  # experience_end events
     files: list[dict] | None = None  # follow mode: the ledger of files taken
+    log: dict | None = None  # a served run: the ingest log it learned from ({"id": ...})
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
-        if self.files is None:
-            del out["files"]
+        for optional in ("files", "log"):
+            if out[optional] is None:
+                del out[optional]
         return out
 
     @classmethod

@@ -73,6 +73,11 @@ class Source:
         ledger = self.live.ledger if self.live is not None else None
         return list(ledger) if ledger is not None else None
 
+    @property
+    def log_identity(self) -> dict | None:
+        """A live stream's log that a checkpoint must name (the service's ingest log)."""
+        return getattr(self.live, "identity", None)
+
     def get(self, i: int) -> Experience | None:
         if self.live is not None:
             return self.live.get(i)

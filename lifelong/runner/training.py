@@ -221,6 +221,7 @@ class Training:
         p.events = self.log.count
         if self.source.ledger is not None:
             p.files = self.source.ledger
+        p.log = self.source.log_identity
         self.log.sync()
         self.writer.save(self.agent.state_dict(), p.to_dict(), self.agent.store)
         self._last_save = time.monotonic()

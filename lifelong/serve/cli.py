@@ -44,6 +44,12 @@ def add_parser(sub, formatter) -> None:
         "--publish-every", type=int, default=50, help="steps between weight publications"
     )
     s.add_argument("--max-body-mb", type=float, default=64.0, help="largest request body, MiB")
+    s.add_argument(
+        "--reset-log",
+        action="store_true",
+        help="the folder's ingest log is not its checkpoint's (deleted, or an older copy): "
+        "move the log and what was learned from it to RUN/dropped-TIME/ and start afresh",
+    )
     add_config_flags(s)
     s.set_defaults(func=serve_command)
 
@@ -98,7 +104,12 @@ def serve_command(args) -> int:
         print(message, file=sys.stderr, flush=True)
 
     service = Service(
-        cfg, args.out, max_queue=args.max_queue, publish_every=args.publish_every, echo=echo
+        cfg,
+        args.out,
+        max_queue=args.max_queue,
+        publish_every=args.publish_every,
+        reset_log=args.reset_log,
+        echo=echo,
     )
     try:
         service.start()

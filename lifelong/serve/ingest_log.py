@@ -6,6 +6,10 @@ reads them in that order, and its checkpoint says how far it got (experience, ba
 restart learns every acknowledged record exactly once. An idempotency key makes a retried
 request a no-op that answers what the first one did. Arrays are stored as ``.npy`` bytes,
 read back with ``allow_pickle=False``.
+
+The log has an identity (a random id written when the file is made): a checkpoint records it,
+so a learner restarted beside another log (deleted and made anew, or an older copy put back)
+refuses it instead of learning from the wrong place (``LogStream.resume_from``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import io
 import json
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +38,7 @@ from sqlalchemy import (
     insert,
     select,
 )
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 NAME = "ingest.sqlite"
 
@@ -88,12 +94,20 @@ class IngestLog:
     """Append (any thread, one at a time) and read (the learner) the run's ingest log."""
 
     def __init__(self, run_dir: str | Path) -> None:
-        path = Path(run_dir) / NAME
+        self.path = path = Path(run_dir) / NAME
         path.parent.mkdir(parents=True, exist_ok=True)
         self.engine = create_engine(f"sqlite:///{path}")
         event.listen(self.engine, "connect", _pragmas)
         _meta.create_all(self.engine)
         self._lock = threading.Lock()
+        with self.engine.begin() as c:  # the first opener names the log; the others read it
+            if _json(c, "log_id") is None:
+                c.execute(
+                    sqlite_insert(settings)
+                    .values(name="log_id", value=json.dumps(uuid.uuid4().hex))
+                    .on_conflict_do_nothing()
+                )
+            self.log_id: str = _json(c, "log_id")
         with self.engine.connect() as c:
             self.input_shape = _json(c, "input_shape")
             last = c.execute(select(records).order_by(records.c.seq.desc()).limit(1)).first()

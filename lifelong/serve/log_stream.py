@@ -13,8 +13,13 @@ from collections.abc import Callable, Iterator
 
 import torch
 
+from lifelong.config import ConfigError
 from lifelong.serve.ingest_log import IngestLog, Record
 from streams import Experience
+
+
+class LogMismatch(ConfigError):
+    """The run folder's ingest log is not the one its checkpoint learned from."""
 
 
 class LogStream:
@@ -38,8 +43,33 @@ class LogStream:
         self._on_first_get: Callable[[], None] | None = on_first_get
         self.on_idle = on_idle  # called before each wait for data: everything logged is learned
 
+    @property
+    def identity(self) -> dict:
+        """What a checkpoint records of the log it learned from."""
+        return {"id": self.log.log_id}
+
     def resume_from(self, progress: dict) -> None:
-        """Nothing to adopt: the checkpoint's (experience, batch) is a place in the log."""
+        """The checkpoint's (experience, batch) is a place in the log, so the log must be the
+        one it learned from and reach that place; ``LogMismatch`` otherwise, naming both
+        files and the ways out, never a silent skip or a relearning."""
+        log, run = self.log, self.log.path.parent
+        way_out = (
+            f"serve another --out, or rerun with --reset-log to move {run}'s learned state "
+            "and this log aside and start the folder afresh"
+        )
+        theirs = (progress.get("log") or {}).get("id")
+        if theirs is not None and theirs != log.log_id:
+            raise LogMismatch(
+                f"{log.path} (log {log.log_id[:12]}) is not the ingest log {run}/checkpoint "
+                f"learned from (log {theirs[:12]}): it was deleted or replaced; {way_out}"
+            )
+        position, experience = progress.get("position", 0), progress.get("experience", 0)
+        if log.received < position or log.experience < experience:
+            raise LogMismatch(
+                f"{log.path} ends at example {log.received} (experience {log.experience}); "
+                f"{run}/checkpoint has learned to example {position} (experience "
+                f"{experience}): an older copy of the log; {way_out}"
+            )
 
     def get(self, i: int) -> Experience | None:
         """Experience ``i`` once its first batch is logged (its test set comes at its end);

@@ -260,9 +260,10 @@ def query_router(service: Service, max_bytes: int) -> APIRouter:
 
     @router.get("/healthz")
     def healthz() -> dict:
-        """200 while the learner runs; 503 once it has failed."""
-        if service.error is not None:
-            raise HTTPException(503, f"the learner has stopped: {service.error}")
+        """200 while the learner runs; 503 once it has failed or its log is not its own."""
+        problem = service.health_problem()
+        if problem is not None:
+            raise HTTPException(503, problem)
         return {"status": service.view["status"]}
 
     return router

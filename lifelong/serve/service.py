@@ -29,7 +29,7 @@ from lifelong import metrics
 from lifelong.config import ConfigError, RunConfig
 from lifelong.errors import RunFolderBusy
 from lifelong.run_folder import take_lock
-from lifelong.serve import learner
+from lifelong.serve import learner, reset
 from lifelong.serve.ingest_log import IngestLog, Receipt
 from lifelong.serve.published import Snapshot
 from stores.files import write_atomic
@@ -87,12 +87,15 @@ class Service:
         *,
         max_queue: int = 20_000,
         publish_every: int = 50,
+        reset_log: bool = False,
         echo=print,
     ) -> None:
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.max_queue, self.publish_every, self.echo = max_queue, publish_every, echo
         self.folder = self.run_dir / learner.FOLDER
         self._lock = _serve_lock(self.folder)  # before anything of the folder is touched
+        if reset_log:
+            reset.reset_log(self.run_dir, echo)
         self.log = IngestLog(self.run_dir)
         self.stop_event = threading.Event()  # the folder door stops with the service
         self.snapshot: Snapshot | None = None
@@ -275,9 +278,22 @@ class Service:
             )
         return xt.numpy(), yt.numpy()
 
-    def _refuse_if_failed(self) -> None:
+    def health_problem(self) -> str | None:
+        """Why the service cannot be trusted now (``/healthz`` answers 503 with it)."""
         if self.error is not None:
-            raise RuntimeError(f"the learner has stopped ({self.error})")
+            return f"the learner has stopped: {self.error}"
+        if self.log.received < self.learned:
+            return (
+                f"the learner has learned {self.learned} examples but the ingest log holds "
+                f"{self.log.received}: the log is not the one it learned from"
+            )
+        return None
+
+    def _refuse_if_failed(self) -> None:
+        """Acknowledge nothing the learner would not learn (answered 503)."""
+        problem = self.health_problem()
+        if problem is not None:
+            raise RuntimeError(problem)
 
     # -- queries --------------------------------------------------------------------------
     def predict(self, x, adapt: bool = False) -> tuple[np.ndarray, np.ndarray, Snapshot]:
