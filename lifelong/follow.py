@@ -12,18 +12,18 @@ taken, and a file that is not yet a whole zip archive is waited for.
 from __future__ import annotations
 
 import hashlib
-import io
 import time
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from streams import Experience, StreamError
+from streams.npz import ZIP_MAGIC, NpzError, NpzTooLarge, NpzTruncated, read_npz
 from streams.validate import as_features, as_labels, check_pair
 
 REQUIRED = ("x", "y", "x_test", "y_test")
+MAX_TASK_FILE_BYTES = 4 << 30  # a task file's arrays, inflated: more is refused unread
 
 
 class NotReady(Exception):
@@ -159,24 +159,22 @@ class FolderStream:
             raise NotReady("it is gone") from None
         except OSError as exc:
             raise StreamError(f"{path.name}: cannot be read ({exc.strerror})") from None
+        if len(raw) < len(ZIP_MAGIC[0]):
+            raise NotReady(f"{len(raw)} bytes so far")
         try:
-            with np.load(io.BytesIO(raw), allow_pickle=False) as data:
-                missing = [k for k in REQUIRED if k not in data.files]
-                if missing:
-                    raise StreamError(
-                        f"{path.name}: missing array(s) {missing}; "
-                        f"a task file needs {list(REQUIRED)}"
-                    )
-                arrays = {k: data[k] for k in REQUIRED}
-                task = _task_id(data["task_id"], path.name) if "task_id" in data.files else 0
-        except (zipfile.BadZipFile, EOFError) as exc:
-            raise NotReady(f"{type(exc).__name__}: {exc}") from None
-        except (OSError, ValueError) as exc:
-            if isinstance(exc, StreamError):
-                raise
+            data = read_npz(raw, MAX_TASK_FILE_BYTES, path.name)
+        except NpzTruncated as exc:
+            raise NotReady(str(exc)) from None
+        except NpzError as exc:
+            hint = " (split it into several task files)" if isinstance(exc, NpzTooLarge) else ""
+            raise StreamError(f"{exc}{hint}") from None
+        missing = [k for k in REQUIRED if k not in data]
+        if missing:
             raise StreamError(
-                f"{path.name}: not a readable .npz file ({type(exc).__name__}: {exc})"
-            ) from None
+                f"{path.name}: missing array(s) {missing}; a task file needs {list(REQUIRED)}"
+            )
+        arrays = {k: data[k] for k in REQUIRED}
+        task = _task_id(data["task_id"], path.name) if "task_id" in data else 0
         what = path.name
         x = as_features(arrays["x"], f"{what} x")
         y = as_labels(arrays["y"], f"{what} y", self.n_classes)

@@ -42,16 +42,30 @@ def as_labels(y, what: str, n_classes: int | None) -> torch.Tensor:
             raise StreamError(f"{what}: label at index {i} is {arr[i].item()!r}, not an integer")
     elif arr.dtype.kind not in "iub":
         raise StreamError(f"{what}: labels must be integers, got dtype {arr.dtype}")
+    # ranges checked on the values as sent (1e30 cast to int64 would be reported as garbage)
+    negative = arr < 0
+    if negative.any():
+        i = int(np.flatnonzero(negative)[0])
+        raise StreamError(f"{what}: label at index {i} is {_shown(arr[i])}, labels must be >= 0")
+    if n_classes is not None:
+        over = arr >= n_classes
+        if over.any():
+            i = int(np.flatnonzero(over)[0])
+            raise StreamError(
+                f"{what}: label at index {i} is {_shown(arr[i])}, out of range for "
+                f"{n_classes} classes"
+            )
+    elif arr.size and arr.max() > np.iinfo(np.int64).max:
+        i = int(np.argmax(arr))
+        raise StreamError(f"{what}: label at index {i} is {_shown(arr[i])}, past int64")
     t = torch.as_tensor(arr.astype(np.int64))
-    if t.numel() and int(t.min()) < 0:
-        i = int((t < 0).nonzero()[0])
-        raise StreamError(f"{what}: label at index {i} is {int(t[i])}, labels must be >= 0")
-    if n_classes is not None and t.numel() and int(t.max()) >= n_classes:
-        i = int((t >= n_classes).nonzero()[0])
-        raise StreamError(
-            f"{what}: label at index {i} is {int(t[i])}, out of range for {n_classes} classes"
-        )
     return t
+
+
+def _shown(value: np.generic) -> str:
+    """A label as it was sent: 7 for 7.0, 1e+30 for 1e30."""
+    v = value.item()
+    return str(int(v)) if isinstance(v, float) and abs(v) < 1e15 else str(v)
 
 
 def check_pair(x: torch.Tensor, y: torch.Tensor, what: str) -> None:

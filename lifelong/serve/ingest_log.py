@@ -141,8 +141,8 @@ class IngestLog:
         """Commit batches (and, optionally, the experience's end) in one transaction, so
         nothing else lands between them (a task file of the folder door is one unit)."""
         with self._lock, self.engine.begin() as c:
-            done = [self._taken(c, k) for k in keys]
-            end_done = self._taken(c, end[2]) if end is not None else None
+            done = [self._taken(c, k, "batch", x, y, task_id) for (x, y), k in zip(batches, keys)]
+            end_done = self._taken(c, end[2], "end", *end[:2], None) if end is not None else None
             if all(r is not None for r in done) and (end is None or end_done is not None):
                 return done + ([end_done] if end_done is not None else [])
             shape = tuple(batches[0][0].shape[1:]) if batches else None
@@ -190,12 +190,21 @@ class IngestLog:
             )
         return self.append_many([], None, [], end=(x_test, y_test, key))[-1]
 
-    def _taken(self, c, key: str | None) -> Receipt | None:
+    def _taken(self, c, key: str | None, kind: str, x, y, task_id: int | None) -> Receipt | None:
+        """The receipt of the record a retry repeats; a key reused for other data is refused
+        (answering the old receipt would acknowledge data never stored)."""
         if key is None:
             return None
         row = c.execute(select(records).where(records.c.key == key)).first()
         if row is None:
             return None
+        same_task = kind == "end" or row.task_id == task_id
+        if row.kind != kind or not same_task or row.x != _npy(x) or row.y != _npy(y):
+            what = "batch" if row.kind == "batch" else "experience end"
+            raise LogRefused(
+                f"Idempotency-Key {key!r} was first used for a different {what} (record "
+                f"{row.seq}); a retry must repeat the same data, new data needs a new key"
+            )
         return Receipt(row.seq, row.experience, row.position, row.n, duplicate=True)
 
     def keys_like(self, prefix: str, suffix: str) -> list[str]:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import time
-import zipfile
 
 import numpy as np
 from fastapi import APIRouter, Header, HTTPException, Query, Request
@@ -17,8 +15,9 @@ from pydantic import ValidationError
 
 from lifelong.serve import schemas
 from lifelong.serve.ingest_log import LogRefused
-from lifelong.serve.service import BadRequest, QueueFull, Service
+from lifelong.serve.service import INT64_MAX, BadRequest, BatchTooLarge, QueueFull, Service
 from stores import MemoryNotFound
+from streams.npz import NpzError, NpzTooLarge, read_npz
 
 NPZ_TYPES = ("application/x-npz", "application/octet-stream")
 _ERRORS = {400: {"model": schemas.Problem}, 409: {"model": schemas.Problem}}
@@ -40,15 +39,16 @@ def _body_doc(model) -> dict:
 
 async def _arrays(request: Request, model, max_bytes: int) -> dict:
     """The body as the model's fields: JSON validated by the model, or an ``.npz`` archive
-    (``allow_pickle=False``: no object arrays, no pickle)."""
+    whose arrays may take no more than ``max_bytes`` inflated (checked before inflating)."""
     body = await _read(request, max_bytes)
     kind = request.headers.get("content-type", "application/json").split(";")[0].strip()
     if kind in NPZ_TYPES:
         try:
-            with np.load(io.BytesIO(body), allow_pickle=False) as data:
-                fields = {k: data[k] for k in data.files}
-        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-            raise HTTPException(400, f"body is not a readable .npz archive ({exc})") from None
+            fields = read_npz(body, max_bytes, "body")
+        except NpzTooLarge as exc:
+            raise HTTPException(413, str(exc)) from None
+        except NpzError as exc:
+            raise HTTPException(400, str(exc)) from None
         unknown = set(fields) - set(model.model_fields)
         if unknown:
             raise HTTPException(
@@ -83,19 +83,21 @@ def _task(value) -> int | None:
     if value is None:
         return None
     arr = np.asarray(value)
-    if arr.shape != () or arr.dtype.kind not in "iu" or int(arr) < 0:
-        raise HTTPException(400, f"task_id must be one integer >= 0, got {value!r}")
+    if arr.shape != () or arr.dtype.kind not in "iu" or not 0 <= int(arr) <= INT64_MAX:
+        raise HTTPException(400, f"task_id must be one integer in 0..{INT64_MAX}, got {value!r}")
     return int(arr)
 
 
 @contextlib.contextmanager
 def _ingest_errors():
-    """What an append can meet, as answers: 429 behind, 400 bad data, 409 against the log,
-    503 when the learner has stopped."""
+    """What an append can meet, as answers: 429 behind, 413 a batch the queue cannot hold,
+    400 bad data, 409 against the log, 503 when the learner has stopped."""
     try:
         yield
     except QueueFull as exc:
         raise HTTPException(429, str(exc), {"Retry-After": str(exc.retry_after)}) from None
+    except BatchTooLarge as exc:
+        raise HTTPException(413, str(exc)) from None
     except BadRequest as exc:
         raise HTTPException(400, str(exc)) from None
     except LogRefused as exc:

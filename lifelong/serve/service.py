@@ -52,8 +52,15 @@ def _serve_lock(folder: Path) -> int:
     return fd
 
 
+INT64_MAX = 2**63 - 1  # the log's integer columns (SQLite INTEGER)
+
+
 class BadRequest(ValueError):
     """A request whose data cannot be learned from (answered 400, nothing stored)."""
+
+
+class BatchTooLarge(BadRequest):
+    """A batch the queue could never take whole (answered 413: a retry would never succeed)."""
 
 
 class QueueFull(RuntimeError):
@@ -233,8 +240,14 @@ class Service:
         """Check a labelled batch and commit it to the ingest log (then it is acknowledged)."""
         self._refuse_if_failed()
         xs, ys = self.check_arrays(x, y, "batch")
-        if task_id is not None and (isinstance(task_id, bool) or task_id < 0):
-            raise BadRequest(f"task_id must be an integer >= 0, got {task_id!r}")
+        if task_id is not None and (isinstance(task_id, bool) or not 0 <= task_id <= INT64_MAX):
+            raise BadRequest(f"task_id must be an integer in 0..{INT64_MAX}, got {task_id!r}")
+        if len(ys) > self.max_queue:
+            raise BatchTooLarge(
+                f"a batch of {len(ys)} examples is larger than the queue (--max-queue "
+                f"{self.max_queue}): the largest batch accepted is {self.max_queue} examples; "
+                "split it"
+            )
         pending = self.queue_depth()
         if pending + len(ys) > self.max_queue:
             self.counters.refused += 1
