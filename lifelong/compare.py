@@ -21,20 +21,8 @@ from lifelong.compare_outputs import write_outputs
 from lifelong.config import ConfigError, RunConfig
 from lifelong.learner import compute
 from lifelong.learner.models import build_model
+from lifelong.strategies import BASELINES, make_strategy
 
-BASELINES = (
-    "naive",
-    "replay",
-    "er-ace",
-    "der++",
-    "lamaml",
-    "mer",
-    "a-gem",
-    "gdumb",
-    "ewc",
-    "lwf",
-    "cumulative",
-)
 # our agent as configured, with La-MAML's learned rates, and both at Avalanche's compute (one
 # update per incoming batch of 10, replaying 10 memories); at one update a batch the plain
 # step is larger and tighter clipped (lr 0.3, clip 1: +0.002 to +0.033, README's ablation)
@@ -82,82 +70,6 @@ def _order(name: str) -> tuple:
     if name.startswith(BUDGET_PREFIX):
         return (len(OURS) - 0.5, float(name.removeprefix(BUDGET_PREFIX)))
     return (METHODS.index(name) if name in METHODS else len(METHODS), 0.0)
-
-
-def strategy_settings(name: str, n_exp: int, memory: int, batch: int, cfg: RunConfig) -> dict:
-    """An Avalanche strategy's own settings under the shared protocol (what a sweep may
-    override, beside ``lr``)."""
-    replay = dict(mem_size=memory, batch_size_mem=batch)
-    return {
-        "naive": {},
-        "cumulative": {},
-        "replay": dict(mem_size=memory),
-        "er-ace": replay,
-        "der++": dict(replay, alpha=0.1, beta=0.5),
-        "mer": replay,
-        "a-gem": dict(patterns_per_exp=memory // n_exp, sample_size=batch * 10),
-        "gdumb": dict(mem_size=memory),
-        "ewc": dict(ewc_lambda=100.0),
-        "lwf": dict(alpha=1.0, temperature=2.0),
-        "lamaml": dict(
-            n_inner_updates=cfg.inner_steps,
-            second_order=cfg.second_order,
-            grad_clip_norm=cfg.grad_clip,
-            learn_lr=True,
-            lr_alpha=cfg.alpha_lr,
-            alpha_init=cfg.alpha_init,
-            max_buffer_size=memory,
-            buffer_mb_size=batch,
-        ),
-    }[name]
-
-
-def check_options(name: str, options: dict) -> None:
-    """ConfigError unless every key of ``options`` is ``lr`` or one of the strategy's."""
-    known = {"lr", *strategy_settings(name, 1, 10, 10, RunConfig())}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ConfigError(f"{name} has no setting(s) {unknown}; it takes {sorted(known)}")
-
-
-def make_strategy(
-    name: str, model, n_exp: int, memory: int, batch: int, cfg: RunConfig, options: dict, device
-):
-    """An Avalanche strategy with the shared protocol (SGD, batch, one epoch, memory, the
-    device our agent runs on); ``options`` overrides its own settings (``alpha``, ``beta``
-    of DER++...) and ``lr``."""
-    import avalanche.training as T
-    from avalanche.training.plugins import EvaluationPlugin
-    from avalanche.training.supervised.lamaml_v2 import LaMAML
-
-    check_options(name, options)
-    options = dict(options)
-    lr = options.pop("lr", 0.1 if name != "lamaml" else cfg.alpha_init)
-    shared = dict(
-        model=model,
-        optimizer=torch.optim.SGD(model.parameters(), lr=lr),
-        criterion=torch.nn.CrossEntropyLoss(),
-        train_mb_size=batch,
-        train_epochs=1,
-        eval_mb_size=1000,
-        device=device,
-        evaluator=EvaluationPlugin(loggers=[]),
-    )
-    classes = {
-        "naive": T.Naive,
-        "cumulative": T.Cumulative,
-        "replay": T.Replay,
-        "er-ace": T.ER_ACE,
-        "der++": T.DER,
-        "mer": T.MER,
-        "a-gem": T.AGEM,
-        "gdumb": T.GDumb,
-        "ewc": T.EWC,
-        "lwf": T.LwF,
-        "lamaml": LaMAML,
-    }
-    settings = strategy_settings(name, n_exp, memory, batch, cfg)
-    return classes[name](**shared, **{**settings, **options})
 
 
 _CURRENT_TASK = object()  # a multi-head model called without task labels (see baseline_model)

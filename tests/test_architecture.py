@@ -17,6 +17,7 @@ RUN = {
     "lifelong.report",
     "lifelong.compare",
     "lifelong.compare_outputs",
+    "lifelong.strategies",
     "lifelong.tensorboard_log",
     "lifelong.metrics",
     "lifelong.cli",

@@ -5,6 +5,7 @@ sweep."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -61,12 +62,57 @@ def test_a_random_search_samples_the_grid_reproducibly():
         (("memory = 100", 'memory = 100\ndevice = "cuda"'), "needs gpus_per_trial > 0"),
         (("memory = 100", "memory = 100\ngpus_per_trial = 0.5"), "never use"),
         (("iters = [1, 2]", 'device = ["cuda"]'), "set by [sweep]"),
+        (
+            ("[methods.ours]", '[methods."der++"]\ngrid = { alpha = ["x"] }\n[methods.o]'),
+            "der++: alpha must be a number >= 0, got 'x'",
+        ),
+        (
+            ("[methods.ours]", "[methods.replay]\ngrid = { mem_size = [1.5] }\n[methods.o]"),
+            "mem_size must be a whole number > 0",
+        ),
+        (
+            ("[methods.ours]", "[methods.ewc]\nfixed = { lr = -1 }\n[methods.o]"),
+            "lr must be a number > 0",
+        ),
+        (("memory = 100", 'memory = 100\nname = "../../etc"'), "plain folder name"),
     ],
 )
 def test_a_bad_sweep_file_is_refused_naming_the_key(change, words):
     with pytest.raises(ConfigError) as err:
         spec.parse(spec.tomllib.loads(SWEEP.replace(*change)), "t")
     assert words in str(err.value)
+
+
+def test_a_huge_grid_is_counted_and_refused_before_it_is_built():
+    keys = ", ".join(f"k{i} = {list(range(10))}" for i in range(9))  # 10^9 points
+    huge = SWEEP.replace("iters = [1, 2], distill = [0.5, 1.0]", keys)
+    with pytest.raises(ConfigError) as err:
+        spec.parse(spec.tomllib.loads(huge), "t")
+    assert "2,000,000,000 trials" in str(err.value) and "cap of 10,000" in str(err.value)
+    # random search draws its points by number: 3 of 10^30, and every value still checked
+    keys = ", ".join(f"k{i} = {list(range(10))}" for i in range(30))
+    text = SWEEP.replace("iters = [1, 2], distill = [0.5, 1.0]", keys)
+    text = text.replace("memory = 100", 'memory = 100\nsearch = "random"\nsamples = 3')
+    with pytest.raises(ConfigError, match=r"unknown RunConfig key\(s\) \['k0', 'k1'"):
+        spec.parse(spec.tomllib.loads(text), "t")
+    text = SWEEP.replace("memory = 100", 'memory = 100\nsearch = "random"\nsamples = 3')
+    text = text.replace("iters = [1, 2], distill = [0.5, 1.0]", "iters = [1, 2]")
+    with pytest.raises(ConfigError, match="names 4 trials"):
+        spec.parse(spec.tomllib.loads(text), "t", max_trials=3)
+    assert len(spec.parse(spec.tomllib.loads(text), "t", max_trials=4).trials) == 4
+
+
+def test_one_sweep_per_folder(tmp_path):
+    out = tmp_path / "sweep"
+    out.mkdir()
+    held, _ = driver.take_lock(out / driver.LOCK)
+    plan = spec.parse(spec.tomllib.loads(SWEEP), "t")
+    try:
+        with pytest.raises(ConfigError, match=rf"another lifelong sweep \(pid {os.getpid()}\)"):
+            driver.sweep(plan, out, jobs=1, progress=False, echo=lambda m: None)
+    finally:
+        driver.release_lock(held)
+    assert not (out / driver.PLAN).exists()
 
 
 def test_the_sweeps_device_reaches_every_trial():

@@ -32,6 +32,13 @@ def add_parser(sub, formatter) -> None:
         help="trials at a time (default 0: every CPU of the cluster; 1 with no --address: "
         "in this process, without Ray)",
     )
+    s.add_argument(
+        "--max-trials",
+        type=int,
+        default=None,
+        help="refuse a sweep of more trials than this (default 10,000; counted before any "
+        "is built)",
+    )
     s.add_argument("--no-progress", dest="progress", action="store_false", help="no bar")
     s.set_defaults(func=sweep_command)
 
@@ -44,7 +51,9 @@ def sweep_command(args) -> int:
 
     if args.jobs < 0:
         raise ConfigError(f"--jobs must be 0 (every CPU) or more, got {args.jobs}")
-    plan = spec.load(args.file)
+    if args.max_trials is not None and args.max_trials <= 0:
+        raise ConfigError(f"--max-trials must be > 0, got {args.max_trials}")
+    plan = spec.load(args.file, args.max_trials or spec.MAX_TRIALS)
     out = Path(args.out or f"sweeps/{plan.name}")
 
     def echo(message: str) -> None:

@@ -10,12 +10,15 @@ from pathlib import Path
 from tqdm import tqdm
 
 from lifelong.config import ConfigError
+from lifelong.errors import RunFolderBusy
+from lifelong.run_folder import take_lock
 from lifelong.sweep import pool, results
 from lifelong.sweep.spec import Sweep, Trial
 from lifelong.sweep.trial import finished, run_trial
 from stores.files import write_atomic
+from stores.folder import release_lock
 
-PLAN = "sweep.json"
+PLAN, LOCK = "sweep.json", "sweep.lock"
 
 
 def sweep(
@@ -30,6 +33,28 @@ def sweep(
     """Run every trial not finished in ``out`` (an earlier start's are kept; half-done ones
     resume from their checkpoints); the rows of all trials and the paths written."""
     out = Path(out)
+    lock = _lock(out)
+    try:
+        return _sweep(plan, out, address, jobs, progress, echo)
+    finally:
+        release_lock(lock)
+
+
+def _lock(out: Path) -> int:
+    """One sweep per folder: two drivers would run the same trials into the same folders."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    fd, holder = take_lock(out / LOCK)
+    if fd is None:
+        raise RunFolderBusy(
+            f"{out} is being swept by another lifelong sweep (pid {holder}); wait for it "
+            "(started again, a sweep keeps what finished), or use another --out"
+        )
+    return fd
+
+
+def _sweep(plan: Sweep, out: Path, address, jobs: int, progress: bool, echo):
     _adopt(out, plan)
     rows = {t.id: row for t in plan.trials if (row := finished(out, t)) is not None}
     todo = [t for t in plan.trials if t.id not in rows]
@@ -82,7 +107,6 @@ def sweep(
 def _adopt(out: Path, plan: Sweep) -> None:
     """Record the sweep's trials in ``out``; a folder of another sweep (other names) is
     refused rather than mixed."""
-    out.mkdir(parents=True, exist_ok=True)
     path = out / PLAN
     if path.exists():
         try:

@@ -18,7 +18,8 @@
 
 A method named like one of ``lifelong compare``'s Avalanche strategies is that strategy;
 any other name is our agent (``fixed = { method = "er-ace" }`` picks its update rule).
-Every value is checked here, before any trial starts.
+Every value is checked here, before any trial starts, and the number of trials is counted
+before any is built: past ``max_trials`` (10,000 unless lifted) the sweep is refused.
 """
 
 from __future__ import annotations
@@ -26,15 +27,19 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import random
 import re
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lifelong.compare import BASELINES, check_options, parse_seeds
+from lifelong.compare import parse_seeds
 from lifelong.config import ConfigError, RunConfig
+from lifelong.strategies import BASELINES, check_options
 
+MAX_TRIALS = 10_000  # past this a sweep is refused unless --max-trials lifts it
 RESERVED = ("stream", "seed", "memory", "follow", "progress", "tensorboard", "device")
 
 
@@ -112,7 +117,7 @@ def _short(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def load(path: str | Path) -> Sweep:
+def load(path: str | Path, max_trials: int = MAX_TRIALS) -> Sweep:
     """Read and check a sweep file; ConfigError naming the key at fault."""
     path = Path(path)
     try:
@@ -121,10 +126,10 @@ def load(path: str | Path) -> Sweep:
         raise ConfigError(f"sweep file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    return parse(data, path.stem)
+    return parse(data, path.stem, max_trials)
 
 
-def parse(data: dict, name: str) -> Sweep:
+def parse(data: dict, name: str, max_trials: int = MAX_TRIALS) -> Sweep:
     unknown = sorted(set(data) - {"sweep", "methods"})
     if unknown:
         raise ConfigError(f"unknown section(s) {unknown}; a sweep has [sweep] and [methods.NAME]")
@@ -154,6 +159,7 @@ def parse(data: dict, name: str) -> Sweep:
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > low:
             raise ConfigError(f"[sweep] {key} must be a number > {max(low, 0)}, got {v!r}")
     _check_device(device, gpus)
+    _check_name(name)
     if search not in ("grid", "random"):
         raise ConfigError(f'[sweep] search must be "grid" or "random", got {search!r}')
     if search == "random" and (not isinstance(samples, int) or samples <= 0):
@@ -169,11 +175,27 @@ def parse(data: dict, name: str) -> Sweep:
             raise ConfigError(
                 f"[sweep] streams: unknown stream {s!r} (see `lifelong streams list`)"
             )
+    grids = {method: _grid(method, table) for method, table in methods.items()}
+    sizes = {m: math.prod(len(v) for v in g.values()) for m, g in grids.items()}
+    per_method = {m: min(n, samples) if search == "random" else n for m, n in sizes.items()}
+    total = sum(per_method.values()) * len(streams) * len(seeds)
+    if total > max_trials:
+        counts = ", ".join(f"{m} {n:,}" for m, n in per_method.items())
+        raise ConfigError(
+            f"this sweep names {total:,} trials ({counts} settings x {len(streams)} stream(s) "
+            f"x {len(seeds)} seed(s)), over the cap of {max_trials:,}: narrow the grid, use "
+            'search = "random" with samples = N, or lift the cap with --max-trials'
+        )
     trials, swept = [], {}
     rng = random.Random(search_seed)
     for method, table in methods.items():
-        points, keys = _points(method, table, search, samples, rng)
-        swept[method] = keys
+        grid = grids[method]
+        swept[method] = keys = sorted(grid)
+        if search == "random" and samples < sizes[method]:
+            picks = _sample_indices(sizes[method], samples, rng)
+        else:
+            picks = range(sizes[method])
+        points = [_point(grid, keys, i) for i in picks]
         kind = "avalanche" if method in BASELINES else "ours"
         for stream, point, seed in itertools.product(streams, points, seeds):
             fixed = dict(table.get("fixed", {}))
@@ -205,8 +227,8 @@ def _check_device(device, gpus: float) -> None:
         )
 
 
-def _points(method: str, table, search: str, samples, rng) -> tuple[list[dict], list[str]]:
-    """The method's settings to try: the grid's product, or a random sample of it."""
+def _grid(method: str, table) -> dict[str, list]:
+    """The method's swept keys and their values, checked (nothing is multiplied out)."""
     if not isinstance(table, dict):
         raise ConfigError(f"[methods.{method}] must be a table")
     unknown = sorted(set(table) - {"fixed", "grid"})
@@ -222,11 +244,40 @@ def _points(method: str, table, search: str, samples, rng) -> tuple[list[dict], 
             f"[methods.{method}]: {clash} are set by [sweep] (streams, seeds, memory), "
             "not per method"
         )
-    keys = sorted(grid)
-    points = [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
-    if search == "random" and samples < len(points):
-        points = rng.sample(points, samples)
-    return points, keys
+    return grid
+
+
+def _sample_indices(size: int, samples: int, rng: random.Random) -> list[int]:
+    """``samples`` distinct grid points by their number, without building the grid. Where
+    the grid fits a list, the draw is ``rng.sample`` of it (the points sweeps always drew)."""
+    if size <= sys.maxsize:
+        return rng.sample(range(size), samples)
+    picked: dict[int, None] = {}
+    while len(picked) < samples:  # a grid this large: repeats are all but impossible
+        picked.setdefault(rng.randrange(size))
+    return list(picked)
+
+
+def _point(grid: dict[str, list], keys: list[str], index: int) -> dict:
+    """Grid point number ``index`` in ``itertools.product`` order (the last key fastest)."""
+    point = {}
+    for key in reversed(keys):
+        index, j = divmod(index, len(grid[key]))
+        point[key] = grid[key][j]
+    return {k: point[k] for k in keys}
+
+
+def _check_name(name) -> None:
+    """A sweep's name is its folder under ``sweeps/``: one plain folder name."""
+    if (
+        not isinstance(name, str)
+        or name.strip() in ("", ".", "..")
+        or any(c in name for c in "/\\\0")
+    ):
+        raise ConfigError(
+            f"[sweep] name must be a plain folder name (its results go to sweeps/NAME), "
+            f"got {name!r}"
+        )
 
 
 def _check(trial: Trial) -> None:
