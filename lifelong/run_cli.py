@@ -136,7 +136,7 @@ def run_command(args) -> int:
     }
     result = run(cfg, args.out, follow_options=follow, echo=lambda m: print(m, file=sys.stderr))
     print(format_summary(result))
-    return 130 if result.interrupted else 0
+    return 128 + result.stop_signal if result.interrupted else 0  # 130 Ctrl-C, 143 SIGTERM
 
 
 def report_command(args) -> int:

@@ -174,9 +174,9 @@ def test_throughput_counts_training_not_waiting(tmp_path, digits):
     assert wall >= 1.5 and result.summary["train_seconds"] < wall - 1.4
 
 
-def test_sigterm_while_idle_exits_130_with_a_checkpoint(tmp_path, digits):
+def test_sigterm_while_idle_exits_143_with_a_checkpoint(tmp_path, digits):
     """A signal while the agent waits for files stops it like one during training: exit
-    130, "stopped; checkpoint written", and the same command resumes it."""
+    143 (128 + SIGTERM), "stopped; checkpoint written", and the same command resumes it."""
     inbox, out = tmp_path / "inbox", tmp_path / "live"
     inbox.mkdir()
     _task_file(inbox / "t0.npz", digits[0])
@@ -197,7 +197,7 @@ def test_sigterm_while_idle_exits_130_with_a_checkpoint(tmp_path, digits):
     assert (out / "report" / "forgetting_curves.png").exists()
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "stopped; checkpoint written" in err, err
+    assert proc.returncode == 143 and "stopped; checkpoint written" in err, err
     _task_file(inbox / "t1.npz", digits[1])
     result = follow(inbox, out)
     assert result.matrix.shape == (2, 2)

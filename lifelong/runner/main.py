@@ -139,6 +139,7 @@ def run(
                 )
                 interrupted = training.run()
             result = finish(cfg, run_dir, progress, agent, interrupted)
+            result.stop_signal = int(stop.signum)
         except BaseException as exc:
             if is_disk_full(exc):
                 raise _disk_full(run_dir, writer.last_progress) from None

@@ -21,6 +21,7 @@ class RunResult:
     summary: dict
     interrupted: bool = False
     report: dict = field(default_factory=dict)
+    stop_signal: int = 2  # what stopped an interrupted run: the exit code is 128 + it
 
 
 def publish(cfg, run_dir, progress, agent, status: str) -> tuple[np.ndarray, dict]:

@@ -20,6 +20,7 @@ class StopFlag:
 
     def __init__(self, event: threading.Event | None = None) -> None:
         self._requested = False
+        self.signum = signal.SIGINT  # the signal that asked (a caller's event counts as Ctrl-C)
         self._event = event
         self._old: dict = {}
 
@@ -36,7 +37,7 @@ class StopFlag:
     def _handle(self, signum, frame) -> None:
         if self._requested:  # a second Ctrl-C stops at once
             raise KeyboardInterrupt
-        self._requested = True
+        self._requested, self.signum = True, signum
         if self._event is not None:  # a live stream waiting for data hears it too
             self._event.set()
 

@@ -99,22 +99,28 @@ def serve_command(args) -> int:
     if args.max_queue <= 0 or args.publish_every <= 0 or args.max_body_mb <= 0:
         raise ConfigError("--max-queue, --publish-every and --max-body-mb must be positive")
     token = read_token(args.token_file, args.host)
+    sock = _bind(args.host, args.port)  # before the folder is made: a busy port leaves none
 
     def echo(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    service = Service(
-        cfg,
-        args.out,
-        max_queue=args.max_queue,
-        publish_every=args.publish_every,
-        reset_log=args.reset_log,
-        echo=echo,
-    )
+    try:
+        service = Service(
+            cfg,
+            args.out,
+            max_queue=args.max_queue,
+            publish_every=args.publish_every,
+            reset_log=args.reset_log,
+            echo=echo,
+        )
+    except BaseException:
+        sock.close()
+        raise
     try:
         service.start()
     except BaseException:
         service.shutdown()
+        sock.close()
         raise
     door = None
     if cfg.follow:
@@ -129,10 +135,16 @@ def serve_command(args) -> int:
     # uvicorn re-raises the signal that stopped it once it has shut down; with these
     # handlers in place that re-raise only asks the learner to stop, and the checkpoint below
     # is written instead of the process dying before it
+    stopped_by: list[int] = []
+
+    def stop(signum, _frame) -> None:
+        stopped_by.append(signum)
+        service.stop_event.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: service.stop_event.set())
+        signal.signal(sig, stop)
     try:
-        server.run()  # until Ctrl-C / SIGTERM
+        server.run(sockets=[sock])  # until Ctrl-C / SIGTERM
     except SystemExit:  # uvicorn could not start (it said why on the line above)
         if server.started:
             raise
@@ -142,7 +154,30 @@ def serve_command(args) -> int:
         service.shutdown()
     if service.error is not None:
         raise ConfigError(f"the learner stopped: {service.error}")
-    return 0
+    return 128 + stopped_by[0] if stopped_by else 0  # 143 after SIGTERM, 130 after Ctrl-C
+
+
+def _bind(host: str, port: int):
+    """The listening address, taken before anything else: a port in use is one line and
+    no run folder is left behind to refuse the corrected command."""
+    import socket
+
+    try:
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot serve on {host}:{port}: {exc.strerror}") from None
+    family, kind, proto, _, address = info[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot serve on {host}:{port}: {exc.strerror} (another server holds it? pick "
+            "another --port, or 0 for any free one)"
+        ) from None
+    return sock
 
 
 def _announce(server, args, echo) -> None:

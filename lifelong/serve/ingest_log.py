@@ -39,6 +39,9 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DatabaseError
+
+from lifelong.errors import ConfigError
 
 NAME = "ingest.sqlite"
 
@@ -62,6 +65,10 @@ records = Table(
 settings = Table(
     "settings", _meta, Column("name", String, primary_key=True), Column("value", String)
 )
+
+
+class LogDamaged(ConfigError):
+    """An ingest log SQLite cannot read (one line at the command line, exit 2)."""
 
 
 class LogRefused(ValueError):
@@ -96,25 +103,33 @@ class IngestLog:
     def __init__(self, run_dir: str | Path) -> None:
         self.path = path = Path(run_dir) / NAME
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.engine = create_engine(f"sqlite:///{path}")
-        event.listen(self.engine, "connect", _pragmas)
-        _meta.create_all(self.engine)
-        self._lock = threading.Lock()
-        with self.engine.begin() as c:  # the first opener names the log; the others read it
-            if _json(c, "log_id") is None:
-                c.execute(
-                    sqlite_insert(settings)
-                    .values(name="log_id", value=json.dumps(uuid.uuid4().hex))
-                    .on_conflict_do_nothing()
-                )
-            self.log_id: str = _json(c, "log_id")
-        with self.engine.connect() as c:
-            self.input_shape = _json(c, "input_shape")
-            last = c.execute(select(records).order_by(records.c.seq.desc()).limit(1)).first()
-            ends = c.execute(select(func.count()).where(records.c.kind == "end")).scalar_one()
-            totals = c.execute(
-                select(func.coalesce(func.sum(records.c.n), 0)).where(records.c.kind == "batch")
-            ).scalar_one()
+        try:
+            self.engine = create_engine(f"sqlite:///{path}")
+            event.listen(self.engine, "connect", _pragmas)
+            _meta.create_all(self.engine)
+            self._lock = threading.Lock()
+            with self.engine.begin() as c:  # the first opener names the log; the others read it
+                if _json(c, "log_id") is None:
+                    c.execute(
+                        sqlite_insert(settings)
+                        .values(name="log_id", value=json.dumps(uuid.uuid4().hex))
+                        .on_conflict_do_nothing()
+                    )
+                self.log_id: str = _json(c, "log_id")
+            with self.engine.connect() as c:
+                self.input_shape = _json(c, "input_shape")
+                last = c.execute(select(records).order_by(records.c.seq.desc()).limit(1)).first()
+                ends = c.execute(select(func.count()).where(records.c.kind == "end")).scalar_one()
+                totals = c.execute(
+                    select(func.coalesce(func.sum(records.c.n), 0)).where(records.c.kind == "batch")
+                ).scalar_one()
+        except DatabaseError as exc:
+            self.engine.dispose()
+            raise LogDamaged(
+                f"{path} is damaged ({exc.orig}); nothing was changed. Restore it from a "
+                "backup, or start afresh with --reset-log (it moves the log and what was "
+                "learned from it aside), or use another --out"
+            ) from None
         self.last_seq = last.seq if last is not None else 0
         self.experience = int(ends)  # the open experience: ends so far
         self.received = int(totals)  # training examples acknowledged

@@ -15,7 +15,14 @@ from pydantic import ValidationError
 
 from lifelong.serve import schemas
 from lifelong.serve.ingest_log import LogRefused
-from lifelong.serve.service import INT64_MAX, BadRequest, BatchTooLarge, QueueFull, Service
+from lifelong.serve.service import (
+    INT64_MAX,
+    BadRequest,
+    BatchTooLarge,
+    LogDiskFull,
+    QueueFull,
+    Service,
+)
 from stores import MemoryNotFound
 from streams.npz import NpzError, NpzTooLarge, read_npz
 
@@ -91,7 +98,7 @@ def _task(value) -> int | None:
 @contextlib.contextmanager
 def _ingest_errors():
     """What an append can meet, as answers: 429 behind, 413 a batch the queue cannot hold,
-    400 bad data, 409 against the log, 503 when the learner has stopped."""
+    400 bad data, 409 against the log, 507 a full disk, 503 when the learner has stopped."""
     try:
         yield
     except QueueFull as exc:
@@ -102,6 +109,8 @@ def _ingest_errors():
         raise HTTPException(400, str(exc)) from None
     except LogRefused as exc:
         raise HTTPException(409, str(exc)) from None
+    except LogDiskFull as exc:
+        raise HTTPException(507, str(exc)) from None
     except RuntimeError as exc:
         raise HTTPException(503, str(exc)) from None
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sqlalchemy.exc import OperationalError
 
 from lifelong import metrics
 from lifelong.config import ConfigError, RunConfig
@@ -61,6 +62,10 @@ class BadRequest(ValueError):
 
 class BatchTooLarge(BadRequest):
     """A batch the queue could never take whole (answered 413: a retry would never succeed)."""
+
+
+class LogDiskFull(RuntimeError):
+    """The ingest log's disk is full (answered 507: nothing stored, retry once freed)."""
 
 
 class QueueFull(RuntimeError):
@@ -110,6 +115,7 @@ class Service:
         self.results: dict = {"rows": [], "untrained": [], "summary": {}}
         self.counters = Counters()
         self.error: str | None = None
+        self.disk_problem: str | None = None  # set while the log's disk refuses appends
         self.process: subprocess.Popen | None = None
         self._seen: dict[str, int] = {}
         self._watcher = threading.Thread(target=self._watch, name="watcher", daemon=True)
@@ -256,7 +262,8 @@ class Service:
                 f"the learner is {pending} examples behind (limit {self.max_queue}); retry later",
                 retry_after=max(1, int(np.ceil((pending + len(ys) - self.max_queue) / rate))),
             )
-        return self.log.append_batch(xs, ys, task_id, key)
+        with self._disk_watch():
+            return self.log.append_batch(xs, ys, task_id, key)
 
     def end_experience(self, x_test, y_test, key: str | None) -> Receipt:
         """Commit the open experience's end, with its test set if one is given."""
@@ -266,7 +273,25 @@ class Service:
             xs, ys = np.zeros((0, *shape), np.float32), np.zeros(0, np.int64)
         else:
             xs, ys = self.check_arrays(x_test, y_test, "test set")
-        return self.log.end_experience(xs, ys, key)
+        with self._disk_watch():
+            return self.log.end_experience(xs, ys, key)
+
+    @contextlib.contextmanager
+    def _disk_watch(self):
+        """An append the disk could not hold is ``LogDiskFull`` (nothing of it is stored: its
+        transaction is rolled back), and stays the service's health problem until an append
+        succeeds again."""
+        try:
+            yield
+        except OperationalError as exc:
+            if "full" not in str(exc.orig):
+                raise
+            self.disk_problem = (
+                f"the disk holding {self.run_dir} is full ({exc.orig}): nothing of this request "
+                "was stored; free space, then retry"
+            )
+            raise LogDiskFull(self.disk_problem) from None
+        self.disk_problem = None
 
     def check_arrays(self, x, y, what: str) -> tuple[np.ndarray, np.ndarray]:
         """float32 examples of this run's shape, finite, and int64 labels of its classes;
@@ -293,6 +318,9 @@ class Service:
 
     def health_problem(self) -> str | None:
         """Why the service cannot be trusted now (``/healthz`` answers 503 with it)."""
+        return self._learner_problem() or self.disk_problem
+
+    def _learner_problem(self) -> str | None:
         if self.error is not None:
             return f"the learner has stopped: {self.error}"
         if self.log.received < self.learned:
@@ -303,8 +331,9 @@ class Service:
         return None
 
     def _refuse_if_failed(self) -> None:
-        """Acknowledge nothing the learner would not learn (answered 503)."""
-        problem = self.health_problem()
+        """Acknowledge nothing the learner would not learn (answered 503). A full disk is
+        not refused here: each append tries it again (507 while it is still full)."""
+        problem = self._learner_problem()
         if problem is not None:
             raise RuntimeError(problem)
 
