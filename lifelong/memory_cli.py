@@ -78,6 +78,14 @@ def _where(args) -> dict:
             raise StoreError(
                 f"--positions must be START:STOP (either may be empty), got {args.positions!r}"
             )
+        lo, hi = where["position"]
+        if (lo is not None and lo < 0) or (hi is not None and hi < 0):
+            raise StoreError(f"--positions are stream positions (>= 0), got {args.positions!r}")
+        if lo is not None and hi is not None and lo >= hi:
+            raise StoreError(
+                f"--positions {args.positions} holds no position: START must be below STOP "
+                "(STOP is not included)"
+            )
     return where
 
 
@@ -141,6 +149,9 @@ def stats(args) -> int:
 
 def list_memories(args) -> int:
     """Ids in order with their fields: the ids to ask ``query --id`` about."""
+    _positive(limit=args.limit)
+    if args.offset < 0:
+        raise StoreError(f"--offset must be 0 or more, got {args.offset}")
     with _open(args.path) as st:
         ids = st.catalog.ids
         where = _where(args)
@@ -154,6 +165,14 @@ def list_memories(args) -> int:
     _table(rows)
     print(f"({len(rows)} of {len(ids)} memories from offset {args.offset})")
     return 0
+
+
+def _positive(**counts: int) -> None:
+    """Counts a user gives (``-n``, ``--limit``): refused when not positive, as ``-k 0`` is."""
+    for name, value in counts.items():
+        if value <= 0:
+            flag = f"-{name}" if len(name) == 1 else f"--{name}"
+            raise StoreError(f"{flag} must be positive, got {value}")
 
 
 def query(args) -> int:
@@ -175,6 +194,7 @@ def query(args) -> int:
 def sample(args) -> int:
     import numpy as np
 
+    _positive(n=args.n)
     with _open(args.path) as st:
         b = st.sample(
             args.n,

@@ -25,17 +25,22 @@ def try_lock(path: Path) -> int | None:
 
 
 def take_writer_lock(folder: Path) -> int:
-    """The folder's writer lock, as an open descriptor; StoreLocked if another process
-    holds it."""
+    """The folder's writer lock, as an open descriptor, with this process's pid written in
+    it; StoreLocked naming the holder's pid if another process holds it."""
     lock = folder / LOCK_NAME
     try:
         fd = try_lock(lock)
     except OSError as exc:
         raise StoreError(f"cannot open the writer lock {lock}: {exc.strerror}") from None
     if fd is None:
+        holder = lock.read_text(errors="replace").strip() or "unknown"
         raise StoreLocked(
-            f"{folder} is open for writing by another process; open it with readonly=True"
+            f"{folder} is in use by pid {holder}, which has it open for writing: wait for it "
+            "to finish (the memory commands that only read work beside it; from Python, open "
+            "it with readonly=True)"
         )
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
     return fd
 
 

@@ -43,8 +43,10 @@ from stores.reads import Reads
 from stores.results import Batch, SearchResult, WriteResult
 from stores.schema import SCHEMA_VERSION, Base, Meta
 from stores.sqlite import (
+    _TABLES,
     _UPGRADE_FROM_1,
     _UPSERT_META,
+    _missing_tables,
     _on_begin,
     _on_connect,
     _on_connect_readonly,
@@ -64,6 +66,24 @@ __all__ = [
 ]
 
 
+def _reader_mode(folder: Path) -> str:
+    """SQLite's open mode for a reader. Where the folder cannot be written (a read-only mount,
+    a backup), SQLite cannot make the shared-memory file a WAL database needs: with none there
+    and nothing in the write-ahead log, the file is opened as immutable (no writer can change
+    it there); with commits only in the log, it is refused saying why."""
+    mode = "mode=ro&uri=true"
+    if os.access(folder, os.W_OK) or (folder / f"{DB_NAME}-shm").exists():
+        return mode
+    wal = folder / f"{DB_NAME}-wal"
+    if wal.exists() and wal.stat().st_size > 0:
+        raise StoreError(
+            f"{folder} cannot be written and its write-ahead log ({wal.name}) holds commits "
+            "not yet in the database: open the store once where it can be written (a writer "
+            "folds the log in when it closes), then read it here"
+        )
+    return mode + "&immutable=1"
+
+
 class EpisodicStore(CacheSync, Writes, Reads, Maintenance):
     """Write, search, sample, delete and re-key memories; see the module docstring."""
 
@@ -76,7 +96,7 @@ class EpisodicStore(CacheSync, Writes, Reads, Maintenance):
         if path is None:
             url, kw = "sqlite://", {"poolclass": StaticPool}
         elif readonly:
-            url, kw = f"sqlite:///file:{quote(str(path / DB_NAME))}?mode=ro&uri=true", {}
+            url, kw = f"sqlite:///file:{quote(str(path / DB_NAME))}?{_reader_mode(path)}", {}
         else:
             url, kw = f"sqlite:///{path / DB_NAME}", {}
         self.engine = create_engine(url, **kw)
@@ -91,6 +111,13 @@ class EpisodicStore(CacheSync, Writes, Reads, Maintenance):
             self.meta = self._read_meta()
             if self.meta["schema_version"] < SCHEMA_VERSION:
                 self._upgrade()
+            with self._conn.begin():
+                missing = _missing_tables(self._conn.exec_driver_sql(_TABLES).scalars().all())
+            if missing:
+                raise StoreCorrupt(
+                    f"{self._where()} is damaged: table(s) {missing} are missing from "
+                    f"{DB_NAME} (restore the folder from a backup, or start a new store)"
+                )
             self.spec = IndexSpec(**self.meta["index"])
             self.value_shape = tuple(self.meta["value_shape"])
             self.value_dtype = np.dtype(self.meta["value_dtype"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -280,31 +281,69 @@ def test_crafted_index_with_valid_header_and_junk_body(tmp_path, capsys):
 
 
 # -- 6. verify ------------------------------------------------------------------------------
-@pytest.mark.parametrize("damage", ["drop-payloads", "delete-payload-rows", "delete-meta"])
-def test_verify_checks_every_table(tmp_path, damage):
-    """Drop the payloads table, delete some of its rows, or drop the meta table.
-    Expect: verify is not OK and names the problem (or opening says the store is damaged)."""
+@pytest.mark.parametrize(
+    "damage", ["drop-payloads", "drop-memories", "delete-payload-rows", "delete-meta"]
+)
+def test_verify_checks_every_table(tmp_path, damage, capsys):
+    """Drop the payloads or the memories table, delete some payload rows, or drop the meta
+    table. Expect: verify is not OK and names the problem, or opening says, in one line at the
+    command line, that the store is damaged and which table is missing."""
     mem = tmp_path / "mem"
     _small_store(mem, 40)
     db = sqlite3.connect(mem / "memory.sqlite")
     db.execute(
         {
             "drop-payloads": "DROP TABLE payloads",
+            "drop-memories": "DROP TABLE memories",
             "delete-payload-rows": "DELETE FROM payloads WHERE id IN (3, 5)",
             "delete-meta": "DROP TABLE meta",
         }[damage]
     )
     db.commit()
     db.close()
-    if damage == "delete-meta":
-        with pytest.raises(StoreError, match="not a readable SQLite store"):
+    if damage != "delete-payload-rows":
+        table = damage.split("-")[1]
+        words = "not a readable SQLite store" if table == "meta" else f"['{table}'] are missing"
+        with pytest.raises(StoreError, match=re.escape(words)):
             EpisodicStore.open(mem, readonly=True)
+        for command in ("verify", "stats", "list"):
+            assert cli.main(["memory", command, str(mem)]) == 2
+            err = capsys.readouterr().err
+            assert words in err and len(err.strip().splitlines()) == 1, err
         return
     with EpisodicStore.open(mem, readonly=True) as st:
         report = st.verify()
     assert not report["ok"]
-    expected = "payloads" if damage == "drop-payloads" else "payloads missing for memories [3, 5]"
-    assert any(expected in p for p in report["problems"]), report
+    assert any("payloads missing for memories [3, 5]" in p for p in report["problems"]), report
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a read-only tmpfs needs root")
+def test_a_store_on_a_read_only_mount_opens_for_reading(tmp_path, capsys):
+    """Copy a closed store (its database and index, no -wal/-shm) to a filesystem mounted
+    read-only. Expect: stats, verify and sample read it; a copy whose commits are still only
+    in its write-ahead log is refused in one line saying why, nothing written."""
+    mem = tmp_path / "mem"
+    _small_store(mem, 40)
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], check=True)
+    try:
+        for name in ("clean", "unfolded"):
+            (mnt / name).mkdir()
+            for f in ("memory.sqlite", "keys.faiss"):
+                (mnt / name / f).write_bytes((mem / f).read_bytes())
+        (mnt / "unfolded" / "memory.sqlite-wal").write_bytes(b"\0" * 4096)
+        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+        with EpisodicStore.open(mnt / "clean", readonly=True) as st:
+            assert len(st) == 40 and st.verify()["ok"] and len(st.sample(5).ids) == 5
+        assert cli.main(["memory", "stats", str(mnt / "clean")]) == 0
+        capsys.readouterr()
+        assert cli.main(["memory", "stats", str(mnt / "unfolded")]) == 2
+        err = capsys.readouterr().err
+        assert "cannot be written and its write-ahead log" in err, err
+        assert len(err.strip().splitlines()) == 1
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_verify_on_a_malformed_page_reports_and_never_raises(tmp_path, capsys):

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
 
 import numpy as np
 import pytest
 
 from lifelong.cli import main
 from stores import EpisodicStore
+from tests.run_helpers import LIFELONG, ROOT
 from tests.store_helpers import DIM, VSHAPE, batch
 
 
@@ -92,3 +95,41 @@ def test_verify_exit_1_when_index_disagrees(store_dir, capsys):
 def test_missing_store_is_a_clear_error(tmp_path, capsys):
     assert main(["memory", "stats", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["list", "--positions", "4000:0"], "--positions 4000:0 holds no position"),
+        (["sample", "-n", "0"], "-n must be positive, got 0"),
+        (["sample", "-n", "-5"], "-n must be positive, got -5"),
+        (["list", "--limit", "0"], "--limit must be positive"),
+        (["list", "--offset", "-1"], "--offset must be 0 or more"),
+        (["query", "--id", "1", "-k", "0"], "k must be positive"),
+    ],
+)
+def test_counts_and_ranges_that_select_nothing_are_refused(store_dir, capsys, argv, words):
+    assert main(["memory", argv[0], str(store_dir / "mem"), *argv[1:]]) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_reindex_beside_a_live_writer_names_its_pid(store_dir, capsys):
+    with EpisodicStore.open(store_dir / "mem"):  # this process writes: it holds the lock
+        assert main(["memory", "reindex", str(store_dir / "mem")]) == 2
+    err = capsys.readouterr().err
+    assert f"is in use by pid {os.getpid()}" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_warning_is_one_line(store_dir):
+    (store_dir / "mem" / "keys.faiss").write_bytes(b"not an index")
+    done = subprocess.run(
+        [*LIFELONG, "memory", "stats", str(store_dir / "mem")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lifelong: warning: "), done.stderr
+    assert "rebuilding the index" in lines[0]

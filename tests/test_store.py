@@ -441,7 +441,7 @@ def test_second_writer_refused_reader_allowed(tmp_path):
         text=True,
         timeout=120,
     ).stdout
-    assert "refused:" in out and "open for writing by another process" in out
+    assert "refused:" in out and f"is in use by pid {os.getpid()}" in out
     assert "reader sees 5" in out
     st.close()
 
