@@ -16,8 +16,23 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = ("tests/test_faults.py", "tests/test_runner.py")
-# the runner's kill-and-resume trials belong in the table too
+# every test of test_faults.py is a trial; in the other files, the tests whose docstring says
+# what is expected ("Expect:") are
+PARTS = {
+    "The run folder and its store": (
+        "tests/test_faults.py",
+        "tests/test_runner.py",
+        "tests/test_memory_cli.py",
+        "tests/test_follow.py",
+    ),
+    "The service and the sweeps": (
+        "tests/test_serve_log.py",
+        "tests/test_serve_faults.py",
+        "tests/test_serve_inputs.py",
+        "tests/test_sweep.py",
+    ),
+}
+# the runner's kill-and-resume trials belong in the table too (their docstrings are shorter)
 RUNNER_TRIALS = {
     "test_sigkill_then_resume_gives_same_matrix": (
         "SIGKILL a run between checkpoints twice (steps 23 and 80), then resume.",
@@ -30,15 +45,22 @@ RUNNER_TRIALS = {
 }
 
 
-def trials() -> dict[str, tuple[str, str]]:
-    """test name -> (trial, expected), from the docstrings of tests/test_faults.py."""
-    found = dict(RUNNER_TRIALS)
-    tree = ast.parse((ROOT / FILES[0]).read_text())
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+def trials(files: tuple[str, ...]) -> dict[str, tuple[str, str, str]]:
+    """test name -> (file, trial, expected), from the tests' docstrings."""
+    found = {}
+    for path in files:
+        tree = ast.parse((ROOT / path).read_text())
+        for node in tree.body:
+            if not (isinstance(node, ast.FunctionDef) and node.name.startswith("test_")):
+                continue
+            if path.endswith("test_runner.py") and node.name in RUNNER_TRIALS:
+                found[node.name] = (path, *RUNNER_TRIALS[node.name])
+                continue
             doc = " ".join((ast.get_docstring(node) or "").split())
-            trial, _, expected = doc.partition("Expect:")
-            found[node.name] = (trial.strip(), expected.strip())
+            trial, expect, expected = doc.partition("Expect:")
+            if expect or path.endswith("test_faults.py"):
+                assert node.name not in found, f"two trials named {node.name}"
+                found[node.name] = (path, trial.strip(), expected.strip())
     return found
 
 
@@ -56,9 +78,9 @@ def outcomes(xml_path: Path) -> dict[str, list[tuple[str, str]]]:
     return result
 
 
-def table(found: dict[str, tuple[str, str]], results: dict[str, list[tuple[str, str]]]) -> str:
+def table(found: dict[str, tuple[str, str, str]], results, first: int = 1) -> str:
     rows = ["| # | trial | expected | outcome | test |", "|---|---|---|---|---|"]
-    for n, (name, (trial, expected)) in enumerate(found.items(), 1):
+    for n, (name, (_, trial, expected)) in enumerate(found.items(), first):
         cases = results.get(name, [])
         if not cases:
             outcome = "not run"
@@ -73,21 +95,27 @@ def table(found: dict[str, tuple[str, str]], results: dict[str, list[tuple[str, 
 
 
 def main() -> int:
-    found = trials()
+    parts = {title: trials(files) for title, files in PARTS.items()}
     with tempfile.TemporaryDirectory() as tmp:
         xml_path = Path(tmp) / "faults.xml"
-        selected = [f"{FILES[1]}::{name}" for name in RUNNER_TRIALS]
+        selected = [f"{path}::{name}" for p in parts.values() for name, (path, *_) in p.items()]
         code = subprocess.call(
-            [sys.executable, "-m", "pytest", "-q", FILES[0], *selected, f"--junitxml={xml_path}"],
+            [sys.executable, "-m", "pytest", "-q", *selected, f"--junitxml={xml_path}"],
             cwd=ROOT,
         )
         results = outcomes(xml_path)
+    sections, first = [], 1
+    for title, found in parts.items():
+        sections.append(f"## {title}\n\n{table(found, results, first)}")
+        first += len(found)
+    body = "\n\n".join(sections)
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     page = f"""# Reliability: fault and abuse trials
 
-What a sceptical operator does to a run folder and its store, and what `lifelong` does about
-it. Every row is a test (`tests/test_faults.py`, and the kill-and-resume tests of
-`tests/test_runner.py`); this page is written by running them:
+What a sceptical operator (or a hostile client) does to a run folder, its store, the service
+and the sweeps, and what `lifelong` does about it. Every row is a test (every test of
+`tests/test_faults.py`; in the other test files, those whose docstring says what is
+expected); this page is written by running them:
 
 ```sh
 make faults        # runs the trials and rewrites this page
@@ -99,7 +127,7 @@ the outcome does not depend on the machine's speed. The real-filesystem disk-ful
 mounts a 1.5 MiB tmpfs and needs root; elsewhere it is skipped and the injected ENOSPC trial
 still runs.
 
-{table(found, results)}
+{body}
 
 ## The mechanisms behind the rows
 
@@ -128,7 +156,25 @@ still runs.
 - **Disk full**: one message naming the last intact checkpoint; temporary files are removed
   by the writer that made them; the store's and the folder's locks are released in `finally`.
 - **User mistakes** reach the CLI as typed errors and OS errors: one line, exit 2 (a second
-  Ctrl-C: exit 130, checkpoints being atomic).
+  Ctrl-C: exit 130, checkpoints being atomic); warnings are one line too. A stop by a signal
+  exits 128 + its number (130 Ctrl-C, 143 SIGTERM) after writing a checkpoint.
+- **Readers on read-only places**: a store whose folder cannot be written is opened
+  immutable when no shared-memory file can be made and its write-ahead log is empty; with
+  commits only in that log it is refused saying why.
+- **The ingest log proves itself** (service): a random id written when it is made is recorded
+  in every checkpoint with the log position learned; a log that is not the checkpoint's, or
+  ends before its position, is refused at start naming both files; `--reset-log` moves log and
+  learned state to `RUN/dropped-TIME/`. `/healthz` is 503 while the learner has stopped, has
+  learned more than the log holds, or the disk refused the last append.
+- **Bounded inputs** (service, follow folders): an `.npz` is read member by member, each
+  array's header (dtype, shape) checked and its size counted against the limit before its
+  bytes are inflated, and exactly those bytes read (no object arrays, no pickle); a batch
+  larger than the queue is a 413; an idempotency key is bound to the bytes it first carried
+  (other data under it: 409).
+- **Sweeps count before they build**: the number of trials is a product of list lengths,
+  checked against the cap before any point is made; random search draws point numbers and
+  decodes them; every Avalanche setting is checked by kind and range before a trial starts;
+  one driver per sweep folder (`sweep.lock`, flock, with the holder's pid).
 """
     (ROOT / "docs" / "reliability.md").write_text(page)
     print(f"wrote docs/reliability.md ({sum(len(v) for v in results.values())} cases)")

@@ -109,11 +109,15 @@ def test_missing_store_is_a_clear_error(tmp_path, capsys):
     ],
 )
 def test_counts_and_ranges_that_select_nothing_are_refused(store_dir, capsys, argv, words):
+    """memory list/sample/query with --positions 4000:0, -n 0, -n -5, --limit 0, -k 0.
+    Expect: exit 2 naming the flag, like -k 0."""
     assert main(["memory", argv[0], str(store_dir / "mem"), *argv[1:]]) == 2
     assert words in capsys.readouterr().err
 
 
 def test_reindex_beside_a_live_writer_names_its_pid(store_dir, capsys):
+    """memory reindex on a store a live process writes to.
+    Expect: one line naming that process's pid."""
     with EpisodicStore.open(store_dir / "mem"):  # this process writes: it holds the lock
         assert main(["memory", "reindex", str(store_dir / "mem")]) == 2
     err = capsys.readouterr().err
@@ -121,6 +125,8 @@ def test_reindex_beside_a_live_writer_names_its_pid(store_dir, capsys):
 
 
 def test_a_warning_is_one_line(store_dir):
+    """memory stats on a store whose index file is garbage.
+    Expect: exit 0; the rebuild warning is one line, no source echo."""
     (store_dir / "mem" / "keys.faiss").write_bytes(b"not an index")
     done = subprocess.run(
         [*LIFELONG, "memory", "stats", str(store_dir / "mem")],

@@ -34,6 +34,9 @@ def fill_disk(log: IngestLog, pages: int | None) -> None:
 
 
 def test_a_full_disk_is_a_507_and_the_health_checks_cause(tmp_path):
+    """The ingest log's disk fills (SQLite answers SQLITE_FULL) under observe.
+    Expect: 507 naming the folder, nothing of the batch stored, /healthz 503 naming the
+    cause; once space is freed the same retry is taken and health is back."""
     service = Service(CFG, tmp_path / "run", echo=lambda m: None)
     client = TestClient(create_app(service))
     task = digit_tasks()[0]
@@ -60,6 +63,9 @@ def test_a_full_disk_is_a_507_and_the_health_checks_cause(tmp_path):
 
 @pytest.mark.parametrize("damage", ["truncated", "overwritten"])
 def test_a_damaged_ingest_log_is_one_line_exit_2(tmp_path, capsys, damage):
+    """Truncate ingest.sqlite, or overwrite its header, then serve.
+    Expect: exit 2, one line naming the file and --reset-log, no traceback; the file is
+    unchanged."""
     run = tmp_path / "run"
     log = IngestLog(run)
     for i in range(100):
@@ -82,6 +88,8 @@ def test_a_damaged_ingest_log_is_one_line_exit_2(tmp_path, capsys, damage):
 
 
 def test_a_port_in_use_is_one_line_and_leaves_no_folder(tmp_path, capsys):
+    """Serve on a port another socket holds.
+    Expect: exit 2, one line naming the address; no run folder left behind."""
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

@@ -51,6 +51,10 @@ def client(tmp_path):
 
 
 def test_a_zip_bomb_is_refused_before_it_is_inflated(client):
+    """POST a 0.1 MB .npz that inflates to 13 MB (limit 2 MiB), one whose header declares
+    4 TB, and a text body sent as .npz.
+    Expect: 413 naming the limit (the 4 TB one refused unread), 400 "not an npz archive";
+    nothing stored."""
     service, http = client
     bomb = npz(x=np.zeros((50, 64 << 10), np.float32), y=np.zeros(50, np.int64))
     assert len(bomb) < 100_000  # small on the wire, 13 MB inflated, limit 2 MiB
@@ -66,6 +70,9 @@ def test_a_zip_bomb_is_refused_before_it_is_inflated(client):
 
 
 def test_a_batch_larger_than_the_queue_is_a_413_naming_the_largest_accepted(client):
+    """POST a batch of 101 examples to a server with --max-queue 100.
+    Expect: 413 saying the largest batch accepted (not a 429 an obedient client retries
+    forever); 100 examples are taken."""
     service, http = client
     x, y = np.zeros((101, 64), np.float32), np.zeros(101, np.int64)
     r = http.post("/v1/observe", content=npz(x=x, y=y), headers=NPZ)
@@ -76,6 +83,8 @@ def test_a_batch_larger_than_the_queue_is_a_413_naming_the_largest_accepted(clie
 
 
 def test_a_reused_idempotency_key_with_other_data_is_a_409(client):
+    """Reuse an Idempotency-Key with other examples, another task id, or for an experience end.
+    Expect: 409 naming the key; the same data again (JSON or .npz) is the old receipt."""
     service, http = client
     task = digit_tasks()[0]
     body = {"x": task["x"][:10].tolist(), "y": task["y"][:10].tolist()}
@@ -97,6 +106,8 @@ def test_a_reused_idempotency_key_with_other_data_is_a_409(client):
 
 
 def test_out_of_range_numbers_are_reported_as_sent(client):
+    """POST a label of 1e30, and task ids of 2**63, 10**40 and uint64 max.
+    Expect: 400 reporting the label as sent (1e+30) and naming task_id, never a 500."""
     service, http = client
     one = [[0.5] * 64]
     r = http.post("/v1/observe", json={"x": one, "y": [1e30]})
@@ -123,6 +134,8 @@ def test_archives_keep_their_arrays_exactly():
 
 
 def test_a_task_file_is_measured_before_it_is_inflated(tmp_path):
+    """Drop a text file named .npz, then an archive declaring a 4 TB array, in a follow folder.
+    Expect: "not an npz archive"; the 4 TB array refused unread, naming the limit."""
     (tmp_path / "a.npz").write_text("x,y\n1,2\n")
     folder = FolderStream(tmp_path, 10, poll_seconds=0.01, idle_timeout=0.0, echo=lambda m: 0)
     with pytest.raises(StreamError, match=r"a.npz is not an npz archive"):

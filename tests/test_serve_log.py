@@ -52,6 +52,10 @@ def drop_log(run) -> None:
 
 
 def test_a_deleted_log_is_refused_and_reset_log_starts_afresh(tmp_path):
+    """Serve a task, delete ingest.sqlite (checkpoint kept), restart.
+    Expect: refused at start naming both files and the way out; nothing learned from the new
+    log; --reset-log moves log and learned state to RUN/dropped-TIME/ and the folder starts
+    afresh."""
     run = tmp_path / "run"
     first, second = digit_tasks()
     assert serve_task(run, first, "a") == 200
@@ -77,6 +81,8 @@ def test_a_deleted_log_is_refused_and_reset_log_starts_afresh(tmp_path):
 
 
 def test_an_older_copy_of_the_log_is_refused_not_skipped(tmp_path):
+    """Put an older copy of ingest.sqlite (a restored backup) beside a newer checkpoint.
+    Expect: refused at start ("older copy"), no acknowledged example skipped silently."""
     run = tmp_path / "run"
     first, second = digit_tasks()
     serve_task(run, first, "a")
@@ -94,6 +100,8 @@ def test_an_older_copy_of_the_log_is_refused_not_skipped(tmp_path):
 
 
 def test_healthz_and_observe_answer_503_when_more_is_learned_than_logged(tmp_path):
+    """The learner reports more examples learned than the log holds.
+    Expect: /healthz 503 naming it; observe and end 503 (nothing more acknowledged)."""
     service = Service(CFG, tmp_path / "run", echo=lambda m: None)  # no learner started
     client = TestClient(create_app(service))
     assert client.get("/healthz").status_code == 200

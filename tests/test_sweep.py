@@ -78,12 +78,17 @@ def test_a_random_search_samples_the_grid_reproducibly():
     ],
 )
 def test_a_bad_sweep_file_is_refused_naming_the_key(change, words):
+    """A sweep file with a bad key or value (alpha = ["x"] for DER++, a name "../../etc", ...).
+    Expect: refused before any trial starts, naming the key."""
     with pytest.raises(ConfigError) as err:
         spec.parse(spec.tomllib.loads(SWEEP.replace(*change)), "t")
     assert words in str(err.value)
 
 
 def test_a_huge_grid_is_counted_and_refused_before_it_is_built():
+    """A sweep grid of 10^9 points; random search with samples = 3 over 10^30 points.
+    Expect: the grid refused at once naming its size and the cap; random search draws 3
+    points without building the grid; --max-trials lifts the cap."""
     keys = ", ".join(f"k{i} = {list(range(10))}" for i in range(9))  # 10^9 points
     huge = SWEEP.replace("iters = [1, 2], distill = [0.5, 1.0]", keys)
     with pytest.raises(ConfigError) as err:
@@ -103,6 +108,8 @@ def test_a_huge_grid_is_counted_and_refused_before_it_is_built():
 
 
 def test_one_sweep_per_folder(tmp_path):
+    """Start a sweep in a folder another sweep holds.
+    Expect: refused naming the holder's pid; nothing written."""
     out = tmp_path / "sweep"
     out.mkdir()
     held, _ = driver.take_lock(out / driver.LOCK)

@@ -38,12 +38,18 @@ def add_parser(sub, formatter) -> None:
         "--max-queue",
         type=int,
         default=20_000,
-        help="examples acknowledged but not learned, at most; past it observe answers 429",
+        help="examples acknowledged but not learned, at most; past it observe answers 429 "
+        "(and a batch larger than this, 413)",
     )
     s.add_argument(
         "--publish-every", type=int, default=50, help="steps between weight publications"
     )
-    s.add_argument("--max-body-mb", type=float, default=64.0, help="largest request body, MiB")
+    s.add_argument(
+        "--max-body-mb",
+        type=float,
+        default=64.0,
+        help="largest request body, MiB, and the most an .npz body's arrays may take inflated",
+    )
     s.add_argument(
         "--reset-log",
         action="store_true",
