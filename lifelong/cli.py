@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 
 from lifelong import memory_cli, run_cli
+from lifelong.errors import one_line_warnings
 from lifelong.serve import cli as serve_cli
 from lifelong.sweep import cli as sweep_cli
 
@@ -158,14 +158,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (StreamError, ConfigError, BadBatchError, CheckpointError, DiskFull, StoreError)
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """A warning at the command line is one line, like an error: no source line echoed."""
-    print(f"lifelong: warning: {message}", file=file or sys.stderr, flush=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    warnings.showwarning = _show_warning
+    one_line_warnings()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once; checkpoints are atomic

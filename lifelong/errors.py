@@ -23,4 +23,23 @@ class RunFolderBusy(ConfigError):
     """Another process is running in this run folder."""
 
 
-__all__ = ["BadBatchError", "CheckpointError", "ConfigError", "DiskFull", "RunFolderBusy"]
+def one_line_warnings(prefix: str = "lifelong") -> None:
+    """At the command line a warning prints like an error: one line, no source line echoed
+    (the library keeps Python's default for its own users)."""
+    import sys
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"{prefix}: warning: {message}", file=file or sys.stderr, flush=True)
+
+    warnings.showwarning = show
+
+
+__all__ = [
+    "BadBatchError",
+    "CheckpointError",
+    "ConfigError",
+    "DiskFull",
+    "RunFolderBusy",
+    "one_line_warnings",
+]

@@ -75,9 +75,12 @@ class Served:
 
     started: list[Served] = []
 
-    def __init__(self, out: Path, *extra: str, env: dict | None = None) -> None:
-        n = len(list(out.parent.glob(f"{out.name}-serve-*.log")))
-        self.log_path = out.parent / f"{out.name}-serve-{n}.log"  # one per process
+    def __init__(
+        self, out: Path, *extra: str, env: dict | None = None, log_dir: Path | None = None
+    ) -> None:
+        log_dir = log_dir or out.parent
+        n = len(list(log_dir.glob(f"{out.name}-serve-*.log")))
+        self.log_path = log_dir / f"{out.name}-serve-{n}.log"  # one per process
         self.log = open(self.log_path, "wb")  # noqa: SIM115 (open while the child runs)
         cmd = [sys.executable, "-m", "lifelong.cli", "serve", "--out", str(out), "--port", "0"]
         self.proc = subprocess.Popen(

@@ -4,8 +4,12 @@ a port in use is one line and no folder left behind to refuse the corrected comm
 
 from __future__ import annotations
 
+import io
+import os
 import socket
+import subprocess
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -16,7 +20,9 @@ from lifelong.config import RunConfig
 from lifelong.serve.app import create_app
 from lifelong.serve.ingest_log import IngestLog
 from lifelong.serve.service import Service
-from tests.serve_helpers import SMALL, digit_tasks
+from tests.serve_helpers import SMALL, Served, digit_tasks
+
+NPZ = {"content-type": "application/x-npz"}
 
 CFG = RunConfig(**dict(SMALL, stream="serve"))
 
@@ -59,6 +65,45 @@ def test_a_full_disk_is_a_507_and_the_health_checks_cause(tmp_path):
         assert client.get("/healthz").status_code == 200 and service.log.received == 110
     finally:
         service.shutdown()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_a_real_full_disk_under_serve(tmp_path):
+    """Serve on a 6 MiB tmpfs and post batches of 100 examples until the disk is full.
+    Expect: 507 naming the folder; /healthz 503 naming a full disk; SIGTERM ends the server
+    in one line, no traceback; with space freed the same command resumes and learns every
+    acknowledged example exactly once."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)], check=True)
+    try:
+        run, rng, taken = mnt / "run", np.random.default_rng(0), 0
+        server = Served(run, log_dir=tmp_path)
+        with httpx.Client(base_url=server.url, timeout=120) as api:
+            for _ in range(200):
+                body = io.BytesIO()
+                np.savez(body, x=rng.random((100, 784), np.float32), y=rng.integers(0, 10, 100))
+                r = api.post("/v1/observe", content=body.getvalue(), headers=NPZ)
+                if r.status_code != 200:
+                    break
+                taken += 100
+            assert r.status_code == 507, r.text
+            assert f"the disk holding {run} is full" in r.json()["detail"]
+            health = api.get("/healthz")
+            assert health.status_code == 503 and "full" in health.json()["detail"]
+        assert server.stop() in (2, 143)  # 2 once the learner has stopped on the full disk
+        said = server.log_path.read_text()
+        assert "Traceback" not in said, said
+        subprocess.run(["mount", "-o", "remount,size=64m", str(mnt)], check=True)
+        server = Served(run, log_dir=tmp_path)
+        with httpx.Client(base_url=server.url, timeout=400) as api:
+            state = api.get("/v1/run", params={"wait": 300}).json()
+        assert state["caught_up"] and state["learned"] == state["received"] == taken
+        assert server.stop() == 143
+    finally:
+        Served.kill_leftovers()
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "overwritten"])

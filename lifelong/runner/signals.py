@@ -35,8 +35,10 @@ class StopFlag:
         return self
 
     def _handle(self, signum, frame) -> None:
-        if self._requested:  # a second Ctrl-C stops at once
-            raise KeyboardInterrupt
+        if self._requested:
+            if signum == signal.SIGINT:  # a second Ctrl-C stops at once
+                raise KeyboardInterrupt
+            return  # SIGTERM again (a service manager, a parent passing it on): already stopping
         self._requested, self.signum = True, signum
         if self._event is not None:  # a live stream waiting for data hears it too
             self._event.set()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import io
 import json
 import os
 import signal
@@ -28,16 +29,18 @@ import torch
 
 from lifelong import metrics
 from lifelong.config import RunConfig
+from lifelong.errors import one_line_warnings
 from lifelong.run_folder import when_free
 from lifelong.runner import RunHooks, run
 from lifelong.serve.ingest_log import IngestLog
 from lifelong.serve.log_stream import LogStream
 from lifelong.serve.published import published_state
-from stores.files import write_atomic
+from stores.files import is_disk_full, write_atomic
 
 FOLDER = "serve"  # RUN/serve/: what the server and its learner pass each other
 CONFIG, VIEW, WEIGHTS, ERROR = "learner.toml", "view.json", "weights.pt", "learner.error"
 RESULTS = "results.json"  # the accuracy matrix and its metrics: rewritten at experience ends
+DISK_FULL_EXIT = 3  # the learner's status when the disk filled (its error file may not fit)
 TRACEBACK = "learner.traceback"  # where a learner that stopped on an error says where
 VIEW_EVERY = 10  # steps between view.json rewrites (a few hundred bytes)
 
@@ -104,9 +107,11 @@ class Publisher(RunHooks):
 
     def _weights(self, agent, progress) -> None:
         self._weights_step, self._weights_at = agent.steps, time.monotonic()
-        tmp = self.folder / f".{WEIGHTS}.{os.getpid()}"
-        torch.save(published_state(agent, progress.experience), tmp)
-        os.replace(tmp, self.folder / WEIGHTS)  # a reader opens the old file or the new
+        # serialised in memory, then written whole: a full disk is then an OSError (ENOSPC)
+        # the run names, not a torch writer error half way through a file
+        buf = io.BytesIO()
+        torch.save(published_state(agent, progress.experience), buf)
+        write_atomic(self.folder / WEIGHTS, buf.getvalue(), durable=False)
 
     def _view(self, agent, progress) -> None:
         self._view_step = agent.steps
@@ -158,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parent", type=int, required=True, help="the server's pid")
     ap.add_argument("--publish-every", type=int, default=50)
     args = ap.parse_args(argv)
+    one_line_warnings("learner")
     _die_with_parent()
     run_dir = Path(args.run_dir)
     folder = run_dir / FOLDER
@@ -184,16 +190,22 @@ def main(argv: list[str] | None = None) -> int:
             patience=15.0,  # the learner of a server killed a moment ago may still be dying
             should_stop=stop.is_set,
         )
+    except KeyboardInterrupt:  # Ctrl-C twice in the server's terminal reaches us too
+        echo("interrupted; the last checkpoint is intact")
+        return 130
     except Exception as exc:
         if stop.is_set() and log.first_of(0) is None:  # stopped before anything arrived
             publisher.say("stopped")
             return 0
         message = f"{type(exc).__name__}: {exc}"
-        write_atomic(folder / ERROR, str(exc), durable=False)
-        write_atomic(folder / TRACEBACK, traceback.format_exc(), durable=False)
-        publisher.say("failed", message)
+        try:  # on a full disk these may not fit: the exit status says it then
+            write_atomic(folder / ERROR, str(exc), durable=False)
+            write_atomic(folder / TRACEBACK, traceback.format_exc(), durable=False)
+            publisher.say("failed", message)
+        except OSError:
+            pass
         echo(f"stopped: {message}")
-        return 2
+        return DISK_FULL_EXIT if is_disk_full(exc) else 2
     finally:
         log.close()
     publisher.say("stopped")

@@ -33,7 +33,7 @@ from lifelong.run_folder import take_lock
 from lifelong.serve import learner, reset
 from lifelong.serve.ingest_log import IngestLog, Receipt
 from lifelong.serve.published import Snapshot
-from stores.files import write_atomic
+from stores.files import is_disk_full, write_atomic
 from stores.folder import release_lock
 from streams import StreamError
 from streams.validate import as_features, as_labels, check_pair
@@ -165,6 +165,11 @@ class Service:
         path = self.folder / learner.ERROR
         if path.exists():
             return path.read_text()
+        if self.process.returncode == learner.DISK_FULL_EXIT:
+            return (
+                f"no space left on the disk of {self.run_dir}; the learner stopped (what it "
+                "checkpointed is intact): free some space and start the server again to resume"
+            )
         return f"the learner process exited with status {self.process.returncode}"
 
     def shutdown(self, timeout: float = 300.0) -> None:
@@ -287,10 +292,13 @@ class Service:
             if "full" not in str(exc.orig):
                 raise
             self.disk_problem = (
-                f"the disk holding {self.run_dir} is full ({exc.orig}): nothing of this request "
-                "was stored; free space, then retry"
+                f"the disk holding {self.run_dir} is full ({exc.orig}): observe answers 507 "
+                "until space is freed"
             )
-            raise LogDiskFull(self.disk_problem) from None
+            raise LogDiskFull(
+                f"the disk holding {self.run_dir} is full ({exc.orig}): nothing of this "
+                "request was stored; free space, then retry"
+            ) from None
         self.disk_problem = None
 
     def check_arrays(self, x, y, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -334,6 +342,8 @@ class Service:
         """Acknowledge nothing the learner would not learn (answered 503). A full disk is
         not refused here: each append tries it again (507 while it is still full)."""
         problem = self._learner_problem()
+        if problem is not None and is_disk_full(RuntimeError(problem)):
+            raise LogDiskFull(problem)
         if problem is not None:
             raise RuntimeError(problem)
 
