@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 
 from lifelong import memory_cli, run_cli
 from lifelong.errors import one_line_warnings
@@ -160,7 +161,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    one_line_warnings()
+    formatter = one_line_warnings()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once; checkpoints are atomic
@@ -178,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"lifelong: error: {exc.strerror or exc}{where}", file=sys.stderr)
             return 2
         raise
+    finally:
+        warnings.formatwarning = formatter
 
 
 if __name__ == "__main__":

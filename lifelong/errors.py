@@ -23,16 +23,17 @@ class RunFolderBusy(ConfigError):
     """Another process is running in this run folder."""
 
 
-def one_line_warnings(prefix: str = "lifelong") -> None:
-    """At the command line a warning prints like an error: one line, no source line echoed
-    (the library keeps Python's default for its own users)."""
-    import sys
+def one_line_warnings(prefix: str = "lifelong"):
+    """At the command line a warning prints like an error: one line, no source line echoed.
+    Returns the formatter it replaced, for a caller that runs in a longer-lived process to put
+    back (only the format changes: filters and recording, pytest's included, still apply)."""
     import warnings
 
-    def show(message, category, filename, lineno, file=None, line=None) -> None:
-        print(f"{prefix}: warning: {message}", file=file or sys.stderr, flush=True)
+    def one_line(message, category, filename, lineno, line=None) -> str:
+        return f"{prefix}: warning: {message}\n"
 
-    warnings.showwarning = show
+    old, warnings.formatwarning = warnings.formatwarning, one_line
+    return old
 
 
 __all__ = [
