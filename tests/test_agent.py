@@ -333,3 +333,25 @@ def test_online_accuracy_counts_each_batch_before_it_is_learned(two_exp):
     old = {k: v for k, v in state.items() if k != "online"}  # a checkpoint from before
     clone.load_state_dict(old)
     assert (clone.online_correct, clone.online_seen) == (0, 0)
+
+
+def test_numpy_arrays_and_lists_are_taken_as_tensors_are(two_exp):
+    """What users have: numpy (float64 examples, int32 or whole-float labels) learns and
+    predicts exactly as the same data in tensors; what cannot be a batch is one clear error."""
+    e = two_exp[0]
+    a, b = make_agent(two_exp, memory=50), make_agent(two_exp, memory=50)
+    for k in range(0, 60, BATCH):
+        x, y = e.x_train[k : k + BATCH], e.y_train[k : k + BATCH]
+        la = a.observe(x, y, task_id=e.task_id)
+        lb = b.observe(x.double().numpy(), y.numpy().astype(np.int32), task_id=e.task_id)
+        assert float(la) == float(lb)
+    b.observe(e.x_train[60:70].tolist(), e.y_train[60:70].float().numpy(), task_id=e.task_id)
+    a.observe(e.x_train[60:70], e.y_train[60:70], task_id=e.task_id)
+    assert torch.equal(a.predict(e.x_test), b.predict(e.x_test.numpy()))
+    assert a.accuracy(e.x_test, e.y_test) == b.accuracy(e.x_test.numpy(), e.y_test.numpy())
+    with pytest.raises(BadBatchError, match="not a rectangular array"):
+        b.observe([[0.0] * 64, [0.0]], [1, 2])
+    with pytest.raises(BadBatchError, match="label at index 1 is 2.5"):
+        b.observe(e.x_train[:2].numpy(), np.array([1.0, 2.5]))
+    with pytest.raises(BadBatchError, match=r"examples have shape \(63,\), expected \(1, 8, 8\)"):
+        b.predict(np.zeros((3, 63)))

@@ -21,7 +21,7 @@ from lifelong.learner import agent_memory, agent_state, compute, prediction
 from lifelong.learner.agent_memory import fixed_keys
 from lifelong.learner.backbone import flatten_parameters
 from lifelong.learner.capture import StaticStep
-from lifelong.learner.checks import check_batch
+from lifelong.learner.checks import as_inputs, as_labels, check_batch
 from lifelong.learner.config import LearnerConfig
 from lifelong.learner.device import learner_device
 from lifelong.learner.eval_forward import EvalForward
@@ -139,8 +139,8 @@ class Agent:
     # -- the step -------------------------------------------------------------------------
     def observe(
         self,
-        x: torch.Tensor,
-        y: torch.Tensor,
+        x: torch.Tensor | np.ndarray,
+        y: torch.Tensor | np.ndarray,
         *,
         task_id: int | None = None,
         experience: int = 0,
@@ -155,6 +155,7 @@ class Agent:
         ``position`` (its first example's place in the stream; default: the examples seen
         so far) are recorded with the memories. ``checked``: the caller has already passed
         this data through ``check_data`` (the runner checks each experience once)."""
+        x, y = as_inputs(x), as_labels(y)
         if position is None:
             position = self.examples
         if not checked:
@@ -381,11 +382,12 @@ class Agent:
 
     # -- prediction (prediction.py) -------------------------------------------------------
     def predict(
-        self, x: torch.Tensor, task_id: int | None = None, *, adapt: bool | None = None
+        self, x: torch.Tensor | np.ndarray, task_id: int | None = None, *, adapt: bool | None = None
     ) -> torch.Tensor:
         """Class predictions (on the host); with ``adapt`` (MbPA++), each example is
         predicted by weights briefly tuned on its nearest memories, then thrown away."""
         adapt = self.cfg.local_adapt if adapt is None else adapt
+        x = as_inputs(x, self.spec.input_shape)
         with self.predicting_weights():
             return prediction.predict(self, x, task_id, adapt)
 
@@ -395,6 +397,7 @@ class Agent:
         return prediction.prediction_state(self)
 
     def accuracy(self, x: torch.Tensor, y: torch.Tensor, task_id: int | None = None) -> float:
+        y = as_labels(y)
         return int((self.predict(x, task_id) == y.cpu()).sum()) / max(len(y), 1)
 
     def check_data(self, x, y, experience: int, position: int) -> None:
