@@ -113,7 +113,16 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args) -> RunConfig:
-    base = RunConfig.load(args.config).to_dict() if args.config else RunConfig().to_dict()
+    """The run's config: ``--config``'s file, else the run folder's own ``config.toml`` (so
+    the same folder run again with no flags resumes as it was made), else the defaults; the
+    flags given override it (and a folder refuses those that differ from how it was made)."""
+    own = Path(args.out) / "config.toml" if getattr(args, "out", None) else None
+    if args.config:
+        base = RunConfig.load(args.config).to_dict()
+    elif own is not None and own.is_file():
+        base = RunConfig.load(own).to_dict()
+    else:
+        base = RunConfig().to_dict()
     for f in fields(RunConfig):
         v = getattr(args, f.name, None)
         if v is not None:

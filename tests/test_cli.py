@@ -86,3 +86,22 @@ def test_memory_list_pages_and_filters(tmp_path, capsys):
     assert {m["label"] for m in got["memories"]} == {2}
     assert cli.main(["memory", "list", str(tmp_path / "mem"), "--offset", "28"]) == 0
     assert "(2 of 30 memories from offset 28)" in capsys.readouterr().out
+
+
+def test_a_run_folder_run_again_with_no_flags_is_its_own_config(tmp_path, capsys):
+    """The folder's config.toml is the run's: the same folder with no flags resumes (here:
+    finds it complete and says so, its summary at once, nothing rewritten); a flag given and
+    different is refused naming it and the way on."""
+    out = str(tmp_path / "r")
+    made = ["--stream", "split-digits", "--experiences", "2", "--memory", "100", "--iters", "1"]
+    assert cli.main(["run", *made, "--out", out, "--no-progress"]) == 0
+    first = capsys.readouterr().out
+    summary = (tmp_path / "r" / "summary.json").read_bytes()
+    assert cli.main(["run", "--out", out]) == 0
+    again = capsys.readouterr()
+    assert "is already complete" in again.err
+    assert again.out.splitlines()[:10] == first.splitlines()[:10]  # matrix and metrics
+    assert (tmp_path / "r" / "summary.json").read_bytes() == summary
+    assert cli.main(["run", "--out", out, "--memory", "200"]) == 2
+    err = capsys.readouterr().err
+    assert "memory: 100 (folder) vs 200 (now)" in err and "leave those flags out" in err

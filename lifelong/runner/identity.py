@@ -33,7 +33,8 @@ def check_identity(cfg: RunConfig, stream_print: str | None, run_dir: Path, save
             lines = ", ".join(f"{k}: {a!r} (folder) vs {b!r} (now)" for k, (a, b) in diffs.items())
             raise ConfigError(
                 f"run folder {run_dir} was made with a different config ({lines}); "
-                "use another --out, or delete the folder to start over"
+                "leave those flags out to go on as it was made (its config.toml is the "
+                "run's), use another --out, or delete the folder to start over"
             )
     if identity is not None and identity.get("stream") != stream_print and stream_print:
         raise ConfigError(

@@ -25,7 +25,7 @@ from lifelong.learner.models import model_kind
 from lifelong.progress import Progress
 from lifelong.run_folder import EventLog, FolderLock
 from lifelong.runner.identity import check_identity
-from lifelong.runner.results import RunResult, finish
+from lifelong.runner.results import RunResult, completed, finish
 from lifelong.runner.signals import StopFlag
 from lifelong.runner.source import Source
 from lifelong.runner.training import RunHooks, Training
@@ -106,6 +106,12 @@ def run(
             raise
         saved = checkpoint.load(run_dir, warn=echo)
         check_identity(cfg, source.fingerprint, run_dir, saved)
+        if saved is not None and (done := completed(run_dir, saved.progress)) is not None:
+            echo(
+                f"{run_dir} is already complete: its results as they were written (train "
+                "again in another --out, or delete the folder)"
+            )
+            return done
         source.start(saved.progress if saved is not None else None)
         scope.enter_context(_torch_threads(cfg, source.spec.input_shape))
         memory_dir = run_dir / "memory"

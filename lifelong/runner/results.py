@@ -107,3 +107,24 @@ def format_summary(result: RunResult) -> str:
     if "html" in result.report:
         out.append(f"report: {result.report['html']}")
     return "\n".join(out)
+
+
+def completed(run_dir: Path, progress: dict) -> RunResult | None:
+    """A finished run's result from what it wrote when it finished (summary.json and its
+    report), without rebuilding the agent; None unless the checkpoint and summary.json both
+    say it is complete and the report is there."""
+    try:
+        record = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    summary = record.get("summary", {}) if isinstance(record, dict) else {}
+    report = {
+        "forgetting_curves": run_dir / "report" / "forgetting_curves.png",
+        "accuracy_matrix": run_dir / "report" / "accuracy_matrix.png",
+        "html": run_dir / "report" / "index.html",
+    }
+    whole = summary.get("complete") is True and all(p.exists() for p in report.values())
+    if not (whole and progress.get("done") and record.get("matrix")):
+        return None
+    R = np.array(record["matrix"], dtype=float)
+    return RunResult(run_dir, R, record.get("untrained") or [], summary, False, report)
