@@ -21,6 +21,9 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/lifelong run --stream $(STREAM) --seed $(SEED) --out $(RUN)
+	@echo
+	@echo "next: source $(VENV)/bin/activate   (then every lifelong command of the README runs as written,"
+	@echo "      e.g. lifelong report $(RUN); or call $(BIN)/lifelong directly)"
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
