@@ -51,7 +51,7 @@ test-fast: $(STAMP)  # the edit loop: everything but process-spawning and whole-
 	$(BIN)/python -m pytest -q -m "not slow"
 
 serve: $(STAMP)  # the agent as a service on http://127.0.0.1:8000/ (dashboard at /)
-	$(BIN)/lifelong serve --out runs/live --n-classes 10
+	$(BIN)/lifelong serve --out runs/served --n-classes 10
 
 faults: $(STAMP)
 	$(BIN)/python tests/faults_report.py

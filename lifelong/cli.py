@@ -31,6 +31,8 @@ class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionH
         # means "not given"): not a second, wrong one
         if action.help and "(default:" in action.help:
             return action.help
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            return action.help  # "--no-progress: no bar (default: True)" says the opposite
         return super()._get_help_string(action)
 
 

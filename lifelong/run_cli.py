@@ -95,11 +95,12 @@ def add_parser(sub, formatter) -> None:
     p.set_defaults(func=report_command)
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per RunConfig key (``--no-KEY`` for booleans), its help with the default."""
+def add_config_flags(parser: argparse.ArgumentParser, leave_out: tuple[str, ...] = ()) -> None:
+    """One flag per RunConfig key (``--no-KEY`` for booleans), its help with the default;
+    ``leave_out``: keys a command sets itself (a served agent's stream is its HTTP door)."""
     defaults = RunConfig()
     for f in fields(RunConfig):
-        if str(f.type) == "dict":  # method_options: a TOML [method] table, not a flag
+        if str(f.type) == "dict" or f.name in leave_out:  # method_options: a [method] table
             continue
         flag = "--" + f.name.replace("_", "-")
         text = f"{f.metadata['help']} (default: {getattr(defaults, f.name)!r})"

@@ -8,6 +8,7 @@ import contextlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -105,3 +106,17 @@ def test_a_run_folder_run_again_with_no_flags_is_its_own_config(tmp_path, capsys
     assert cli.main(["run", "--out", out, "--memory", "200"]) == 2
     err = capsys.readouterr().err
     assert "memory: 100 (folder) vs 200 (now)" in err and "leave those flags out" in err
+
+
+def test_help_says_only_what_is_true():
+    """serve lists no flag a served agent ignores; a --no-X flag shows no "(default: True)";
+    sweep's example names a file that exists."""
+    commands = cli.build_parser()._subparsers._group_actions[0].choices
+    serve = " ".join(commands["serve"].format_help().split())
+    assert "--stream" not in serve and "--experiences" not in serve and "--seed" in serve
+    for name in ("compare", "sweep"):
+        text = commands[name].format_help()
+        (line,) = [li for li in text.splitlines() if li.strip().startswith("--no-progress")]
+        assert "default" not in line, line
+    example = commands["sweep"].description.split("lifelong sweep ")[1].split()[0]
+    assert (Path(__file__).resolve().parents[1] / example).is_file(), example

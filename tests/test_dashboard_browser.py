@@ -1,6 +1,7 @@
 """The dashboard in a real browser: headless Chromium (Debian's ``chromium`` and
 ``chromium-driver``; ``make test`` installs them) against a running ``lifelong serve``,
-checking that the curves, the matrix and the memory bars show the server's numbers."""
+checking that the curves, the matrix and the memory bars show the server's numbers, and that
+the API docs render offline."""
 
 from __future__ import annotations
 
@@ -84,6 +85,18 @@ def test_the_dashboard_draws_the_servers_numbers(tmp_path):
             assert average == f"{state['summary']['average_accuracy']:.3f}"
             assert driver.find_element(By.ID, "throughput-line").get_attribute("points")
             assert driver.find_element(By.ID, "error").text == ""
+            # the API docs render from the package's own files (no CDN: this browser is
+            # offline but for the server)
+            driver.get(server.url + "/docs")
+            wait_until(
+                lambda: driver.find_elements(By.CSS_SELECTOR, ".swagger-ui .opblock-summary-path"),
+                what="Swagger UI to render",
+            )
+            paths = {
+                e.get_attribute("data-path")
+                for e in driver.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")
+            }
+            assert {"/v1/observe", "/v1/predict", "/healthz"} <= paths, paths
         finally:
             driver.quit()
     finally:

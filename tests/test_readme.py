@@ -96,7 +96,7 @@ def test_readme_serve_walkthrough_and_client_run_as_written(in_fresh_folder):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = str(s.getsockname()[1])
-    (walk,) = [b for b in blocks("sh") if "lifelong serve --out runs/live" in b]
+    (walk,) = [b for b in blocks("sh") if "lifelong serve --out runs/served" in b]
     (client,) = [b for b in blocks("python") if "httpx.Client(base_url" in b]
     script = walk.replace("8000", port) + "echo $SERVER > server.pid\n"
     out, err = in_fresh_folder / "walk.out", in_fresh_folder / "walk.err"
@@ -115,13 +115,13 @@ def test_readme_serve_walkthrough_and_client_run_as_written(in_fresh_folder):
         assert final["learned"] == 3200 and len(final["matrix"]) == 4
     finally:
         os.kill(pid, signal.SIGTERM)
-        while (in_fresh_folder / "runs/live/serve/server.lock").exists():
+        while (in_fresh_folder / "runs/served/serve/server.lock").exists():
             try:
                 os.kill(pid, 0)
             except ProcessLookupError:
                 break
             time.sleep(0.1)
-    summary = json.loads((in_fresh_folder / "runs/live/summary.json").read_text())
+    summary = json.loads((in_fresh_folder / "runs/served/summary.json").read_text())
     assert summary["summary"]["examples"] == 3200  # nothing lost, nothing learned twice
 
 

@@ -1,4 +1,6 @@
-"""The FastAPI application: routes, bearer-token check, the dashboard's files."""
+"""The FastAPI application: routes, bearer-token check, the dashboard's files, and the API
+docs served from installed files (Swagger UI 5 as the ``fastapi-offline`` package ships it:
+no CDN, so ``/docs`` works offline)."""
 
 from __future__ import annotations
 
@@ -6,12 +8,18 @@ import hmac
 from importlib import resources
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, Response
 
 from lifelong.serve.routes import learn_router, query_router
 from lifelong.serve.service import Service
 
 DASHBOARD_FILES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+DOCS_FILES = {
+    "swagger-ui-bundle.js": "text/javascript",
+    "swagger-ui.css": "text/css",
+    "favicon.png": "image/png",
+}
 
 
 def create_app(service: Service, *, token: str | None = None, max_bytes: int = 64 << 20) -> FastAPI:
@@ -23,6 +31,8 @@ def create_app(service: Service, *, token: str | None = None, max_bytes: int = 6
         title="lifelong serve",
         version=__version__,
         description="An agent that learns from a live stream and answers while it learns.",
+        docs_url=None,  # served below from installed files, not a CDN
+        redoc_url=None,
     )
 
     def authorised(request: Request) -> None:
@@ -47,6 +57,23 @@ def create_app(service: Service, *, token: str | None = None, max_bytes: int = 6
         if name not in DASHBOARD_FILES:
             raise HTTPException(404, f"no dashboard file {name}")
         return Response(_asset(name), media_type=DASHBOARD_FILES[name])
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title=f"{app.title}: API",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon.png",
+        )
+
+    @app.get("/docs/assets/{name}", include_in_schema=False)
+    def docs_file(name: str) -> Response:
+        if name not in DOCS_FILES:
+            raise HTTPException(404, f"no docs file {name}")
+        data = resources.files("fastapi_offline").joinpath("static", name).read_bytes()
+        return Response(data, media_type=DOCS_FILES[name])
 
     return app
 

@@ -21,11 +21,11 @@ def add_parser(sub, formatter) -> None:
         "files dropped in --follow), answers predictions and memory queries while it learns, "
         "and shows a dashboard at /. Acknowledged batches are on disk before the answer; "
         "the same command resumes after a stop or a kill.\n\n"
-        "  lifelong serve --out runs/live --n-classes 10\n"
-        "  lifelong serve --out runs/live --host 0.0.0.0 --token-file token.txt",
+        "  lifelong serve --out runs/served --n-classes 10\n"
+        "  lifelong serve --out runs/served --host 0.0.0.0 --token-file token.txt",
         formatter_class=formatter,
     )
-    s.add_argument("--out", required=True, help="run folder, e.g. runs/live")
+    s.add_argument("--out", required=True, help="run folder, e.g. runs/served")
     s.add_argument("--config", help="TOML file with RunConfig keys; flags override it")
     s.add_argument(
         "--host",
@@ -56,7 +56,7 @@ def add_parser(sub, formatter) -> None:
         help="the folder's ingest log is not its checkpoint's (deleted, or an older copy): "
         "move the log and what was learned from it to RUN/dropped-TIME/ and start afresh",
     )
-    add_config_flags(s)
+    add_config_flags(s, leave_out=("stream", "experiences"))
     s.set_defaults(func=serve_command)
 
 

@@ -14,8 +14,8 @@ def add_parser(sub, formatter) -> None:
         "run folder under OUT/trials/; started again, a sweep skips finished trials and "
         "resumes the others from their checkpoints. Writes results.csv/json, table.md and "
         "sweep-STREAM.png.\n\n"
-        "  lifelong sweep sweeps/split-digits.toml\n"
-        "  lifelong sweep sweeps/split-digits.toml --address ray://head:10001",
+        "  lifelong sweep configs/sweeps/split-digits.toml\n"
+        "  lifelong sweep configs/sweeps/split-digits.toml --address ray://head:10001",
         formatter_class=formatter,
     )
     s.add_argument("file", help="sweep file (TOML)")
