@@ -20,6 +20,7 @@ from lifelong import metrics
 from lifelong.compare_outputs import write_outputs
 from lifelong.config import ConfigError, RunConfig
 from lifelong.learner import compute
+from lifelong.learner.methods import method_class
 from lifelong.learner.models import build_model
 from lifelong.strategies import BASELINES, make_strategy
 
@@ -42,6 +43,8 @@ def ours_overrides(name: str, batch_size: int) -> dict:
     steps per example). ConfigError naming the problem otherwise."""
     if name in OURS:
         return OURS[name]
+    if is_user_method(name):  # our agent with a user's update rule (its [method] options kept)
+        return {"method": name}
     budget = name.removeprefix(BUDGET_PREFIX)
     try:
         steps = float(budget)
@@ -61,8 +64,21 @@ def ours_overrides(name: str, batch_size: int) -> dict:
     return {"iters": iters}
 
 
+def ours_config(name: str, cfg: RunConfig) -> RunConfig:
+    """The config our agent runs row ``name`` with: ``cfg`` and the row's overrides. A
+    [method] table's options belong to a user's method: rows of a built-in one run without."""
+    c = replace(cfg, **ours_overrides(name, cfg.batch_size))
+    return c if is_user_method(c.method) else replace(c, method_options={})
+
+
 def is_ours(name: str) -> bool:
-    return name in OURS or name.startswith(BUDGET_PREFIX)
+    """Run by our agent: a variant of ``OURS``, a budget ``ours@S``, or a user's method."""
+    return name in OURS or name.startswith(BUDGET_PREFIX) or is_user_method(name)
+
+
+def is_user_method(name: str) -> bool:
+    """``package.module:Class``: a method a user wrote, run by our agent."""
+    return ":" in name and not name.startswith(BUDGET_PREFIX)
 
 
 def _order(name: str) -> tuple:
@@ -198,9 +214,9 @@ def run_ours(
     from lifelong.runner import run
 
     torch.set_num_threads(1)
-    overrides = ours_overrides(name, cfg.batch_size)
-    c = replace(cfg, stream=stream_name, seed=seed, memory=memory, progress=False, **overrides)
-    run_dir = out / f"{name}-seed{seed}"
+    c = replace(ours_config(name, cfg), stream=stream_name, seed=seed, memory=memory)
+    c.progress = False
+    run_dir = out / f"{name.replace(':', '_')}-seed{seed}"
     # a folder left by an earlier compare would be resumed (or, finished, reported again with
     # its old timings): a comparison measures a run from its start
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -239,12 +255,17 @@ def compare(
     """Run every (method, seed); write results.json/.csv, table.md and comparison.png.
     One job and no Ray ``address``: here, one run after another; otherwise as Ray tasks
     (``jobs`` at a time) on the sweep's pool."""
-    unknown = sorted(m for m in set(methods) - set(METHODS) if not m.startswith(BUDGET_PREFIX))
+    unknown = sorted(m for m in set(methods) - set(METHODS) if not is_ours(m))
     if unknown:
-        raise ConfigError(f"unknown method(s) {unknown}; known: {list(METHODS)} and ours@S")
+        raise ConfigError(
+            f"unknown method(s) {unknown}; known: {list(METHODS)}, ours@S and your own "
+            "package.module:Class"
+        )
     for m in methods:
-        if is_ours(m):
-            ours_overrides(m, cfg.batch_size)  # a budget that is no whole number of updates
+        if is_ours(m):  # a budget that is no whole number of updates, a method that won't load
+            ours_config(m, cfg).validate()
+            if is_user_method(m):
+                method_class(m)
     if address is None:  # a Ray cluster's workers may hold the GPU this machine lacks
         from lifelong.learner.device import learner_device
 

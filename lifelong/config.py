@@ -161,11 +161,28 @@ class RunConfig:
                 f"method must be one of {BUILT_IN_METHODS} or package.module:Class, "
                 f"got {self.method!r}"
             )
+        if self.method_options:
+            self._check_method_options()
         if self.controller and self.method not in ("auto", "lamaml"):
             raise ConfigError(
                 f"--controller is La-MAML's: it cannot go with method {self.method!r}"
             )
         return self
+
+    def _check_method_options(self) -> None:
+        """Options the method's settings do not have are refused, never recorded unused."""
+        from dataclasses import fields as settings_fields
+
+        from lifelong.learner.methods import method_class
+
+        name = resolve(self.to_dict())
+        own = {f.name for f in settings_fields(method_class(name).Settings)}
+        unknown = sorted(set(self.method_options) - own)
+        if unknown:
+            raise ConfigError(
+                f"unknown config key(s) {unknown}: no run setting has that name, and method "
+                f"{name!r} has no such setting (its settings: {sorted(own) or 'none'})"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -187,10 +204,12 @@ class RunConfig:
         if any(isinstance(v, dict) for k, v in data.items() if k != "method_options"):
             data = _flatten(data)
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown config key(s) {unknown}")
-        return cls(**data).validate()
+        data = dict(data)
+        # flat keys no run setting has are the method's own (as a [method] table's are);
+        # validate() refuses those the method has not either, naming its settings
+        options = dict(data.get("method_options") or {})
+        options.update({k: data.pop(k) for k in sorted(set(data) - known)})
+        return cls(**{**data, "method_options": options}).validate()
 
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:

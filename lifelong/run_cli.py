@@ -52,8 +52,9 @@ def add_parser(sub, formatter) -> None:
         help="comma-separated, from: ours (the default agent), ours-controller (with the "
         "La-MAML controller), ours-1x and ours-controller-1x (one update per batch, replay "
         "10: Avalanche's compute), ours@S (the default agent at S gradient steps per "
-        "example), naive, replay, er-ace, der++, lamaml, mer, a-gem, gdumb, ewc, lwf, "
-        "cumulative; default all",
+        "example), your own method as package.module:Class (run by our agent; its own "
+        "settings from --config's [method] table), naive, replay, er-ace, der++, lamaml, "
+        "mer, a-gem, gdumb, ewc, lwf, cumulative; default all",
     )
     c.add_argument(
         "--compute",
@@ -179,6 +180,8 @@ def compare_command(args) -> int:
         cfg.device = args.device
     cfg.validate()
     methods = list(compare.METHODS) if args.methods == "all" else args.methods.split(",")
+    if compare.is_user_method(cfg.method):  # --config runs a user's method: say so, not "ours"
+        methods = [cfg.method if m == "ours" else m for m in methods]
     methods += [f"{compare.BUDGET_PREFIX}{b.strip()}" for b in args.compute.split(",") if b]
     out = Path(args.out or f"runs/compare-{args.stream}")
     results = compare.compare(

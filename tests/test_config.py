@@ -13,7 +13,13 @@ from lifelong.learner.methods import METHODS
 
 
 def test_toml_has_sections_and_round_trips(tmp_path):
-    cfg = RunConfig(stream="split-digits", lr=0.05, memory=200, method_options={"smoothing": 0.2})
+    cfg = RunConfig(
+        stream="split-digits",
+        lr=0.05,
+        memory=200,
+        method="tests.method_helpers:Smooth",
+        method_options={"smoothing": 0.2},
+    )
     text = cfg.dumps()
     assert text.index("[run]") < text.index("[learner]") < text.index("[method]")
     assert "smoothing = 0.2" in text.split("[method]")[1]
@@ -68,6 +74,22 @@ def test_method_options_reach_a_users_method(tmp_path):
     learner = RunConfig(lr=0.2, method_options={"smoothing": 0.3}).learner()
     s = Mine.settings_from(learner.method_values)
     assert (s.lr, s.smoothing) == (0.2, 0.3)
+
+
+def test_a_users_method_settings_load_flat_and_a_setting_no_method_has_is_refused(tmp_path):
+    """Flat TOML (every key at the top) takes a user method's own keys; a key that is neither
+    a run setting nor the method's is refused naming the method's settings, never recorded."""
+    mine = 'method = "tests.method_helpers:Smooth"\n'
+    (tmp_path / "flat.toml").write_text(mine + "smoothing = 0.3\nlr = 0.2\n")
+    cfg = RunConfig.load(tmp_path / "flat.toml")
+    assert cfg.method_options == {"smoothing": 0.3} and cfg.lr == 0.2
+    (tmp_path / "typo.toml").write_text(mine + "smoothng = 0.3\n")
+    with pytest.raises(ConfigError, match=r"\['smoothng'\].*its settings: \['lr', 'smoothing'\]"):
+        RunConfig.load(tmp_path / "typo.toml")
+    with pytest.raises(ConfigError, match=r"method 'der\+\+' has no such setting"):
+        RunConfig.from_dict({"method": "der++", "smoothing": 0.3})
+    with pytest.raises(ConfigError, match=r"method 'der\+\+' has no such setting"):
+        RunConfig(method_options={"smoothing": 0.3}).validate()
 
 
 @pytest.mark.parametrize("decay", [-0.1, 1.0, 1.5])

@@ -193,6 +193,7 @@ def test_a_budget_names_whole_updates_per_batch():
         (["--compute", "nan"], "nan steps per example is not one update per batch"),
         (["--compute", "inf"], "inf steps per example is not one update per batch"),
         (["--methods", "replay,dreamer"], "unknown method(s) ['dreamer']"),
+        (["--methods", "nomod:Nope"], "cannot load method 'nomod:Nope'"),
     ],
 )
 def test_compare_refuses_a_bad_budget_or_method_in_one_line(tmp_path, capsys, flags, message):
@@ -201,6 +202,27 @@ def test_compare_refuses_a_bad_budget_or_method_in_one_line(tmp_path, capsys, fl
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "c" / "results.json").exists()
+
+
+def test_compare_runs_a_users_method_under_its_own_name(tmp_path, capsys):
+    """A user's method is a row of its own (--methods package.module:Class), and a --config
+    naming one runs it in the "ours" row under its name, with its [method] settings."""
+    mine = "tests.method_helpers:Smooth"
+    (tmp_path / "mine.toml").write_text(f'method = "{mine}"\nsmoothing = 0.2\n')
+    common = ["compare", "--stream", "split-digits", "--experiences", "2", "--seeds", "0"]
+    common += ["--memory", "50", "--no-progress"]
+    out = tmp_path / "a"
+    assert main([*common, "--methods", f"{mine},ours", "--out", str(out)]) == 0
+    rows = json.loads((out / "results.json").read_text())["runs"]
+    assert sorted(r["method"] for r in rows) == sorted([mine, "ours"])
+    assert f"| {mine} |" in capsys.readouterr().out
+    out = tmp_path / "b"
+    config = ["--config", str(tmp_path / "mine.toml")]
+    assert main([*common, *config, "--methods", "ours", "--out", str(out)]) == 0
+    (row,) = json.loads((out / "results.json").read_text())["runs"]
+    assert row["method"] == mine
+    (folder,) = [p for p in out.iterdir() if p.name.endswith("-seed0")]
+    assert "smoothing = 0.2" in (folder / "config.toml").read_text()
 
 
 def test_compare_counts_compute_the_same_way_for_everyone(tmp_path, capsys):

@@ -49,7 +49,7 @@ def test_a_random_search_samples_the_grid_reproducibly():
 @pytest.mark.parametrize(
     "change, words",
     [
-        (("iters = [1, 2]", "iterz = [1, 2]"), "unknown RunConfig key(s) ['iterz']"),
+        (("iters = [1, 2]", "iterz = [1, 2]"), "unknown config key(s) ['iterz']"),
         (("iters = [1, 2]", "iters = [0, 2]"), "iters must be positive"),
         (("iters = [1, 2]", "seed = [1, 2]"), "set by [sweep]"),
         (("split-digits", "split-nothing"), "unknown stream 'split-nothing'"),
@@ -98,7 +98,7 @@ def test_a_huge_grid_is_counted_and_refused_before_it_is_built():
     keys = ", ".join(f"k{i} = {list(range(10))}" for i in range(30))
     text = SWEEP.replace("iters = [1, 2], distill = [0.5, 1.0]", keys)
     text = text.replace("memory = 100", 'memory = 100\nsearch = "random"\nsamples = 3')
-    with pytest.raises(ConfigError, match=r"unknown RunConfig key\(s\) \['k0', 'k1'"):
+    with pytest.raises(ConfigError, match=r"unknown config key\(s\) \['k0', 'k1'"):
         spec.parse(spec.tomllib.loads(text), "t")
     text = SWEEP.replace("memory = 100", 'memory = 100\nsearch = "random"\nsamples = 3')
     text = text.replace("iters = [1, 2], distill = [0.5, 1.0]", "iters = [1, 2]")
@@ -120,6 +120,17 @@ def test_one_sweep_per_folder(tmp_path):
     finally:
         driver.release_lock(held)
     assert not (out / driver.PLAN).exists()
+
+
+def test_a_sweep_grids_a_users_method_settings():
+    mine = 'fixed = { hidden = 32, method = "tests.method_helpers:Smooth" }'
+    text = SWEEP.replace("fixed = { hidden = 32, checkpoint_every = 10 }", mine)
+    grid = text.replace("iters = [1, 2], distill = [0.5, 1.0]", "smoothing = [0.0, 0.2]")
+    plan = spec.parse(spec.tomllib.loads(grid), "t")
+    assert sorted({t.run_config().method_options["smoothing"] for t in plan.trials}) == [0, 0.2]
+    typo = text.replace("iters = [1, 2], distill = [0.5, 1.0]", "smoothng = [0.0, 0.2]")
+    with pytest.raises(ConfigError, match=r"its settings: \['lr', 'smoothing'\]"):
+        spec.parse(spec.tomllib.loads(typo), "t")
 
 
 def test_the_sweeps_device_reaches_every_trial():
