@@ -49,7 +49,7 @@ def markdown_table(rows: list[dict]) -> str:
         def ms(k, fmt, r=r):
             if r.get(k) is None:
                 return "-"  # the online measure: ours only (Avalanche's loop hides it)
-            return f"{r[k]:{fmt}} ± {r[k + '_std']:{fmt}}"
+            return metrics.mean_std(r[k], r[k + "_std"], r["seeds"], fmt)
 
         lines.append(
             f"| {r['method']} | {ms('average_accuracy', '.3f')} | "

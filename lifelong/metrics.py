@@ -127,3 +127,10 @@ def json_ready(v):
     if isinstance(v, list):
         return [json_ready(x) for x in v]
     return v
+
+
+def mean_std(mean: float, std: float, seeds: int, fmt: str = ".3f") -> str:
+    """A table cell: ``mean ± std`` over seeds; one seed has no spread to show. A signed
+    mean (``+.3f``) keeps its sign, the spread never takes one."""
+    cell = f"{mean:{fmt}}"
+    return cell if seeds <= 1 else f"{cell} ± {std:{fmt.replace('+', '')}}"

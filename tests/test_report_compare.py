@@ -119,6 +119,7 @@ def test_compare_two_strategies_on_two_experiences(tmp_path, capsys):
     assert code == 0
     text = capsys.readouterr().out
     assert "| ours |" in text and "| replay |" in text and "samples/s" in text
+    assert " ± " in text and "± +" not in text and "± -" not in text  # a spread has no sign
     results = json.loads((out / "results.json").read_text())
     assert len(results["runs"]) == 4
     for r in results["runs"]:
@@ -215,7 +216,8 @@ def test_compare_runs_a_users_method_under_its_own_name(tmp_path, capsys):
     assert main([*common, "--methods", f"{mine},ours", "--out", str(out)]) == 0
     rows = json.loads((out / "results.json").read_text())["runs"]
     assert sorted(r["method"] for r in rows) == sorted([mine, "ours"])
-    assert f"| {mine} |" in capsys.readouterr().out
+    table = capsys.readouterr().out
+    assert f"| {mine} |" in table and "±" not in table  # one seed: no spread to show
     out = tmp_path / "b"
     config = ["--config", str(tmp_path / "mine.toml")]
     assert main([*common, *config, "--methods", "ours", "--out", str(out)]) == 0

@@ -45,6 +45,10 @@ def aggregate(rows: list[dict]) -> list[dict]:
     return sorted(out, key=lambda r: (r["stream"], -(r["average_accuracy"] or 0)))
 
 
+def _cell(row: dict, key: str) -> str:
+    return metrics.mean_std(row[key], row[key + "_std"], row["seeds"])
+
+
 def markdown_table(summary: list[dict], failed: list[dict]) -> str:
     lines = [
         "| stream | configuration | seeds | avg accuracy | forgetting (Chaudhry) | samples/s |",
@@ -53,8 +57,7 @@ def markdown_table(summary: list[dict], failed: list[dict]) -> str:
     for r in summary:
         lines.append(
             f"| {r['stream']} | {r['configuration']} | {r['seeds']} | "
-            f"{r['average_accuracy']:.3f} ± {r['average_accuracy_std']:.3f} | "
-            f"{r['forgetting_chaudhry2018']:.3f} ± {r['forgetting_chaudhry2018_std']:.3f} | "
+            f"{_cell(r, 'average_accuracy')} | {_cell(r, 'forgetting_chaudhry2018')} | "
             f"{r['samples_per_second']:.0f} |"
         )
     for f in failed:
