@@ -114,6 +114,20 @@ def test_rerun_of_finished_run_changes_nothing(reference):
     assert np.array_equal(result.matrix, before)
 
 
+def test_a_result_gives_the_trained_agent_and_its_memory(reference):
+    """run() hands back what a user needs to use the agent: it predicts as the matrix says
+    (numpy in), keys examples, and its memory answers a search by those keys."""
+    result = run(small_cfg(), reference, echo=quiet)  # complete: read back, nothing rebuilt
+    s = streams.get_stream("split-digits", experiences=3, seed=1)
+    for j, exp in enumerate(s):
+        got = result.agent.accuracy(exp.x_test.numpy(), exp.y_test.numpy(), exp.task_id)
+        assert got == pytest.approx(result.matrix[-1, j], abs=1e-6)
+    with result.memory() as mem:
+        stored = mem.fetch(mem.catalog.ids[:3])
+        hits = mem.search(result.agent.keys(torch.from_numpy(stored.values)), k=1)
+        assert list(hits.ids[:, 0]) == list(mem.catalog.ids[:3])
+
+
 def test_bad_example_mid_stream_stops_with_checkpoint_intact(tmp_path, monkeypatch):
     good = streams.get_stream("split-digits", experiences=2, seed=0)
 

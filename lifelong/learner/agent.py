@@ -312,10 +312,10 @@ class Agent:
         return getattr(self.method, "rates", None)
 
     # -- memory upkeep (agent_memory.py) --------------------------------------------------
-    def keys(self, x: torch.Tensor) -> np.ndarray:
+    def keys(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
         """Memory keys, on the host: the network's embedding, or a fixed random projection of
         the input."""
-        return agent_memory.keys(self, x)
+        return agent_memory.keys(self, as_inputs(x, self.spec.input_shape))
 
     def flush_memory(self) -> None:
         """Bring the store up to date with the working memory (the runner does it at every

@@ -106,11 +106,17 @@ def run(
             raise
         saved = checkpoint.load(run_dir, warn=echo)
         check_identity(cfg, source.fingerprint, run_dir, saved)
+        spec = source.spec
+
+        def load_agent() -> Agent:
+            return trained_agent(cfg, run_dir, spec, model)
+
         if saved is not None and (done := completed(run_dir, saved.progress)) is not None:
             echo(
                 f"{run_dir} is already complete: its results as they were written (train "
                 "again in another --out, or delete the folder)"
             )
+            done.load_agent = load_agent
             return done
         source.start(saved.progress if saved is not None else None)
         scope.enter_context(_torch_threads(cfg, source.spec.input_shape))
@@ -146,6 +152,7 @@ def run(
                 interrupted = training.run()
             result = finish(cfg, run_dir, progress, agent, interrupted)
             result.stop_signal = int(stop.signum)
+            result.load_agent = load_agent
         except BaseException as exc:
             if is_disk_full(exc):
                 raise _disk_full(run_dir, writer.last_progress) from None
@@ -157,6 +164,22 @@ def run(
                 tb.close()
             _close(store)
     return result
+
+
+def trained_agent(cfg: RunConfig, run_dir: Path, spec, model=None) -> Agent:
+    """The agent of a run folder's last checkpoint, over a read-only view of its store: to
+    predict and key examples with, and to read its memory (a run goes on with ``run``)."""
+    saved = checkpoint.load(run_dir, warn=lambda message: None)
+    if saved is None:
+        raise ConfigError(f"{run_dir} has no checkpoint yet: nothing trained to load")
+    store = EpisodicStore.open(run_dir / "memory", readonly=True)
+    try:
+        agent = Agent(cfg.learner(), spec, store, model)
+        agent.load_state_dict(saved.state)
+    except BaseException:
+        store.close()
+        raise
+    return agent
 
 
 def _close(store: EpisodicStore) -> None:

@@ -3,9 +3,12 @@ and when it stops), the report, and the one-screen summary ``lifelong run`` prin
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -15,6 +18,13 @@ from stores.files import write_atomic
 
 @dataclass
 class RunResult:
+    """What a run gives back: its numbers, and the trained agent and its memory to use.
+
+    ``result.agent`` is the agent of the run's last checkpoint, loaded on first use (with a
+    read-only view of the run's store): ``predict``, ``accuracy``, ``keys`` (an example's
+    memory key); ``result.memory()`` opens that store read-only (``search``, ``sample``,
+    ``fetch``)."""
+
     run_dir: Path
     matrix: np.ndarray  # rows: after experience i; columns: test set j (NaN: not known yet)
     untrained: list[float]
@@ -22,6 +32,20 @@ class RunResult:
     interrupted: bool = False
     report: dict = field(default_factory=dict)
     stop_signal: int = 2  # what stopped an interrupted run: the exit code is 128 + it
+    load_agent: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
+
+    @functools.cached_property
+    def agent(self) -> Any:
+        """The trained ``Agent``, from the run folder's last checkpoint."""
+        if self.load_agent is None:
+            raise AttributeError("this result was not made by lifelong.run: it has no agent")
+        return self.load_agent()
+
+    def memory(self):
+        """The run's episodic store, read-only (``with result.memory() as mem: ...``)."""
+        from stores import EpisodicStore
+
+        return EpisodicStore.open(self.run_dir / "memory", readonly=True)
 
 
 def publish(cfg, run_dir, progress, agent, status: str) -> tuple[np.ndarray, dict]:
