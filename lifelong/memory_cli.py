@@ -51,6 +51,9 @@ def add_parser(sub, formatter) -> None:
     )
     s.add_argument("--seed", type=int, default=0, help="seed of the draw")
     _filters(s)
+    sh = cmd("show", show, "one memory's fields and its stored example (--png: as a picture)")
+    sh.add_argument("id", type=int, help="memory id (see `memory list`)")
+    sh.add_argument("--png", help="write the stored example as a picture to this file")
     e = cmd("export", export, "write every memory to .npz (keys, values, fields) or .csv")
     e.add_argument("out", help="output file ending in .npz or .csv")
     cmd("verify", verify, "check index and database agree (exit 1 with the differences)")
@@ -205,6 +208,34 @@ def sample(args) -> int:
         )
         out = st.records(b.ids)
     return _emit(args, out)
+
+
+def show(args) -> int:
+    """One memory: its fields, its example's shape and range, and with ``--png`` the example
+    drawn (an image where its shape is one)."""
+    from pathlib import Path
+
+    from lifelong.memory_pictures import plot_one
+
+    with _open(args.path) as st:
+        (record,) = st.records([args.id]) or [None]
+        if record is None:
+            raise StoreError(f"no memory {args.id} in {args.path} (see `lifelong memory list`)")
+        value = st.fetch([args.id]).values[0]
+        picture = str(plot_one(st, args.id, Path(args.png))) if args.png else None
+    record |= {
+        "value_shape": list(value.shape),
+        "value_min": float(value.min()),
+        "value_max": float(value.max()),
+    }
+    if picture:
+        record["png"] = picture
+    if args.json:
+        print(json.dumps(record, indent=2))
+    else:
+        for k, v in record.items():
+            print(f"{k:>13}: {_fmt(v, k)}")
+    return 0
 
 
 def export(args) -> int:

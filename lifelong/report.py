@@ -157,28 +157,74 @@ def _page(title: str, body: str) -> str:
 
 
 def write_report(run_dir: str | Path) -> dict:
-    """report/forgetting_curves.png, report/accuracy_matrix.png and report/index.html."""
+    """report/forgetting_curves.png, report/accuracy_matrix.png, report/memory.png (what the
+    agent remembers) and report/index.html."""
     run_dir = Path(run_dir)
     run = load_run(run_dir)
     out = run_dir / "report"
     out.mkdir(exist_ok=True)
     curves = plot_forgetting_curves(run, out / "forgetting_curves.png")
     matrix = plot_matrix(run, out / "accuracy_matrix.png")
+    memory = _memory_picture(run_dir / "memory", out / "memory.png")
     cfg = run.get("config", {})
+    remembered = (
+        f"<h2>What the agent remembers</h2><img src='{memory.name}' alt='stored examples'>"
+        if memory is not None
+        else ""
+    )
     body = (
-        f"<p>stream <b>{html.escape(str(cfg.get('follow') or cfg.get('stream')))}</b>, "
-        f"seed {cfg.get('seed')}, memory {cfg.get('memory')}, controller "
-        f"{'on' if cfg.get('controller') else 'off'}</p>"
+        f"<p>{_what_ran(cfg)}</p>"
         f"{_summary_table([run])}"
         f"<h2>Forgetting curves</h2><img src='{curves.name}' alt='forgetting curves'>"
         f"<h2>Accuracy matrix</h2><img src='{matrix.name}' alt='accuracy matrix'>"
+        f"{remembered}"
+        f"<details><summary>The run's config</summary><pre>{html.escape(_config_text(run_dir))}"
+        "</pre></details>"
         "<p>Machine-readable: <a href='../summary.json'>summary.json</a>, "
         "<a href='../accuracy_matrix.csv'>accuracy_matrix.csv</a>, "
         "<a href='../metrics.jsonl'>metrics.jsonl</a></p>"
     )
     page = out / "index.html"
     page.write_text(_page(f"lifelong run: {run['name']}", body))
-    return {"forgetting_curves": curves, "accuracy_matrix": matrix, "html": page}
+    paths = {"forgetting_curves": curves, "accuracy_matrix": matrix, "html": page}
+    return paths | ({"memory": memory} if memory is not None else {})
+
+
+def _what_ran(cfg: dict) -> str:
+    """One line: the stream, seed, method (as resolved), updates per batch, model, memory and
+    the two controllers, each by its own name."""
+    from lifelong.learner.config import resolve
+
+    method = resolve(cfg) if cfg else "?"
+    return (
+        f"stream <b>{html.escape(str(cfg.get('follow') or cfg.get('stream')))}</b>, seed "
+        f"{cfg.get('seed')}, method <b>{html.escape(method)}</b>, {cfg.get('iters')} update(s) "
+        f"per batch of {cfg.get('batch_size')}, model {html.escape(str(cfg.get('model')))}, "
+        f"memory {cfg.get('memory')}; prediction controller "
+        f"{'on' if cfg.get('gate') else 'off'}, La-MAML learned rates "
+        f"{'on' if cfg.get('controller') else 'off'}"
+    )
+
+
+def _config_text(run_dir: Path) -> str:
+    try:
+        return (run_dir / "config.toml").read_text()
+    except OSError:
+        return "(no config.toml)"
+
+
+def _memory_picture(folder: Path, path: Path) -> Path | None:
+    """The memory page's grid, read beside any writer; None without a readable store."""
+    from lifelong.memory_pictures import plot_memory_grid
+    from stores import EpisodicStore, StoreError
+
+    if not (folder / "memory.sqlite").is_file():
+        return None
+    try:
+        with EpisodicStore.open(folder, readonly=True) as store:
+            return plot_memory_grid(store, path)
+    except StoreError:
+        return None
 
 
 def _stream_of(run: dict) -> str:
@@ -227,7 +273,11 @@ def write_comparison(run_dirs: list[str | Path], out: str | Path) -> dict:
     png = out / "runs_compared.png"
     fig.savefig(png)
     plt.close(fig)
-    table = {r["name"]: {"stream": _stream_of(r), **r["summary"]} for r in runs}
+    differ = differing_settings(runs)
+    table = {
+        r["name"]: {"stream": _stream_of(r), **r["summary"], "settings": differ[r["name"]]}
+        for r in runs
+    }
     (out / "runs_compared.json").write_text(json.dumps(table, indent=2))
     page = out / "index.html"
     page.write_text(
@@ -241,7 +291,33 @@ def write_comparison(run_dirs: list[str | Path], out: str | Path) -> dict:
                 + "</b>; their numbers are not comparable.</p>"
             )
             + _summary_table(runs)
+            + _settings_table(differ)
             + f"<img src='{png.name}' alt='runs compared'>",
         )
     )
     return {"plot": png, "json": out / "runs_compared.json", "html": page}
+
+
+def differing_settings(runs: list[dict]) -> dict[str, dict]:
+    """Per run, the config keys whose values are not the same in every run compared (what
+    tells the runs apart; the keys they share are left out)."""
+    configs = {r["name"]: r.get("config", {}) for r in runs}
+    keys = sorted({k for c in configs.values() for k in c})
+    differ = [
+        k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs.values()}) > 1
+    ]
+    return {name: {k: c.get(k) for k in differ} for name, c in configs.items()}
+
+
+def _settings_table(differ: dict[str, dict]) -> str:
+    keys = sorted({k for d in differ.values() for k in d})
+    if not keys:
+        return "<p>The runs' configs are the same.</p>"
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td>"
+        + "".join(f"<td>{html.escape(str(d.get(k)))}</td>" for k in keys)
+        + "</tr>"
+        for name, d in differ.items()
+    )
+    return f"<h2>Settings that differ</h2><table><tr><th>run</th>{head}</tr>{rows}</table>"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -166,6 +167,10 @@ def report_command(args) -> int:
     else:
         out = Path(args.out or "runs/compared")
         paths = report.write_comparison(args.runs, out)
+        print("settings that differ:")
+        for name, row in json.loads(Path(paths["json"]).read_text()).items():
+            differ = ", ".join(f"{k}={v!r}" for k, v in row["settings"].items())
+            print(f"  {name}: {differ or '(the same config)'}")
     for k, v in paths.items():
         print(f"{k}: {v}")
     return 0

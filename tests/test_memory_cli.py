@@ -139,3 +139,21 @@ def test_a_warning_is_one_line(store_dir):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("lifelong: warning: "), done.stderr
     assert "rebuilding the index" in lines[0]
+
+
+def test_show_prints_a_memory_and_draws_its_example(tmp_path, capsys):
+    """memory show ID: the fields, the example's shape and range; --png draws it."""
+    from lifelong.memory_pictures import as_image
+
+    rng = np.random.default_rng(0)
+    with EpisodicStore.create(tmp_path / "mem", dim=DIM, value_shape=(784,)) as st:
+        st.write(rng.standard_normal((3, DIM)).astype(np.float32), rng.random((3, 784)), [4, 5, 6])
+    png = tmp_path / "m.png"
+    code, shown = run_json(capsys, "memory", "show", str(tmp_path / "mem"), "1", "--png", str(png))
+    assert code == 0 and shown["label"] == 5 and shown["value_shape"] == [784]
+    assert png.stat().st_size > 1000 and shown["png"] == str(png)
+    assert main(["memory", "show", str(tmp_path / "mem"), "7"]) == 2
+    assert "no memory 7" in capsys.readouterr().err
+    assert as_image(np.zeros(784)).shape == (28, 28)  # MNIST's flat digits are images
+    assert as_image(np.zeros((3, 32, 32))).shape == (32, 32, 3)
+    assert as_image(np.zeros(10)).shape == (1, 10)  # features: a strip

@@ -66,6 +66,14 @@ def test_matrix_png_and_html_links(small_run):
     page = small_run.report["html"].read_text()
     assert "src='forgetting_curves.png'" in page and "src='accuracy_matrix.png'" in page
     assert "forgetting (Chaudhry 2018" in page and "summary.json" in page
+    # what ran, each controller by its own name, and the config itself
+    assert "method <b>der++</b>, 5 update(s) per batch of 10" in page
+    assert "prediction controller on, La-MAML learned rates off" in page
+    assert "[learner]" in page and "memory = 100" in page
+    # what the agent remembers: a row per class of its stored examples
+    assert "src='memory.png'" in page
+    grid = np.asarray(Image.open(small_run.report["memory"]).convert("L"))
+    assert grid.shape[0] > grid.shape[1] / 2 and grid.std() > 20
 
 
 def test_report_command_overlays_runs(small_run, tmp_path, capsys):
@@ -77,6 +85,11 @@ def test_report_command_overlays_runs(small_run, tmp_path, capsys):
     assert main(["report", str(small_run.run_dir), str(other.run_dir), "--out", str(out)]) == 0
     table = json.loads((out / "runs_compared.json").read_text())
     assert set(table) == {"run", "other"}
+    # the keys that tell the runs apart, in the table, the page and what was printed
+    assert table["run"]["settings"] == {"eval_every": 20, "seed": 0}
+    assert table["other"]["settings"] == {"eval_every": 0, "seed": 3}
+    assert "Settings that differ" in (out / "index.html").read_text()
+    assert "  other: eval_every=0, seed=3" in capsys.readouterr().out
     img = np.asarray(Image.open(out / "runs_compared.png").convert("RGB"))
     assert _pixels_near(img, TAB10["blue"]) > 100 and _pixels_near(img, TAB10["orange"]) > 100
 

@@ -106,10 +106,9 @@ def run(
             raise
         saved = checkpoint.load(run_dir, warn=echo)
         check_identity(cfg, source.fingerprint, run_dir, saved)
-        spec = source.spec
 
-        def load_agent() -> Agent:
-            return trained_agent(cfg, run_dir, spec, model)
+        def load_agent() -> Agent:  # the spec of a live stream is known once it starts
+            return trained_agent(cfg, run_dir, source.spec, model)
 
         if saved is not None and (done := completed(run_dir, saved.progress)) is not None:
             echo(
