@@ -32,72 +32,84 @@ def chromium():
 
 
 def test_the_dashboard_draws_the_servers_numbers(tmp_path):
-    from selenium.webdriver.common.by import By
-
+    """The page against a served run: empty, it says how to start; learned, every chart and
+    number shows /v1/run's values, drawn (canvas ink, legends); /docs renders offline."""
     tasks = digit_tasks()
     server = Served(tmp_path / "served")
     try:
-        with httpx.Client(timeout=60) as client:
-            for task in tasks:
-                for _, x, y in batches(task):
-                    r = client.post(
-                        f"{server.url}/v1/observe", json={"x": x.tolist(), "y": y.tolist()}
-                    )
-                    assert r.status_code == 200, r.text
-                r = client.post(
-                    f"{server.url}/v1/experiences/end",
-                    json={"x_test": task["x_test"].tolist(), "y_test": task["y_test"].tolist()},
-                )
-                assert r.status_code == 200, r.text
-
-            def finished():
-                s = client.get(f"{server.url}/v1/run").json()
-                return s if s["queued_examples"] == 0 and len(s["matrix"]) == 2 else None
-
-            state = wait_until(finished, what="both tasks learned")
         driver = chromium()
         try:
-            driver.get(server.url + "/")
-            wait_until(
-                lambda: len(driver.find_elements(By.CSS_SELECTOR, "#matrix-table td")) == 4,
-                what="the matrix to render",
-            )
-            for cell in driver.find_elements(By.CSS_SELECTOR, "#matrix-table td"):
-                i, j = int(cell.get_attribute("data-i")), int(cell.get_attribute("data-j"))
-                want = state["matrix"][i][j]
-                assert cell.text == ("-" if want is None else f"{want:.3f}"), (i, j)
-            curves = driver.find_elements(By.CSS_SELECTOR, "#curves polyline.curve")
-            assert len(curves) == 2
-            for curve in curves:
-                j = int(curve.get_attribute("data-experience"))
-                column = [row[j] for row in state["matrix"] if row[j] is not None]
-                drawn = [float(v) for v in curve.get_attribute("data-values").split(",")]
-                assert drawn == column
-                assert len(curve.get_attribute("points").split()) == len(column)
-            bars = driver.find_elements(By.CSS_SELECTOR, "#memory rect.memory-bar")
-            counts = [int(b.get_attribute("data-count")) for b in bars]
-            assert counts == state["memory"]["by_class"] and sum(counts) == 50
-            assert driver.find_element(By.ID, "learned").text == "400"
-            assert driver.find_element(By.ID, "status").text == "learning"
-            online = driver.find_element(By.ID, "online").text
-            assert online == f"{state['online_accuracy']:.3f}" and 0.4 < float(online) < 1
-            average = driver.find_element(By.ID, "average").text
-            assert average == f"{state['summary']['average_accuracy']:.3f}"
-            assert driver.find_element(By.ID, "throughput-line").get_attribute("points")
-            assert driver.find_element(By.ID, "error").text == ""
-            # the API docs render from the package's own files (no CDN: this browser is
-            # offline but for the server)
-            driver.get(server.url + "/docs")
-            wait_until(
-                lambda: driver.find_elements(By.CSS_SELECTOR, ".swagger-ui .opblock-summary-path"),
-                what="Swagger UI to render",
-            )
-            paths = {
-                e.get_attribute("data-path")
-                for e in driver.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")
-            }
-            assert {"/v1/observe", "/v1/predict", "/healthz"} <= paths, paths
+            _check_the_dashboard(server, driver, tasks)
         finally:
             driver.quit()
     finally:
         assert server.stop() == 143
+
+
+def _check_the_dashboard(server, driver, tasks) -> None:
+    """Everything the test checks once the server and the browser are up."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(server.url + "/")  # empty: a hint says how to start
+    wait_until(lambda: driver.find_element(By.ID, "empty").is_displayed(), what="the hint")
+    assert "/v1/observe" in driver.find_element(By.ID, "empty").text
+    with httpx.Client(timeout=60) as client:
+        for task in tasks:
+            for _, x, y in batches(task):
+                r = client.post(f"{server.url}/v1/observe", json={"x": x.tolist(), "y": y.tolist()})
+                assert r.status_code == 200, r.text
+            r = client.post(
+                f"{server.url}/v1/experiences/end",
+                json={"x_test": task["x_test"].tolist(), "y_test": task["y_test"].tolist()},
+            )
+            assert r.status_code == 200, r.text
+        state = client.get(f"{server.url}/v1/run", params={"wait": 300}).json()
+        assert state["caught_up"] and len(state["matrix"]) == 2
+
+    def drawn():  # the page's last poll saw everything learned
+        run = driver.execute_script("return window.dashboard.run")
+        return run if run and run["learned"] == 400 and run["summary"] else None
+
+    seen = wait_until(drawn, what="the dashboard to show the learned run")
+    data = driver.execute_script("return window.dashboard.data")
+    for i, row in enumerate(state["matrix"]):
+        for j, want in enumerate(row):
+            cell = driver.find_element(By.CSS_SELECTOR, f"td[data-i='{i}'][data-j='{j}']")
+            assert cell.text == ("-" if want is None else f"{want:.3f}"), (i, j)
+            assert data["curves"][1 + j][i] == want  # each experience's curve
+    assert data["curves"][0] == [0, 1]
+    assert data["memory"][1] == state["memory"]["by_class"] and sum(data["memory"][1]) == 50
+    assert data["throughput"][1][-1] == 400  # examples learned, up to now
+    assert data["online-chart"][1][-1] == seen["online_accuracy"]
+    assert driver.find_element(By.ID, "learned").text == "400"
+    assert driver.find_element(By.ID, "status").text == "caught up"
+    assert not driver.find_element(By.ID, "empty").is_displayed()
+    online = driver.find_element(By.ID, "online").text
+    assert online == f"{seen['online_accuracy']:.3f}" and 0.4 < float(online) < 1
+    average = driver.find_element(By.ID, "average").text
+    assert average == f"{state['summary']['average_accuracy']:.3f}"
+    # every chart drew on its canvas: axes, labels, legend and the data's pixels
+    for chart in ("curves", "online-chart", "throughput", "memory"):
+        inked = driver.execute_script(
+            "const c = document.querySelector(arguments[0] + ' canvas');"
+            "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+            "let n = 0; for (let k = 3; k < d.length; k += 4) if (d[k] > 0) n++;"
+            "return n;",
+            f"#{chart}",
+        )
+        assert inked > 500, chart
+        legend = driver.find_element(By.CSS_SELECTOR, f"#{chart} .u-legend").text
+        assert legend, chart
+    assert driver.find_element(By.ID, "error").text == ""
+    # the API docs render from the package's own files (no CDN: this browser is
+    # offline but for the server)
+    driver.get(server.url + "/docs")
+    wait_until(
+        lambda: driver.find_elements(By.CSS_SELECTOR, ".swagger-ui .opblock-summary-path"),
+        what="Swagger UI to render",
+    )
+    paths = {
+        e.get_attribute("data-path")
+        for e in driver.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")
+    }
+    assert {"/v1/observe", "/v1/predict", "/healthz"} <= paths, paths

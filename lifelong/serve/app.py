@@ -14,7 +14,13 @@ from fastapi.responses import HTMLResponse, Response
 from lifelong.serve.routes import learn_router, query_router
 from lifelong.serve.service import Service
 
-DASHBOARD_FILES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+# the dashboard's files: its own, and uPlot (vendored from npm, MIT: dashboard/vendor/)
+DASHBOARD_FILES = {
+    "dashboard.js": ("dashboard.js", "text/javascript"),
+    "dashboard.css": ("dashboard.css", "text/css"),
+    "uPlot.iife.min.js": ("vendor/uPlot.iife.min.js", "text/javascript"),
+    "uPlot.min.css": ("vendor/uPlot.min.css", "text/css"),
+}
 DOCS_FILES = {
     "swagger-ui-bundle.js": "text/javascript",
     "swagger-ui.css": "text/css",
@@ -56,7 +62,8 @@ def create_app(service: Service, *, token: str | None = None, max_bytes: int = 6
     def dashboard_file(name: str) -> Response:
         if name not in DASHBOARD_FILES:
             raise HTTPException(404, f"no dashboard file {name}")
-        return Response(_asset(name), media_type=DASHBOARD_FILES[name])
+        where, kind = DASHBOARD_FILES[name]
+        return Response(_asset(where), media_type=kind)
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
@@ -80,4 +87,4 @@ def create_app(service: Service, *, token: str | None = None, max_bytes: int = 6
 
 def _asset(name: str) -> str:
     """A file of the dashboard, from the package (the page loads nothing from elsewhere)."""
-    return resources.files("lifelong.serve").joinpath("dashboard", name).read_text()
+    return resources.files("lifelong.serve").joinpath("dashboard", *name.split("/")).read_text()

@@ -215,7 +215,7 @@ class Service:
                 loaded = None  # replaced while read: the next look takes the new one
             if loaded is not None:
                 self.view = loaded
-                self._note_rate(int(loaded.get("position") or 0))
+                self._note_rate(int(loaded.get("position") or 0), loaded.get("online_accuracy"))
         results = self._changed(learner.RESULTS)
         if results is not None:
             try:
@@ -229,11 +229,11 @@ class Service:
             except (OSError, RuntimeError, EOFError):
                 self._seen.pop(learner.WEIGHTS, None)  # retry at the next look
 
-    def _note_rate(self, position: int) -> None:
-        """(time, examples learned), at most once a second: ten minutes of history."""
+    def _note_rate(self, position: int, online: float | None) -> None:
+        """(time, examples learned, online accuracy), at most once a second: ten minutes."""
         now = time.time()
         if not self.counters.rate or now - self.counters.rate[-1][0] >= 1.0:
-            self.counters.rate.append((now, position))
+            self.counters.rate.append((now, position, online))
 
     def _changed(self, name: str) -> Path | None:
         path = self.folder / name
@@ -388,8 +388,10 @@ class Service:
         return self.log.received - self.learned
 
     def examples_per_second(self) -> float | None:
-        """Learning throughput over the last published minute."""
-        points = list(self.counters.rate)
+        """Learning throughput over the last minute, to now: it falls to 0 while idle."""
+        points = [p[:2] for p in self.counters.rate]
+        if points:
+            points.append((time.time(), self.learned))
         recent = [p for p in points if p[0] >= points[-1][0] - 60] if points else []
         if len(recent) < 2 or recent[-1][0] <= recent[0][0]:
             return None
@@ -407,5 +409,8 @@ class Service:
         view["queued_examples"] = self.queue_depth()
         view["experiences_ended"] = self.log.experience
         view["examples_per_second"] = self.examples_per_second()
-        view["history"] = [[round(t, 3), n] for t, n in self.counters.rate]
+        live = [(time.time(), self.learned, view.get("online_accuracy"))]  # up to now
+        view["history"] = [[round(t, 3), n, a] for t, n, a in [*self.counters.rate, *live]]
+        if view.get("status") == "learning" and self.caught_up():
+            view["status"] = "caught up"  # learned all it was sent; waiting for more
         return metrics.json_ready(view)

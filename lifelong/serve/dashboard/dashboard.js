@@ -1,63 +1,69 @@
-// The live dashboard: polls /v1/run and draws with plain SVG (no library, no CDN).
+// The live dashboard: polls /v1/run every second and draws with uPlot (vendored from npm,
+// served by the package: no CDN). window.dashboard holds the last /v1/run answer and the
+// data each chart was given, so a test can check the charts against the server's numbers.
 "use strict";
 const token = new URLSearchParams(location.hash.slice(1)).get("token");
 const headers = token ? { Authorization: "Bearer " + token } : {};
 const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
                 "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
-const W = 420, H = 240, PAD = 36;
+const SIZE = { width: 460, height: 260 };
+const charts = {};
+window.dashboard = { run: null, data: {} };
 
-function svg(tag, attrs, parent) {
-  const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
-  for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, v);
-  if (parent) parent.appendChild(el);
-  return el;
-}
-
-function axes(root, xmax, ymax, xlabel, ylabel) {
-  const plot = svg("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}` });
-  svg("line", { x1: PAD, y1: H - PAD, x2: W - 8, y2: H - PAD, stroke: "#999" }, plot);
-  svg("line", { x1: PAD, y1: 8, x2: PAD, y2: H - PAD, stroke: "#999" }, plot);
-  svg("text", { x: W / 2, y: H - 6, "text-anchor": "middle", fill: "#666" }, plot).textContent = xlabel;
-  svg("text", { x: 4, y: 16, fill: "#666" }, plot).textContent = ylabel;
-  svg("text", { x: PAD - 4, y: 14, "text-anchor": "end", fill: "#666" }, plot).textContent = fmtAxis(ymax);
-  svg("text", { x: W - 8, y: H - PAD + 14, "text-anchor": "end", fill: "#666" }, plot).textContent = fmtAxis(xmax);
-  root.replaceChildren(plot);
-  const sx = (x) => PAD + (W - PAD - 8) * (xmax > 0 ? x / xmax : 0);
-  const sy = (y) => H - PAD - (H - PAD - 8) * (ymax > 0 ? y / ymax : 0);
-  return { plot, sx, sy };
-}
-
-function fmtAxis(v) { return v >= 1000 ? Math.round(v).toLocaleString() : String(+v.toFixed(2)); }
 const fmt3 = (v) => (v === null || v === undefined ? "-" : v.toFixed(3));
+const byId = (id) => document.getElementById(id);
+
+// One chart per element, made again only when its series change (a new experience).
+function chart(id, opts, data) {
+  window.dashboard.data[id] = data;
+  const key = JSON.stringify(opts.series.map((s) => s.label));
+  const old = charts[id];
+  if (old && old.key === key) {
+    old.plot.setData(data);
+    return;
+  }
+  if (old) old.plot.destroy();
+  const plot = new uPlot({ ...SIZE, ...opts }, data, byId(id));
+  charts[id] = { plot, key };
+}
+
+function axis(label, extra) {
+  return { label, stroke: "#555", grid: { stroke: "#eee" }, ticks: { stroke: "#ccc" }, ...extra };
+}
+
+const integerTicks = (u, vals) => vals.map((v) => (Number.isInteger(v) ? String(v) : ""));
 
 function drawCurves(matrix) {
   const rows = matrix.length, cols = rows ? matrix[0].length : 0;
-  const { plot, sx, sy } = axes(document.getElementById("curves"), Math.max(rows - 1, 1), 1,
-                                "after experience", "accuracy");
+  const xs = [...Array(rows).keys()];
+  const data = [xs];
+  const series = [{ label: "after experience" }];
   for (let j = 0; j < cols; j++) {
-    const pts = [], values = [];
-    for (let i = 0; i < rows; i++) {
-      const v = matrix[i][j];
-      if (v === null) continue;
-      pts.push(`${sx(i).toFixed(1)},${sy(v).toFixed(1)}`);
-      values.push(v);
-    }
-    svg("polyline", { class: "curve", "data-experience": j, "data-values": values.join(","),
-                      points: pts.join(" "), fill: "none", stroke: COLORS[j % 10],
-                      "stroke-width": 2 }, plot);
-    for (const p of pts) {
-      const [x, y] = p.split(",");
-      svg("circle", { cx: x, cy: y, r: 3, fill: COLORS[j % 10] }, plot);
-    }
+    data.push(xs.map((i) => matrix[i][j]));
+    series.push({ label: `experience ${j}`, stroke: COLORS[j % 10], width: 2,
+                  points: { show: true, size: 6 }, value: (u, v) => fmt3(v) });
   }
+  const known = matrix.flat().filter((v) => v !== null);
+  const low = known.length ? Math.max(0, Math.floor((Math.min(...known) - 0.05) * 10) / 10) : 0;
+  chart("curves", {
+    series,
+    scales: { x: { time: false, range: [0, Math.max(rows - 1, 1)] }, y: { range: [low, 1] } },
+    axes: [axis("after experience", { splits: () => xs, values: integerTicks }),
+           axis("test accuracy", { values: (u, vals) => vals.map((v) => +v.toFixed(2)) })],
+  }, data);
 }
 
 function drawMatrix(matrix) {
   const table = document.createElement("table");
   table.id = "matrix-table";
   const head = table.insertRow();
-  head.appendChild(document.createElement("th"));
+  head.appendChild(Object.assign(document.createElement("th"), { textContent: "after \\ test" }));
   const cols = matrix.length ? matrix[0].length : 0;
+  // shade from the lowest value shown (light) to the highest (dark): differences of a few
+  // points read at a glance; the numbers are in the cells
+  const known = matrix.flat().filter((v) => v !== null);
+  const lo = Math.min(...known), hi = Math.max(...known);
+  const shade = (v) => (hi > lo ? (v - lo) / (hi - lo) : 1);
   for (let j = 0; j < cols; j++) head.appendChild(Object.assign(document.createElement("th"), { textContent: j }));
   matrix.forEach((row, i) => {
     const tr = table.insertRow();
@@ -66,34 +72,47 @@ function drawMatrix(matrix) {
       const td = tr.insertCell();
       td.dataset.i = i; td.dataset.j = j;
       td.textContent = fmt3(v);
-      if (v !== null) td.style.background = `hsl(${Math.round(120 * v)}, 60%, 85%)`;
+      td.title = v === null ? "not known yet" : `after experience ${i}, test set ${j}: ${fmt3(v)}`;
+      if (v !== null) {
+        td.style.background = `hsl(212, 70%, ${Math.round(94 - 54 * shade(v))}%)`;
+        td.style.color = shade(v) > 0.55 ? "#fff" : "#222";
+      }
     });
   });
-  document.getElementById("matrix").replaceChildren(table);
+  byId("matrix").replaceChildren(table);
 }
 
-function drawThroughput(history) {
+function drawHistory(history) {
   if (history.length < 1) return;
   const t0 = history[0][0];
-  const tmax = Math.max(history[history.length - 1][0] - t0, 1);
-  const nmax = Math.max(history[history.length - 1][1], 1);
-  const { plot, sx, sy } = axes(document.getElementById("throughput"), tmax, nmax, "seconds", "examples");
-  const pts = history.map(([t, n]) => `${sx(t - t0).toFixed(1)},${sy(n).toFixed(1)}`);
-  svg("polyline", { id: "throughput-line", points: pts.join(" "), fill: "none",
-                    stroke: "#1f77b4", "stroke-width": 2 }, plot);
+  const ts = history.map((h) => h[0] - t0);
+  chart("throughput", {
+    series: [{ label: "seconds" },
+             { label: "examples learned", stroke: COLORS[0], width: 2, fill: "rgba(31,119,180,0.08)" }],
+    scales: { x: { time: false } },
+    axes: [axis("seconds since the page's first point"), axis("examples learned", { size: 60 })],
+  }, [ts, history.map((h) => h[1])]);
+  chart("online-chart", {
+    series: [{ label: "seconds" },
+             { label: "online accuracy", stroke: COLORS[2], width: 2, value: (u, v) => fmt3(v) }],
+    scales: { x: { time: false }, y: { range: [0, 1] } },
+    axes: [axis("seconds since the page's first point"), axis("accuracy")],
+  }, [ts, history.map((h) => (h[2] === undefined ? null : h[2]))]);
 }
 
 function drawMemory(memory, byTask) {
   const counts = memory.by_class || [];
-  const { plot, sx, sy } = axes(document.getElementById("memory"), Math.max(counts.length, 1),
-                                Math.max(...counts, 1), "class", "memories");
-  const bw = (W - PAD - 8) / Math.max(counts.length, 1) * 0.8;
-  counts.forEach((c, k) => {
-    svg("rect", { class: "memory-bar", "data-class": k, "data-count": c, x: sx(k) + 2,
-                  y: sy(c), width: bw, height: H - PAD - sy(c), fill: COLORS[k % 10] }, plot);
-  });
-  document.getElementById("memory-size").textContent = `(${memory.size} of ${memory.capacity})`;
-  document.getElementById("memory-tasks").textContent = "by task: " +
+  const classes = [...counts.keys()];
+  chart("memory", {
+    series: [{ label: "class" },
+             { label: "memories", stroke: COLORS[0], fill: "rgba(31,119,180,0.5)",
+               paths: uPlot.paths.bars({ size: [0.7, 60] }), points: { show: false } }],
+    scales: { x: { time: false, range: [-0.5, Math.max(counts.length - 0.5, 0.5)] },
+              y: { range: [0, Math.max(...counts, 1) * 1.1] } },
+    axes: [axis("class", { splits: () => classes, values: integerTicks }), axis("memories")],
+  }, [classes, counts]);
+  byId("memory-size").textContent = `(${memory.size} of ${memory.capacity})`;
+  byId("memory-tasks").textContent = "by task: " +
     Object.entries(byTask || {}).map(([t, c]) => `${t === "-1" ? "none" : t}: ${c}`).join(", ");
 }
 
@@ -102,26 +121,29 @@ async function refresh() {
     const r = await fetch("/v1/run", { headers });
     if (!r.ok) throw new Error(`/v1/run answered ${r.status}`);
     const run = await r.json();
-    const status = document.getElementById("status");
-    status.textContent = run.status; status.className = "badge " + run.status;
-    document.getElementById("learned").textContent = run.learned;
-    document.getElementById("queued").textContent = run.queued_examples;
-    document.getElementById("rate").textContent = run.examples_per_second === null ? "-" : Math.round(run.examples_per_second);
-    document.getElementById("experiences").textContent = run.experiences_ended;
-    document.getElementById("online").textContent = fmt3(run.online_accuracy);
+    window.dashboard.run = run;
+    const status = byId("status");
+    status.textContent = run.status; status.className = "badge " + run.status.replace(" ", "-");
+    byId("learned").textContent = run.learned;
+    byId("queued").textContent = run.queued_examples;
+    byId("rate").textContent = run.examples_per_second === null ? "-" : Math.round(run.examples_per_second);
+    byId("experiences").textContent = run.experiences_ended;
+    byId("online").textContent = fmt3(run.online_accuracy);
     const s = run.summary || {};
-    document.getElementById("average").textContent = fmt3(s.average_accuracy);
-    document.getElementById("forgetting").textContent = fmt3(s.forgetting_chaudhry2018);
+    byId("average").textContent = fmt3(s.average_accuracy);
+    byId("forgetting").textContent = fmt3(s.forgetting_chaudhry2018);
+    byId("empty").hidden = run.received > 0;
     drawCurves(run.matrix);
     drawMatrix(run.matrix);
-    drawThroughput(run.history || []);
+    drawHistory(run.history || []);
     if (run.memory) drawMemory(run.memory, run.memory_by_task);
-    document.getElementById("error").textContent = run.error || "";
+    byId("error").textContent = run.error || "";
     document.body.dataset.step = run.published_step ?? "";
   } catch (e) {
-    document.getElementById("error").textContent = String(e);
+    byId("error").textContent = String(e);
   }
 }
 
+for (const el of document.querySelectorAll(".origin")) el.textContent = location.origin;
 refresh();
 setInterval(refresh, 1000);
