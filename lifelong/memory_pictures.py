@@ -9,13 +9,17 @@ drawn as a one-row strip, so every store has a picture.
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
+from typing import BinaryIO
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+_PYPLOT = threading.Lock()  # pyplot's figures are global state: one picture at a time
 
 
 def as_image(value: np.ndarray) -> np.ndarray:
@@ -56,10 +60,16 @@ def pick_per_class(store, per_class: int) -> dict[int, np.ndarray]:
     return picked
 
 
-def plot_memory_grid(store, path: Path, per_class: int = 8) -> Path | None:
-    """A row per class, its memories from oldest to newest; None for an empty store."""
+def plot_memory_grid(store, path: Path | BinaryIO, per_class: int = 8) -> Path | BinaryIO | None:
+    """A row per class, its memories from oldest to newest, as a PNG at ``path`` (a file name
+    or a binary file); None for an empty store."""
     if len(store) == 0:
         return None
+    with _PYPLOT:
+        return _grid(store, path, per_class)
+
+
+def _grid(store, path, per_class: int):
     picked = pick_per_class(store, per_class)
     newest = int(store.catalog.cols["position"].max())
     rows, cols = len(picked), max(len(v) for v in picked.values())
@@ -80,13 +90,18 @@ def plot_memory_grid(store, path: Path, per_class: int = 8) -> Path | None:
         f"(a row per class, oldest to newest)",
         fontsize=9,
     )
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
     return path
 
 
 def plot_one(store, memory_id: int, path: Path) -> Path:
     """One memory's stored example, captioned."""
+    with _PYPLOT:
+        return _one(store, memory_id, path)
+
+
+def _one(store, memory_id: int, path: Path) -> Path:
     value = store.fetch([memory_id]).values[0]
     (record,) = store.records([memory_id])
     newest = int(store.catalog.cols["position"].max())

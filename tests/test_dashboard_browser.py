@@ -101,6 +101,14 @@ def _check_the_dashboard(server, driver, tasks) -> None:
         legend = driver.find_element(By.CSS_SELECTOR, f"#{chart} .u-legend").text
         assert legend, chart
     assert driver.find_element(By.ID, "error").text == ""
+    # the memory's picture: a PNG of the stored examples, shown on the page
+    wait_until(
+        lambda: driver.execute_script(
+            "const i = document.getElementById('memory-picture');"
+            "return i.complete && i.naturalWidth > 300 && i.naturalHeight > 100;"
+        ),
+        what="the memory's picture",
+    )
     # the API docs render from the package's own files (no CDN: this browser is
     # offline but for the server)
     driver.get(server.url + "/docs")

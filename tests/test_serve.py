@@ -72,6 +72,9 @@ def test_learns_two_tasks_and_answers_while_learning(served):
     assert len(adapted["labels"]) == 5
     assert np.allclose(np.sum(adapted["probabilities"], axis=1), 1.0, atol=1e-4)
 
+    picture = client.get("/v1/memory/picture", params={"per_class": 3})
+    assert picture.status_code == 200 and picture.headers["content-type"] == "image/png"
+    assert picture.content.startswith(b"\x89PNG")
     stats = client.get("/v1/memory/stats").json()
     assert stats["memories"] == 50
     found = client.post("/v1/memory/search", json={"x": tasks[0]["x"][0].tolist(), "k": 5})

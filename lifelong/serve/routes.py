@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import time
 
 import numpy as np
 from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import ValidationError
 
 from lifelong.serve import schemas
@@ -206,6 +207,23 @@ def query_router(service: Service, max_bytes: int) -> APIRouter:
         checkpoint, which flushes the agent's memory to it)."""
         with _memory(service) as store:
             return store.stats()
+
+    @router.get(
+        "/v1/memory/picture",
+        response_class=Response,
+        responses={200: {"content": {"image/png": {}}}, 404: {"model": schemas.Problem}},
+    )
+    def memory_picture(per_class: int = Query(8, ge=1, le=32)) -> Response:
+        """What the agent remembers, as a PNG: a row per class of stored examples, oldest to
+        newest, each with its task, age and replay count (the report's memory page)."""
+        from lifelong.memory_pictures import plot_memory_grid  # matplotlib: on first use
+
+        buf = io.BytesIO()
+        with _memory(service) as store:
+            drawn = plot_memory_grid(store, buf, per_class)
+        if drawn is None:
+            raise HTTPException(404, "the memory is empty: nothing to draw yet")
+        return Response(buf.getvalue(), media_type="image/png")
 
     @router.post("/v1/memory/search", response_model=schemas.SearchResult, responses=_ERRORS)
     def memory_search(body: schemas.SearchBody) -> schemas.SearchResult:

@@ -116,6 +116,21 @@ function drawMemory(memory, byTask) {
     Object.entries(byTask || {}).map(([t, c]) => `${t === "-1" ? "none" : t}: ${c}`).join(", ");
 }
 
+// The memory's picture, fetched (with the token) when the stored memories may have changed,
+// at most every 10 s: drawing it costs the server a moment.
+let pictureKey = null, pictureAt = 0;
+async function refreshPicture(run) {
+  const key = `${run.experiences_evaluated}:${run.published_step}`;
+  if (key === pictureKey || Date.now() - pictureAt < 10000) return;
+  pictureAt = Date.now();
+  const r = await fetch("/v1/memory/picture", { headers });
+  if (!r.ok) return;  // no store yet, or nothing stored
+  pictureKey = key;
+  const img = byId("memory-picture");
+  if (img.src) URL.revokeObjectURL(img.src);
+  img.src = URL.createObjectURL(await r.blob());
+}
+
 async function refresh() {
   try {
     const r = await fetch("/v1/run", { headers });
@@ -137,6 +152,7 @@ async function refresh() {
     drawMatrix(run.matrix);
     drawHistory(run.history || []);
     if (run.memory) drawMemory(run.memory, run.memory_by_task);
+    if (run.learned > 0) await refreshPicture(run);
     byId("error").textContent = run.error || "";
     document.body.dataset.step = run.published_step ?? "";
   } catch (e) {
