@@ -83,7 +83,7 @@ def plot_forgetting_curves(run: dict, path: Path) -> Path:
             marker="o",
             ms=3,
             color=cmap(j % cmap.N),
-            label=f"experience {j}",
+            label=_experience_label(j, run["events"]),
         )
     for end in ends[:-1]:
         ax.axvline(end, color="grey", ls="--", lw=0.8)
@@ -100,6 +100,18 @@ def plot_forgetting_curves(run: dict, path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _experience_label(j: int, events: list[dict]) -> str:
+    """ "experience 2 (classes 4, 5)" where the run recorded what it held (runs from before
+    recorded nothing: "experience 2")."""
+    for e in events:
+        if e.get("type") == "experience_end" and e.get("experience") == j and e.get("classes"):
+            shown = ", ".join(map(str, e["classes"][:6])) + (
+                ", ..." if len(e["classes"]) > 6 else ""
+            )
+            return f"experience {j} (classes {shown})"
+    return f"experience {j}"
 
 
 def plot_matrix(run: dict, path: Path) -> Path:

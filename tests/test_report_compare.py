@@ -60,6 +60,16 @@ def test_curves_start_where_each_experience_was_trained(small_run):
     assert [p for p, _ in curves[1]] == [ends[1]]
 
 
+def test_the_legend_names_the_classes_each_experience_held(small_run):
+    from lifelong.report import _experience_label, load_run
+
+    events = load_run(small_run.run_dir)["events"]
+    for j, exp in enumerate(streams.get_stream("split-digits", experiences=2, seed=0)):
+        held = ", ".join(str(c) for c in exp.classes)
+        assert _experience_label(j, events) == f"experience {j} (classes {held})"
+    assert _experience_label(0, [{"type": "experience_end", "experience": 0}]) == "experience 0"
+
+
 def test_matrix_png_and_html_links(small_run):
     img = np.asarray(Image.open(small_run.report["accuracy_matrix"]).convert("RGB"))
     assert img.std() > 10

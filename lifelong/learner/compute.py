@@ -89,6 +89,7 @@ def plot_accuracy_against_compute(rows: list[dict], title: str, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib import ticker
 
     rows = [r for r in rows if np.isfinite(r.get("flops_per_example", np.nan))]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110, sharey=True)
@@ -118,6 +119,11 @@ def plot_accuracy_against_compute(rows: list[dict], title: str, path) -> None:
                 label=r["method"],
             )
         ax.set_xscale("log")
+        # labels at 1, 2 and 5 of each decade, none on the minor ticks: on a range under a
+        # decade matplotlib labels every minor tick, and they ran into each other
+        ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set_xlabel(label)
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel("average accuracy")

@@ -89,7 +89,7 @@ class Training:
             while (exp := self._untimed(self.source.get, p.experience)) is not None:
                 if self._learn(exp):
                     return True
-                self._end_experience(p.experience)
+                self._end_experience(p.experience, exp.classes)
             if self.source.live is None:
                 p.done = True
                 self._save()
@@ -181,7 +181,7 @@ class Training:
         if self.tb is not None:
             self.tb.accuracies(self.agent.steps, row)
 
-    def _end_experience(self, i: int) -> None:
+    def _end_experience(self, i: int, classes) -> None:
         p, agent = self.progress, self.agent
         agent.end_experience(i)
         p.train_seconds = time.perf_counter() - self._started
@@ -190,6 +190,7 @@ class Training:
         end = {
             "type": "experience_end",
             "experience": i,
+            "classes": [int(c) for c in classes],  # what it held: the report's legend says
             "step": agent.steps,
             "position": p.position,
             "accuracies": row,
