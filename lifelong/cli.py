@@ -77,7 +77,7 @@ def _streams_describe(args: argparse.Namespace) -> int:
     )
     print(f"  {'exp':>3} {'task':>4} {'train':>6} {'test':>5}  classes")
     for e in info["experiences"]:  # only task-incremental streams give learners task ids
-        task = e["task_id"] if info["scenario"] == "task" else "-"
+        task = e["task_id"] if info["scenario"] == "task" else "none"
         print(f"  {e['id']:>3} {task:>4} {e['n_train']:>6} {e['n_test']:>5}  {e['classes']}")
     return 0
 

@@ -125,9 +125,14 @@ def _table(rows: list[dict]) -> None:
         print("  ".join(_fmt(r[c], c).rjust(widths[c]) for c in cols))
 
 
+NO_TASK = "none"  # a memory written without a task id (null in its JSON record)
+
+
 def _fmt(v, col: str = "") -> str:
     if col == "written_at" and v is not None:
         return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v))
+    if col == "task" and v in (None, -1):
+        return NO_TASK
     if v is None or (isinstance(v, int) and v == -1):
         return "-"
     return f"{v:.4g}" if isinstance(v, float) else str(v)

@@ -41,7 +41,7 @@ def as_image(value: np.ndarray) -> np.ndarray:
 def caption(record: dict, newest: int) -> str:
     """What a memory is, in a few words: label, task, age (stream examples since it was
     written) and how often it was replayed."""
-    task = "no task" if record.get("task") in (None, -1) else f"task {record['task']}"
+    task = f"task {'none' if record.get('task') in (None, -1) else record['task']}"
     age = newest - record["position"] if record.get("position", -1) >= 0 else None
     when = f"age {age}" if age is not None else "no position"
     replayed = f"replayed {record['replay_count']}x"

@@ -158,6 +158,9 @@ class Reads:
             "value_shape": list(self.value_shape),
             "value_dtype": self.value_dtype.str,
             "labels": self.catalog.counts("label"),
-            "tasks": self.catalog.counts("task"),
+            # memories written without a task id count under "none", as they are shown
+            "tasks": {
+                ("none" if t == -1 else t): n for t, n in self.catalog.counts("task").items()
+            },
             "files_bytes": files,
         }

@@ -66,7 +66,7 @@ def test_streams_list_says_what_needs_a_download_and_describe_shows_no_task_ids(
     assert "cifar10        download" in out and "mnist5k        shipped" in out
     assert cli.main(["streams", "describe", "split-digits"]) == 0
     rows = capsys.readouterr().out.splitlines()[2:]
-    assert rows and all(r.split()[1] == "-" for r in rows)  # class-incremental: no task ids
+    assert rows and all(r.split()[1] == "none" for r in rows)  # class-incremental: no task ids
     assert cli.main(["streams", "describe", "split-task-digits"]) == 0
     rows = capsys.readouterr().out.splitlines()[2:]
     assert [r.split()[1] for r in rows] == [str(i) for i in range(len(rows))]

@@ -157,3 +157,19 @@ def test_show_prints_a_memory_and_draws_its_example(tmp_path, capsys):
     assert as_image(np.zeros(784)).shape == (28, 28)  # MNIST's flat digits are images
     assert as_image(np.zeros((3, 32, 32))).shape == (32, 32, 3)
     assert as_image(np.zeros(10)).shape == (1, 10)  # features: a strip
+
+
+def test_no_task_is_written_one_way(tmp_path, capsys):
+    """A memory written without a task id is "none" wherever it is shown: the list, the
+    counts by task (text and JSON) and the stream's description."""
+    rng = np.random.default_rng(1)
+    with EpisodicStore.create(tmp_path / "mem", dim=DIM, value_shape=VSHAPE) as st:
+        st.write(*batch(rng, 3))
+    assert main(["memory", "list", str(tmp_path / "mem")]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:4]
+    assert [r.split()[2] for r in rows] == ["none"] * 3
+    code, info = run_json(capsys, "memory", "stats", str(tmp_path / "mem"))
+    assert code == 0 and info["tasks"] == {"none": 3}
+    assert main(["streams", "describe", "split-digits"]) == 0
+    described = capsys.readouterr().out.splitlines()[2:]
+    assert {r.split()[1] for r in described} == {"none"}

@@ -133,7 +133,9 @@ class Publisher(RunHooks):
                 "capacity": memory.capacity,
                 "by_class": torch.bincount(memory.y[:n], minlength=self.cfg.n_classes).tolist(),
             },
-            "memory_by_task": {str(int(t)): int(c) for t, c in zip(tasks, counts)},
+            "memory_by_task": {
+                "none" if int(t) == -1 else str(int(t)): int(c) for t, c in zip(tasks, counts)
+            },
             "step_seconds": sum(steps) / len(steps) if steps else None,
             "published_step": agent.steps,
             "time": time.time(),

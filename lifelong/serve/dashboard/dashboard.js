@@ -113,7 +113,7 @@ function drawMemory(memory, byTask) {
   }, [classes, counts]);
   byId("memory-size").textContent = `(${memory.size} of ${memory.capacity})`;
   byId("memory-tasks").textContent = "by task: " +
-    Object.entries(byTask || {}).map(([t, c]) => `${t === "-1" ? "none" : t}: ${c}`).join(", ");
+    Object.entries(byTask || {}).map(([t, c]) => `${t}: ${c}`).join(", ");
 }
 
 // The memory's picture, fetched (with the token) when the stored memories may have changed,
