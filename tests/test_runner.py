@@ -114,6 +114,14 @@ def test_rerun_of_finished_run_changes_nothing(reference):
     assert np.array_equal(result.matrix, before)
 
 
+def test_a_class_incremental_run_records_no_task_as_a_served_one(reference):
+    """split streams number every experience task 0; the learner is given no task id there,
+    so the memory records none, as a served run of the same batches does."""
+    with EpisodicStore.open(reference / "memory", readonly=True) as mem:
+        assert len(mem) > 0 and set(mem.catalog.cols["task"].tolist()) == {-1}
+        assert mem.stats()["tasks"] == {"none": len(mem)}
+
+
 def test_a_result_gives_the_trained_agent_and_its_memory(reference):
     """run() hands back what a user needs to use the agent: it predicts as the matrix says
     (numpy in), keys examples, and its memory answers a search by those keys."""

@@ -110,9 +110,13 @@ class Training:
     def _learn(self, exp: Experience) -> bool:
         """The experience's batches from where the run is; True if a signal stopped it."""
         p, agent, cfg, i = self.progress, self.agent, self.cfg, self.progress.experience
+        # a task id means something to the learner only on task-incremental streams; class-
+        # and domain-incremental ones number every experience 0, which the memory would
+        # record as a task (a served run, sent none, records none: the same run, the same rows)
+        task = exp.task_id if agent.spec.task_aware else None
         for b, x, y in self._batches_of(exp):
             self._loss = agent.observe(
-                x, y, task_id=exp.task_id, experience=i, position=p.position, checked=True
+                x, y, task_id=task, experience=i, position=p.position, checked=True
             )
             p.position += len(y)
             p.batch = b + 1
