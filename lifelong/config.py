@@ -171,12 +171,10 @@ class RunConfig:
 
     def _check_method_options(self) -> None:
         """Options the method's settings do not have are refused, never recorded unused."""
-        from dataclasses import fields as settings_fields
-
         from lifelong.learner.methods import method_class
 
         name = resolve(self.to_dict())
-        own = {f.name for f in settings_fields(method_class(name).Settings)}
+        own = {f.name for f in fields(method_class(name).Settings)}
         unknown = sorted(set(self.method_options) - own)
         if unknown:
             raise ConfigError(

@@ -114,6 +114,16 @@ def _emit(args, rows: list[dict]) -> int:
     return 0
 
 
+def _emit_fields(args, fields: dict, width: int, shown) -> int:
+    """One record's fields: JSON with --json, else a ``key: value`` line each."""
+    if args.json:
+        print(json.dumps(fields, indent=2))
+    else:
+        for k, v in fields.items():
+            print(f"{k:>{width}}: {shown(k, v)}")
+    return 0
+
+
 def _table(rows: list[dict]) -> None:
     if not rows:
         print("(no memories)")
@@ -147,12 +157,7 @@ def _open(path: str, readonly: bool = True):
 def stats(args) -> int:
     with _open(args.path) as st:
         info = st.stats()
-    if args.json:
-        print(json.dumps(info, indent=2))
-    else:
-        for k, v in info.items():
-            print(f"{k:>14}: {v}")
-    return 0
+    return _emit_fields(args, info, width=14, shown=lambda k, v: str(v))
 
 
 def list_memories(args) -> int:
@@ -227,7 +232,8 @@ def show(args) -> int:
         if record is None:
             raise StoreError(f"no memory {args.id} in {args.path} (see `lifelong memory list`)")
         value = st.fetch([args.id]).values[0]
-        picture = str(plot_one(st, args.id, Path(args.png))) if args.png else None
+        newest = int(st.catalog.cols["position"].max())
+    picture = str(plot_one(value, record, newest, Path(args.png))) if args.png else None
     record |= {
         "value_shape": list(value.shape),
         "value_min": float(value.min()),
@@ -235,12 +241,7 @@ def show(args) -> int:
     }
     if picture:
         record["png"] = picture
-    if args.json:
-        print(json.dumps(record, indent=2))
-    else:
-        for k, v in record.items():
-            print(f"{k:>13}: {_fmt(v, k)}")
-    return 0
+    return _emit_fields(args, record, width=13, shown=lambda k, v: _fmt(v, k))
 
 
 def export(args) -> int:

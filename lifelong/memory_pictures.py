@@ -95,22 +95,16 @@ def _grid(store, path, per_class: int):
     return path
 
 
-def plot_one(store, memory_id: int, path: Path) -> Path:
-    """One memory's stored example, captioned."""
+def plot_one(value: np.ndarray, record: dict, newest: int, path: Path) -> Path:
+    """One memory's stored example (``value``, its ``record``), captioned; ``newest``: the
+    latest stream position in its store, which its age is counted from."""
     with _PYPLOT:
-        return _one(store, memory_id, path)
-
-
-def _one(store, memory_id: int, path: Path) -> Path:
-    value = store.fetch([memory_id]).values[0]
-    (record,) = store.records([memory_id])
-    newest = int(store.catalog.cols["position"].max())
-    fig, ax = plt.subplots(figsize=(3, 3.4), layout="constrained")
-    _draw(ax, as_image(value))
-    ax.axis("off")
-    ax.set_title(caption(record, newest).replace("\n", ", ", 1), fontsize=8)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        fig, ax = plt.subplots(figsize=(3, 3.4), layout="constrained")
+        _draw(ax, as_image(value))
+        ax.axis("off")
+        ax.set_title(caption(record, newest).replace("\n", ", ", 1), fontsize=8)
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
     return path
 
 
