@@ -379,8 +379,10 @@ class Service:
             yield self._memory
 
     def caught_up(self) -> bool:
-        """Everything acknowledged is learned and every logged experience end evaluated."""
-        evaluated = self.view.get("experiences_evaluated") or 0
+        """Everything acknowledged is learned and every logged experience end evaluated.
+        The rows counted are results.json's own (not the view's count): the view can be
+        picked up a moment before the results it counts, and a caller then reads the matrix."""
+        evaluated = len(self.results.get("rows") or [])
         return self.queue_depth() == 0 and evaluated >= self.log.experience
 
     def queue_depth(self) -> int:
@@ -402,6 +404,7 @@ class Service:
         view = dict(self.view)
         results = self.results
         view["matrix"] = metrics.matrix_from_rows(results.get("rows", [])).tolist()
+        view["experiences_evaluated"] = len(view["matrix"])  # agrees with the matrix shown
         view["untrained"] = results.get("untrained", [])
         view["summary"] = results.get("summary", {})
         view["received"] = self.log.received
