@@ -2,7 +2,7 @@
 
     python bench/agent_bench.py [--stream split-mnist5k] [--batches 400]
 
-For plain replay and for the learned controller, trains the agent on the stream's first
+For plain replay and for La-MAML's learned rates, trains the agent on the stream's first
 batches three times: with the store in a folder on disk, flushed only at the end (as a run
 between checkpoints); with the store on disk flushed after every step (write-through: every
 memory change in SQLite and FAISS before the next step); and with an in-memory SQLite store
@@ -92,9 +92,9 @@ def main() -> None:
     torch.set_num_threads(1)
     stream = streams.get_stream(args.stream, seed=0)
     rows = []
-    for controller in (False, True):
-        mode = "controller" if controller else "replay"
-        cfg = RunConfig(stream=args.stream, controller=controller, progress=False).validate()
+    for rates in (False, True):
+        mode = "learned rates" if rates else "replay"
+        cfg = RunConfig(stream=args.stream, learned_rates=rates, progress=False).validate()
         with tempfile.TemporaryDirectory() as tmp:
             behind = bench(stream, cfg, Path(tmp) / "a", args.batches, flush_each_step=False)
             through = bench(stream, cfg, Path(tmp) / "b", args.batches, flush_each_step=True)

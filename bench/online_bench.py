@@ -27,9 +27,9 @@ from lifelong.learner.agent import Agent, StreamSpec  # noqa: E402
 CORRECT = agent_module._correct
 
 
-def step_ms(measure: bool, batches: int, controller: bool) -> float:
+def step_ms(measure: bool, batches: int, rates: bool) -> float:
     s = streams.get_stream("split-mnist5k", seed=0)
-    cfg = RunConfig(seed=0, controller=controller, gate=False)  # the head: its own measure
+    cfg = RunConfig(seed=0, learned_rates=rates, gate=False)  # the head: its own measure
     spec = StreamSpec(s.input_shape, s.n_classes, s.task_aware, s.scenario)
     agent = Agent(cfg, spec, Agent.memory_for(cfg, spec))
     if not measure:  # no forward pass of its own and no counting: the step alone
@@ -53,13 +53,13 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     print("| agent | step ms, measure on | step ms, off | on / off |\n|---|---|---|---|")
-    for controller in (False, True):
+    for rates in (False, True):
         on, off = [], []
         for _ in range(args.rounds):
-            on.append(step_ms(True, args.batches, controller))
-            off.append(step_ms(False, args.batches, controller))
+            on.append(step_ms(True, args.batches, rates))
+            off.append(step_ms(False, args.batches, rates))
         a, b = sorted(on)[len(on) // 2], sorted(off)[len(off) // 2]
-        name = "controller (La-MAML)" if controller else "default (replay)"
+        name = "learned rates (La-MAML)" if rates else "default (replay)"
         print(f"| {name} | {a:.3f} | {b:.3f} | {a / b:.3f} |")
     print(f"(median of {args.rounds} interleaved rounds of {args.batches} batches, 1 thread)")
 

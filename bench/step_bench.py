@@ -4,8 +4,8 @@
 
 At Avalanche's compute (one update per incoming batch of 10, replay 10, ours-1x's step) on a
 memory already full, times each part of ``Agent.observe`` and, side by side, the same update
-computed with autograd: plain replay (forward, loss, backward, clip, SGD) and the La-MAML
-controller's first-order meta-gradients. Each figure is the best of 7 rounds of ``--calls``
+computed with autograd: plain replay (forward, loss, backward, clip, SGD) and La-MAML's
+learned rates' first-order meta-gradients. Each figure is the best of 7 rounds of ``--calls``
 calls, the rounds of all parts interleaved, so machine noise hits them alike. The goal of
 issue #24 is the last ratio: the whole observe against the update alone. Prints a table and
 writes bench/results/step.json and step.md.
@@ -27,7 +27,7 @@ import streams  # noqa: E402
 from bench.results_table import write_table  # noqa: E402
 from lifelong.config import RunConfig  # noqa: E402
 from lifelong.learner.agent import Agent, StreamSpec  # noqa: E402
-from lifelong.learner.controller import meta_grads_autograd, meta_grads_first_order  # noqa: E402
+from lifelong.learner.learned_rates import meta_grads_autograd, meta_grads_first_order  # noqa: E402
 from lifelong.learner.weight_average import EVERY  # noqa: E402
 
 ROUNDS = 7
@@ -63,8 +63,8 @@ def warmed_agent(stream, device: str, **overrides) -> Agent:
     return agent
 
 
-def profile(stream, controller: bool, calls: int, device: str) -> list[dict]:
-    agent = warmed_agent(stream, device, controller=controller)
+def profile(stream, learned_rates: bool, calls: int, device: str) -> list[dict]:
+    agent = warmed_agent(stream, device, learned_rates=learned_rates)
     dev = agent.device
     e = stream[0]
     x, y = e.x_train[:10].to(dev), e.y_train[:10].to(dev)
@@ -82,8 +82,8 @@ def profile(stream, controller: bool, calls: int, device: str) -> list[dict]:
         ),
         "memory write (reservoir)": lambda: memory.add(x, y, e.task_id, 0, 0, None, u[n:]),
     }
-    mode = "controller" if controller else "replay"
-    if controller:
+    mode = "learned rates" if learned_rates else "replay"
+    if learned_rates:
         args = (agent.model, agent.rates, loss_of, x, y, x_mem, y_mem, 2, 2.0)
         pair = {
             "meta-gradients, closed form": lambda: meta_grads_first_order(*args),

@@ -29,11 +29,13 @@ from lifelong.strategies import BASELINES, make_strategy
 # step is larger and tighter clipped (lr 0.3, clip 1: +0.002 to +0.033, README's ablation)
 OURS = {
     "ours": {},
-    "ours-controller": {"controller": True},
+    "ours-lamaml": {"learned_rates": True},
     "ours-1x": {"iters": 1, "replay_batch": 10, "lr": 0.3, "grad_clip": 1.0},
-    "ours-controller-1x": {"controller": True, "iters": 1, "replay_batch": 10},
+    "ours-lamaml-1x": {"learned_rates": True, "iters": 1, "replay_batch": 10},
 }
 METHODS = (*OURS, *BASELINES)
+# names once used: "controller" named both La-MAML's rates and the prediction controller
+RENAMED_METHODS = {"ours-controller": "ours-lamaml", "ours-controller-1x": "ours-lamaml-1x"}
 BUDGET_PREFIX = "ours@"  # ours@0.5: the default agent at 0.5 gradient steps per example
 
 
@@ -257,9 +259,10 @@ def compare(
     (``jobs`` at a time) on the sweep's pool."""
     unknown = sorted(m for m in set(methods) - set(METHODS) if not is_ours(m))
     if unknown:
+        renamed = [f"{m} is now {RENAMED_METHODS[m]}" for m in unknown if m in RENAMED_METHODS]
         raise ConfigError(
             f"unknown method(s) {unknown}; known: {list(METHODS)}, ours@S and your own "
-            "package.module:Class"
+            "package.module:Class" + (f" ({'; '.join(renamed)})" if renamed else "")
         )
     for m in methods:
         if is_ours(m):  # a budget that is no whole number of updates, a method that won't load

@@ -135,8 +135,8 @@ def write_outputs(results: list[dict], stream_name: str, memory: int, out: Path)
 SPEED_PAIRS = (
     ("ours", "replay"),
     ("ours-1x", "replay"),
-    ("ours-controller", "lamaml"),
-    ("ours-controller-1x", "lamaml"),
+    ("ours-lamaml", "lamaml"),
+    ("ours-lamaml-1x", "lamaml"),
 )
 
 

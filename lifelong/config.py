@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 import tomllib
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -47,7 +48,7 @@ class RunConfig:
     )
     method: str = opt(
         "auto",
-        "er | der++ | er-ace | lamaml | package.module:Class (auto: lamaml with --controller, "
+        "er | der++ | er-ace | lamaml | package.module:Class (auto: lamaml with --learned-rates, "
         "er-ace with --ace, der++ with --distill > 0, else er)",
     )
     model: str = opt(
@@ -56,12 +57,14 @@ class RunConfig:
         "for colour images, else MLP; a factory gets the input shape and the class count)",
     )
     hidden: int = opt(100, "hidden width (MLP: input-hidden-hidden-classes)")
-    controller: bool = opt(False, "La-MAML learned per-weight rates (off: replay + SGD)")
-    lr: float = opt(0.1, "SGD rate of plain replay (controller off)")
-    alpha_init: float = opt(0.05, "initial learned rate of every weight (controller)")
-    alpha_lr: float = opt(0.03, "step size of the learned rates (controller)")
-    inner_steps: int = opt(2, "look-ahead steps per incoming batch (controller)")
-    second_order: bool = opt(False, "differentiate through the look-ahead (controller)")
+    learned_rates: bool = opt(
+        False, "La-MAML's learned per-weight learning rates (off: replay + SGD)"
+    )
+    lr: float = opt(0.1, "SGD rate of plain replay (learned rates off)")
+    alpha_init: float = opt(0.05, "initial learned rate of every weight (learned rates)")
+    alpha_lr: float = opt(0.03, "step size of the learned rates (learned rates)")
+    inner_steps: int = opt(2, "look-ahead steps per incoming batch (learned rates)")
+    second_order: bool = opt(False, "differentiate through the look-ahead (learned rates)")
     grad_clip: float = opt(2.0, "clip gradient norms to this (0: off)")
     iters: int = opt(5, "updates per incoming batch, each with a fresh replay batch")
     batch_size: int = opt(10, "incoming batch size (the stream is seen once)")
@@ -163,9 +166,9 @@ class RunConfig:
             )
         if self.method_options:
             self._check_method_options()
-        if self.controller and self.method not in ("auto", "lamaml"):
+        if self.learned_rates and self.method not in ("auto", "lamaml"):
             raise ConfigError(
-                f"--controller is La-MAML's: it cannot go with method {self.method!r}"
+                f"--learned-rates is La-MAML's: it cannot go with method {self.method!r}"
             )
         return self
 
@@ -202,7 +205,7 @@ class RunConfig:
         if any(isinstance(v, dict) for k, v in data.items() if k != "method_options"):
             data = _flatten(data)
         known = {f.name for f in fields(cls)}
-        data = dict(data)
+        data = _renamed(dict(data))
         # flat keys no run setting has are the method's own (as a [method] table's are);
         # validate() refuses those the method has not either, naming its settings
         options = dict(data.get("method_options") or {})
@@ -239,6 +242,24 @@ class RunConfig:
         """Keys whose values differ and would change the run's numbers."""
         a, b = self.to_dict(), other.to_dict()
         return {k: (a[k], b[k]) for k in a if a[k] != b[k] and k not in self.RESUMABLE_CHANGES}
+
+
+# keys renamed since, read under their new names (a run folder's config.toml keeps the name
+# it was written with): "controller" named two things, La-MAML's rates and the gate
+RENAMED_KEYS = {"controller": "learned_rates"}
+
+
+def _renamed(data: dict) -> dict:
+    """``data`` with renamed keys under their new names, saying so once per key."""
+    for old, new in RENAMED_KEYS.items():
+        if old in data:
+            if new in data and data[new] != data[old]:
+                raise ConfigError(f"config keys {old!r} (the old name) and {new!r} disagree")
+            warnings.warn(
+                f"config key {old!r} is now {new!r} (read as {new})", FutureWarning, stacklevel=3
+            )
+            data[new] = data.pop(old)
+    return data
 
 
 BUILT_IN_METHODS = ("auto", "er", "der++", "er-ace", "lamaml")
@@ -285,7 +306,7 @@ SECTIONS = {
         "adapt_l2",
     ),
     "method": (
-        "controller",
+        "learned_rates",
         "lr",
         "alpha_init",
         "alpha_lr",
@@ -362,7 +383,7 @@ def _flatten(data: dict) -> dict:
         if not isinstance(values, dict):
             raise ConfigError(f"[{section}] must be a table of keys")
         for key, value in values.items():
-            if key in SECTIONS[section]:
+            if key in SECTIONS[section] or key in RENAMED_KEYS:
                 flat[key] = value
             elif section == "method":
                 flat.setdefault("method_options", {})[key] = value

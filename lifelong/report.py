@@ -214,7 +214,7 @@ def _what_ran(cfg: dict) -> str:
         f"per batch of {cfg.get('batch_size')}, model {html.escape(str(cfg.get('model')))}, "
         f"memory {cfg.get('memory')}; prediction controller "
         f"{'on' if cfg.get('gate') else 'off'}, La-MAML learned rates "
-        f"{'on' if cfg.get('controller') else 'off'}"
+        f"{'on' if cfg.get('learned_rates') else 'off'}"
     )
 
 

@@ -50,8 +50,8 @@ def add_parser(sub, formatter) -> None:
     c.add_argument(
         "--methods",
         default="all",
-        help="comma-separated, from: ours (the default agent), ours-controller (with the "
-        "La-MAML controller), ours-1x and ours-controller-1x (one update per batch, replay "
+        help="comma-separated, from: ours (the default agent), ours-lamaml (with the "
+        "La-MAML controller), ours-1x and ours-lamaml-1x (one update per batch, replay "
         "10: Avalanche's compute), ours@S (the default agent at S gradient steps per "
         "example), your own method as package.module:Class (run by our agent; its own "
         "settings from --config's [method] table), naive, replay, er-ace, der++, lamaml, "
@@ -113,6 +113,14 @@ def add_config_flags(parser: argparse.ArgumentParser, leave_out: tuple[str, ...]
         else:
             kind = {"int": int, "float": float, "str": str}[str(f.type)]
             parser.add_argument(flag, type=kind, default=None, help=text)
+    if "learned_rates" not in leave_out:  # its old name, still read (RENAMED_KEYS)
+        parser.add_argument(
+            "--controller",
+            dest="learned_rates",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=argparse.SUPPRESS,
+        )
 
 
 def config_from_args(args) -> RunConfig:

@@ -30,7 +30,7 @@ SMALL = [
     "100",
     "--checkpoint-every",
     "7",
-    "--controller",  # the slower agent: a kill lands mid-run, and its state resumes too
+    "--learned-rates",  # the slower agent: a kill lands mid-run, and its state resumes too
     "--no-progress",
 ]
 
@@ -46,7 +46,7 @@ def small_cfg(**kw) -> RunConfig:
         seed=1,
         memory=100,
         checkpoint_every=7,
-        controller=True,
+        learned_rates=True,
         progress=False,
     )
     return RunConfig(**{**base, **kw}).validate()

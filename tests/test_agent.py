@@ -40,9 +40,9 @@ def two_exp():
     return streams.get_stream("split-digits", experiences=2, seed=0)
 
 
-@pytest.mark.parametrize("controller", [False, True])
-def test_learns_both_experiences_above_chance(two_exp, controller):
-    agent = make_agent(two_exp, controller=controller, memory=200)
+@pytest.mark.parametrize("learned_rates", [False, True])
+def test_learns_both_experiences_above_chance(two_exp, learned_rates):
+    agent = make_agent(two_exp, learned_rates=learned_rates, memory=200)
     rows = train(agent, two_exp, list(two_exp))
     # chance is 0.1 over 10 classes (0.2 within an experience's 5); both must be learned and
     # the first must survive the second thanks to replay
@@ -54,7 +54,7 @@ def test_learns_both_experiences_above_chance(two_exp, controller):
 
 
 def test_controller_rates_change_and_stay_non_negative_where_applied(two_exp):
-    agent = make_agent(two_exp, controller=True, alpha_lr=0.5)
+    agent = make_agent(two_exp, learned_rates=True, alpha_lr=0.5)
     before = [a.detach().clone() for a in agent.rates.rates]
     train(agent, two_exp, [two_exp[0]])
     after = [a.detach() for a in agent.rates.rates]
@@ -66,14 +66,14 @@ def test_controller_rates_change_and_stay_non_negative_where_applied(two_exp):
 
 def test_applied_rates_follow_every_change_of_the_rates(two_exp):
     """The clipped rates are kept between calls, so they must notice any in-place write."""
-    agent = make_agent(two_exp, controller=True)
+    agent = make_agent(two_exp, learned_rates=True)
     rates = agent.rates
     first = rates.applied()
     assert rates.applied() is first  # unchanged rates: the same clipped tensors
     with torch.no_grad():
         rates.tensors[0].fill_(-1.0)  # a write in place
     assert (rates.applied()[0] == 0).all() and (rates.applied()[1] == 0.05).all()
-    rates.load_state_dict(make_agent(two_exp, controller=True).rates.state_dict())
+    rates.load_state_dict(make_agent(two_exp, learned_rates=True).rates.state_dict())
     assert (rates.applied()[0] == 0.05).all()
     train(agent, two_exp, [two_exp[0]])  # meta-steps move the rates: applied() moves along
     assert all(torch.equal(a, r.clamp(min=0)) for a, r in zip(rates.applied(), rates.tensors))
@@ -81,7 +81,7 @@ def test_applied_rates_follow_every_change_of_the_rates(two_exp):
 
 def test_task_incremental_masks_head():
     s = streams.get_stream("split-task-digits", experiences=5)
-    agent = make_agent(s, controller=False)
+    agent = make_agent(s, learned_rates=False)
     rows = train(agent, s, list(s)[:2])
     assert rows[-1][0] > 0.8 and rows[-1][1] > 0.8  # two classes per task: easy when masked
     pred = agent.predict(s[1].x_test, task_id=1)
@@ -90,7 +90,7 @@ def test_task_incremental_masks_head():
 
 @pytest.mark.parametrize("policy", ["uniform", "task-balanced"])
 def test_replay_policies_run(two_exp, policy):
-    agent = make_agent(two_exp, controller=False, replay_policy=policy, memory=50, iters=1)
+    agent = make_agent(two_exp, learned_rates=False, replay_policy=policy, memory=50, iters=1)
     e = two_exp[0]
     for b in range(0, 100, 10):
         agent.observe(e.x_train[b : b + 10], e.y_train[b : b + 10], task_id=0, position=b)
@@ -101,7 +101,7 @@ def test_replay_policies_run(two_exp, policy):
 
 
 def test_rekey_tracks_the_encoder(two_exp):
-    agent = make_agent(two_exp, controller=False, memory=100, rekey_every=0)
+    agent = make_agent(two_exp, learned_rates=False, memory=100, rekey_every=0)
     train(agent, two_exp, [two_exp[0]])
     agent.flush_memory()  # keys memories with the encoder as it is now
     with torch.no_grad():  # then the encoder drifts
@@ -117,7 +117,7 @@ def test_rekey_tracks_the_encoder(two_exp):
 
 def test_local_adaptation_changes_predictions_only_temporarily(two_exp):
     agent = make_agent(
-        two_exp, controller=False, memory=200, adapt_steps=10, adapt_lr=0.2, adapt_l2=0.0
+        two_exp, learned_rates=False, memory=200, adapt_steps=10, adapt_lr=0.2, adapt_l2=0.0
     )
     train(agent, two_exp, list(two_exp))
     x = torch.cat([two_exp[0].x_test, two_exp[1].x_test])
@@ -151,7 +151,7 @@ def test_local_adaptation_changes_predictions_only_temporarily(two_exp):
     ],
 )
 def test_bad_batch_is_refused_and_nothing_is_written(two_exp, mutate, message):
-    agent = make_agent(two_exp, controller=False)
+    agent = make_agent(two_exp, learned_rates=False)
     e = two_exp[1]
     agent.observe(e.x_train[:10], e.y_train[:10], task_id=0, experience=1, position=10)
     before = len(agent.memory), [p.clone() for p in agent.model.parameters()]
@@ -172,7 +172,7 @@ def test_colour_images_get_the_cnn_and_train():
     x[y == 0, 0] += 0.5
     x[y == 1, 2] += 0.5
     s = streams.from_arrays([(x[:30], y[:30])], [(x[30:], y[30:])], n_classes=2)
-    agent = make_agent(s, controller=False, memory=20, lr=0.1)
+    agent = make_agent(s, learned_rates=False, memory=20, lr=0.1)
     assert isinstance(agent.model, SmallCNN)
     for _ in range(20):
         for b in range(0, 30, 10):
@@ -186,7 +186,7 @@ def _meta_batch(stream):
 
 
 def test_first_order_closed_form_equals_autograd_through_the_rates(two_exp):
-    from lifelong.learner.controller import (
+    from lifelong.learner.learned_rates import (
         LearnedRates,
         meta_grads_autograd,
         meta_grads_first_order,
@@ -237,7 +237,7 @@ def test_distillation_term_pulls_replayed_logits_to_their_targets():
 
 
 def test_end_of_experience_refreshes_its_memories_logits(two_exp):
-    agent = make_agent(two_exp, controller=False, memory=100, distill=1.0)
+    agent = make_agent(two_exp, learned_rates=False, memory=100, distill=1.0)
     train(agent, two_exp, [two_exp[0]])
     n = len(agent.memory)
     with torch.no_grad():
@@ -262,7 +262,7 @@ def test_a_task_free_learner_takes_nothing_from_the_evaluators_boundaries():
 
 
 def test_a_new_agent_adopts_the_memories_already_in_its_store(two_exp):
-    first = make_agent(two_exp, controller=False, memory=60)
+    first = make_agent(two_exp, learned_rates=False, memory=60)
     train(first, two_exp, [two_exp[0]])
     first.flush_memory()
     second = Agent(first.cfg, first.spec, first.store)
@@ -285,10 +285,10 @@ def test_load_state_dict_checks_everything_before_changing_anything(two_exp):
     keeps its weights, counters and memory (it used to half-load)."""
     from stores import MemoryNotFound
 
-    trained = make_agent(two_exp, controller=False, memory=50, iters=1)
+    trained = make_agent(two_exp, learned_rates=False, memory=50, iters=1)
     train(trained, two_exp, [two_exp[0]])
     state = trained.state_dict()
-    fresh = make_agent(two_exp, controller=False, memory=50, iters=1)  # its own empty store
+    fresh = make_agent(two_exp, learned_rates=False, memory=50, iters=1)  # its own empty store
     before = {k: v.clone() for k, v in fresh.model.state_dict().items()}
     with pytest.raises(MemoryNotFound, match="not in the store"):
         fresh.load_state_dict(state)
@@ -302,7 +302,7 @@ def test_load_state_dict_checks_everything_before_changing_anything(two_exp):
 
 def test_observe_keyword_defaults_record_positions(two_exp):
     """observe(x, y) alone works: positions default to the examples seen so far."""
-    agent = make_agent(two_exp, controller=False, memory=50, iters=1)
+    agent = make_agent(two_exp, learned_rates=False, memory=50, iters=1)
     e = two_exp[0]
     for b in range(0, 40, 10):
         agent.observe(e.x_train[b : b + 10], e.y_train[b : b + 10])

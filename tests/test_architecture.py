@@ -116,9 +116,10 @@ def test_the_table_covers_every_lifelong_module():
 
 
 def test_the_learner_lives_in_its_folder():
-    """What learns (agent, methods, losses, controllers, models, memory, average) is under
-    lifelong/learner/, so the folder, not a list, says what the learner is."""
-    for name in ("agent", "methods", "losses", "gate", "controller", "models", "replay_memory"):
+    """What learns (agent, methods, losses, prediction controller, learned rates, models,
+    memory, average) is under lifelong/learner/, so the folder, not a list, says what the
+    learner is."""
+    for name in ("agent", "methods", "losses", "gate", "learned_rates", "models", "replay_memory"):
         assert f"lifelong.learner.{name}" in modules(), name
         assert f"lifelong.{name}" not in modules(), name
 

@@ -35,8 +35,26 @@ def test_every_flag_is_in_exactly_one_section():
 
 def test_old_flat_config_files_still_load(tmp_path):
     (tmp_path / "flat.toml").write_text('stream = "split-digits"\nlr = 0.05\ncontroller = true\n')
-    cfg = RunConfig.load(tmp_path / "flat.toml")
-    assert cfg.lr == 0.05 and cfg.controller and cfg.learner().method == "lamaml"
+    with pytest.warns(FutureWarning, match="'controller' is now 'learned_rates'"):
+        cfg = RunConfig.load(tmp_path / "flat.toml")
+    assert cfg.lr == 0.05 and cfg.learned_rates and cfg.learner().method == "lamaml"
+
+
+def test_the_renamed_controller_key_reads_in_its_section_and_as_a_flag(tmp_path, capsys):
+    """``controller`` named two things; La-MAML's is ``learned_rates`` now, and a config
+    saved with the old name (a run folder's) still loads, as does the old flag."""
+    from lifelong.cli import build_parser
+    from lifelong.run_cli import config_from_args
+
+    (tmp_path / "old.toml").write_text("[method]\ncontroller = true\n")
+    with pytest.warns(FutureWarning):
+        assert RunConfig.load(tmp_path / "old.toml").learned_rates
+    assert "controller" not in RunConfig().dumps()  # written under the new name only
+    args = build_parser().parse_args(["run", "--out", str(tmp_path / "r"), "--controller"])
+    assert config_from_args(args).learned_rates
+    (tmp_path / "both.toml").write_text("controller = true\nlearned_rates = false\n")
+    with pytest.raises(ConfigError, match="'controller' .* and 'learned_rates' disagree"):
+        RunConfig.load(tmp_path / "both.toml")
 
 
 def test_a_key_in_the_wrong_section_names_its_section(tmp_path):

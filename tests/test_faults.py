@@ -99,7 +99,7 @@ def test_folder_lock_is_released_when_a_run_ends(tmp_path):
     """A run ends (or fails) and another process takes the folder.
     Expect: the lock is free again."""
     out = tmp_path / "r"
-    run(small_cfg(experiences=1, controller=False), out, echo=quiet)
+    run(small_cfg(experiences=1, learned_rates=False), out, echo=quiet)
     with FolderLock(out):
         pass
 
@@ -126,7 +126,7 @@ def test_same_stream_name_with_other_data_is_refused(tmp_path):
     digits = streams.get_stream("split-digits", experiences=2, seed=0)
     train = [(e.x_train, e.y_train) for e in digits]
     test = [(e.x_test, e.y_test) for e in digits]
-    cfg = small_cfg(experiences=0, controller=False)
+    cfg = small_cfg(experiences=0, learned_rates=False)
     run(cfg, tmp_path / "r", stream=streams.from_arrays(train, test, name="mine"), echo=quiet)
     reversed_stream = streams.from_arrays(train[::-1], test[::-1], name="mine")
     with pytest.raises(ConfigError, match="trained on other data"):
@@ -150,7 +150,7 @@ def test_a_failed_first_attempt_leaves_nothing_that_refuses_the_fix(capsys, tmp_
     code, err = cli_run(capsys, *base, *bad, "--out", str(out))
     assert_one_line_error(code, err, needle)
     assert not out.exists()
-    code, _ = cli_run(capsys, *base, "--no-controller", "--iters", "1", "--out", str(out))
+    code, _ = cli_run(capsys, *base, "--no-learned-rates", "--iters", "1", "--out", str(out))
     assert code == 0
 
 

@@ -54,13 +54,13 @@ def test_closed_form_fast_path_equals_autograd(name, model):
 
 def test_auto_keeps_the_old_flags_meaning():
     assert resolve(RunConfig().to_dict()) == "der++"
-    assert resolve(RunConfig(controller=True).to_dict()) == "lamaml"
+    assert resolve(RunConfig(learned_rates=True).to_dict()) == "lamaml"
     assert resolve(RunConfig(ace=True).to_dict()) == "er-ace"
     assert resolve(RunConfig(distill=0.0).to_dict()) == "er"
     assert resolve(RunConfig(method="er").to_dict()) == "er"
 
 
-@pytest.mark.parametrize("flags, method", [({}, "der++"), ({"controller": True}, "lamaml")])
+@pytest.mark.parametrize("flags, method", [({}, "der++"), ({"learned_rates": True}, "lamaml")])
 def test_naming_the_method_gives_the_same_numbers_as_its_flags(tmp_path, flags, method):
     base = dict(stream="split-digits", experiences=2, progress=False, tensorboard=False)
     a = run(RunConfig(**base, **flags), tmp_path / "flags", echo=lambda m: None)
@@ -89,7 +89,7 @@ def test_bad_method_names_are_refused(name, needle):
 
 def test_controller_with_another_method_is_refused():
     with pytest.raises(ConfigError, match="cannot go with method 'er'"):
-        RunConfig(controller=True, method="er").validate()
+        RunConfig(learned_rates=True, method="er").validate()
 
 
 def test_the_readme_method_runs(tmp_path, monkeypatch, capsys):

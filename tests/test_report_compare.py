@@ -32,7 +32,7 @@ def small_run(tmp_path_factory):
         memory=100,
         eval_every=20,
         progress=False,
-        controller=False,
+        learned_rates=False,
     )
     return run(cfg, out, echo=lambda m: None)
 
@@ -88,7 +88,12 @@ def test_matrix_png_and_html_links(small_run):
 
 def test_report_command_overlays_runs(small_run, tmp_path, capsys):
     cfg = RunConfig(
-        stream="split-digits", experiences=2, memory=100, progress=False, controller=False, seed=3
+        stream="split-digits",
+        experiences=2,
+        memory=100,
+        progress=False,
+        learned_rates=False,
+        seed=3,
     )
     other = run(cfg, tmp_path / "other", echo=lambda m: None)
     out = tmp_path / "both"
@@ -108,7 +113,7 @@ def test_report_keeps_same_named_runs_apart_and_labels_other_streams(small_run, 
     """Two folders both called `run` are two entries; a run of another stream is labelled
     as such in the table, the legend's title and the page."""
     cfg = RunConfig(
-        stream="rotated-digits", experiences=2, memory=100, progress=False, controller=False
+        stream="rotated-digits", experiences=2, memory=100, progress=False, learned_rates=False
     )
     other = run(cfg, tmp_path / "b" / "run", echo=lambda m: None)
     out = tmp_path / "both"
@@ -217,6 +222,7 @@ def test_a_budget_names_whole_updates_per_batch():
         (["--compute", "nan"], "nan steps per example is not one update per batch"),
         (["--compute", "inf"], "inf steps per example is not one update per batch"),
         (["--methods", "replay,dreamer"], "unknown method(s) ['dreamer']"),
+        (["--methods", "ours-controller"], "(ours-controller is now ours-lamaml)"),
         (["--methods", "nomod:Nope"], "cannot load method 'nomod:Nope'"),
     ],
 )

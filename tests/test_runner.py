@@ -169,7 +169,7 @@ def test_bad_example_mid_stream_stops_with_checkpoint_intact(tmp_path, monkeypat
 
 def test_task_free_stream_runs_and_its_memories_have_no_task(tmp_path):
     """Blurry streams hide task ids: memories are written with none, through every flush."""
-    cfg = small_cfg(stream="blurry-digits", controller=False, checkpoint_every=20)
+    cfg = small_cfg(stream="blurry-digits", learned_rates=False, checkpoint_every=20)
     result = run(cfg, tmp_path / "blurry", echo=quiet)
     assert result.summary["complete"] and result.matrix.shape == (3, 3)
     st = EpisodicStore.open(tmp_path / "blurry" / "memory", readonly=True)
@@ -230,7 +230,7 @@ def test_run_sets_torch_threads_and_restores_them(tmp_path, monkeypatch, threads
         lambda self, *a, **k: (seen.append(torch.get_num_threads()), real(self, *a, **k))[1],
     )
     before = torch.get_num_threads()
-    run(small_cfg(experiences=1, controller=False, threads=threads), tmp_path / "r", echo=quiet)
+    run(small_cfg(experiences=1, learned_rates=False, threads=threads), tmp_path / "r", echo=quiet)
     assert set(seen) == {expected} and torch.get_num_threads() == before
 
 

@@ -41,11 +41,11 @@ class LearnerConfig:
 
 def resolve(values: dict) -> str:
     """The method a run config names. ``auto`` keeps the older flags' meaning: the
-    controller is La-MAML, ``ace`` ER-ACE, a ``distill`` weight DER++, else plain replay."""
+    learned rates are La-MAML, ``ace`` ER-ACE, a ``distill`` weight DER++, else plain replay."""
     name = values.get("method", "auto")
     if name != "auto":
         return name
-    if values.get("controller"):
+    if values.get("learned_rates"):
         return "lamaml"
     if values.get("ace"):
         return "er-ace"

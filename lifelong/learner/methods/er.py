@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from lifelong.learner.backbone import Backbone, flat_view
-from lifelong.learner.controller import clip_
+from lifelong.learner.learned_rates import clip_
 from lifelong.learner.losses import ReplayLoss
 from lifelong.learner.methods.base import Method, Step, Update
 

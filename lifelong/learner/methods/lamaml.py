@@ -3,7 +3,7 @@
 For each incoming batch: look-ahead steps with the current rates, a meta-loss of the
 looked-ahead weights on the incoming batch plus replay, then the rates and the weights move
 down its gradient (weights with the rates clipped at zero). Rates whose look-ahead hurt old
-tasks shrink. The step itself is ``controller.lamaml_step``; first-order meta-gradients come
+tasks shrink. The step itself is ``learned_rates.lamaml_step``; first-order meta-gradients come
 in closed form (``second_order`` differentiates through the look-ahead with autograd).
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lifelong.learner.controller import LearnedRates, lamaml_step
+from lifelong.learner.learned_rates import LearnedRates, lamaml_step
 from lifelong.learner.losses import ReplayLoss
 from lifelong.learner.methods.base import Method, Update
 

@@ -1,4 +1,4 @@
-"""The learned controller: La-MAML (Gupta, Yadav & Paull, NeurIPS 2020), as one function.
+"""La-MAML's learned per-weight learning rates (Gupta, Yadav & Paull, NeurIPS 2020).
 
 The agent keeps a learning rate for every weight. For an incoming batch it takes look-ahead
 steps with those rates (functionally: no module copies), scores the looked-ahead weights on
