@@ -81,6 +81,7 @@ def _check_the_dashboard(server, driver, tasks) -> None:
     assert data["memory"][1] == state["memory"]["by_class"] and sum(data["memory"][1]) == 50
     assert data["throughput"][1][-1] == 400  # examples learned, up to now
     assert data["online-chart"][1][-1] == seen["online_accuracy"]
+    assert data["loss-chart"][1][-1] == seen["loss"] and 0 < seen["loss"] < 10
     assert driver.find_element(By.ID, "learned").text == "400"
     assert driver.find_element(By.ID, "status").text == "caught up"
     assert not driver.find_element(By.ID, "empty").is_displayed()
@@ -89,7 +90,7 @@ def _check_the_dashboard(server, driver, tasks) -> None:
     average = driver.find_element(By.ID, "average").text
     assert average == f"{state['summary']['average_accuracy']:.3f}"
     # every chart drew on its canvas: axes, labels, legend and the data's pixels
-    for chart in ("curves", "online-chart", "throughput", "memory"):
+    for chart in ("curves", "online-chart", "loss-chart", "throughput", "memory"):
         inked = driver.execute_script(
             "const c = document.querySelector(arguments[0] + ' canvas');"
             "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"

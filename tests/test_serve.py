@@ -58,6 +58,8 @@ def test_learns_two_tasks_and_answers_while_learning(served):
     assert np.isnan(R[0, 1]) and R[1, 1] > 0.8 and R[0, 0] > 0.8  # learned, and remembered
     assert state["summary"]["experiences_trained"] == 2
     assert sum(state["memory"]["by_class"][:4]) == state["memory"]["size"] == 50
+    # the training loss, smoothed, and in every point of the dashboard's history
+    assert 0 < state["loss"] < 5 and state["history"][-1][3] == state["loss"]
 
     r = client.post("/v1/predict", json={"x": tasks[1]["x_test"][:20].tolist()})
     body = r.json()
@@ -91,6 +93,7 @@ def test_learns_two_tasks_and_answers_while_learning(served):
     text = client.get("/metrics").text
     assert "lifelong_examples_learned_total 400" in text
     assert "lifelong_queue_examples 0" in text
+    assert f"lifelong_training_loss {state['loss']}" in text
     assert "# TYPE lifelong_predict_seconds summary" in text
     assert client.get("/healthz").json() == {"status": "learning"}
     assert "/v1/observe" in client.get("/openapi.json").json()["paths"]

@@ -33,6 +33,10 @@ class RunHooks:
     def stepped(self, agent: Agent, progress: Progress) -> None:
         """After every step."""
 
+    def loss_read(self, step: int, loss: float) -> None:
+        """Every tenth step's training loss, as read for the progress bar (reading it waits
+        for the device, so it is not read every step)."""
+
     def experience_ended(self, agent: Agent, progress: Progress, summary: dict) -> None:
         """After an experience's end is evaluated, checkpointed and published."""
 
@@ -127,6 +131,7 @@ class Training:
                 self._bar.set_postfix(exp=i, loss=f"{loss:.3f}", refresh=False)
                 if self.tb is not None:
                     self.tb.loss(agent.steps, loss)
+                self._untimed(self.hooks.loss_read, agent.steps, loss)
             if cfg.eval_every and agent.steps % cfg.eval_every == 0:
                 self._curve_point(i)
             self._untimed(self.hooks.stepped, agent, p)

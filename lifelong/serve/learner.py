@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import io
 import json
+import math
 import os
 import signal
 import sys
@@ -42,6 +43,7 @@ CONFIG, VIEW, WEIGHTS, ERROR = "learner.toml", "view.json", "weights.pt", "learn
 RESULTS = "results.json"  # the accuracy matrix and its metrics: rewritten at experience ends
 DISK_FULL_EXIT = 3  # the learner's status when the disk filled (its error file may not fit)
 TRACEBACK = "learner.traceback"  # where a learner that stopped on an error says where
+LOSS_DECAY = 0.8  # the view's loss: an average of the readings (every 10 steps) decaying by this
 VIEW_EVERY = 10  # steps between view.json rewrites (a few hundred bytes)
 
 
@@ -53,6 +55,7 @@ class Publisher(RunHooks):
         self.publish_every, self.parent = publish_every, parent
         self.status = "waiting"
         self.step_seconds: list[float] = []
+        self.loss: float | None = None  # smoothed training loss; none read yet
         self._last = time.perf_counter()
         self._agent = self._progress = None
         self._view_step = self._weights_step = -1  # the steps last published
@@ -88,6 +91,13 @@ class Publisher(RunHooks):
             self._weights(agent, progress)
         if agent.steps % VIEW_EVERY == 0:
             self._view(agent, progress)
+
+    def loss_read(self, step: int, loss: float) -> None:
+        """The training loss the view shows: smoothed over the last ~5 readings (50 steps),
+        one batch's loss being too noisy to read a trend from."""
+        if math.isfinite(loss):
+            old = self.loss
+            self.loss = loss if old is None else LOSS_DECAY * old + (1 - LOSS_DECAY) * loss
 
     def experience_ended(self, agent, progress, summary: dict) -> None:
         self._weights(agent, progress)
@@ -127,6 +137,7 @@ class Publisher(RunHooks):
             "steps": agent.steps,
             "gradient_steps": agent.grad_steps,
             "online_accuracy": agent.online_accuracy,
+            "loss": self.loss,
             "experiences_evaluated": len(progress.rows),
             "memory": {
                 "size": n,

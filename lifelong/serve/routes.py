@@ -339,6 +339,18 @@ def prometheus_text(service: Service) -> str:
             "examples in the replay memory",
             view.get("memory", {}).get("size", 0),
         ),
+        (
+            "online_accuracy",
+            "gauge",
+            "accuracy on each batch before it is learned",
+            _or_nan(view.get("online_accuracy")),
+        ),
+        (
+            "training_loss",
+            "gauge",
+            "training loss, smoothed over ~50 steps",
+            _or_nan(view.get("loss")),
+        ),
     ]
     out = []
     for name, kind, text, value in rows:
@@ -351,3 +363,8 @@ def prometheus_text(service: Service) -> str:
         f"lifelong_predict_seconds_count {c.predict_requests}",
     ]
     return "\n".join(out) + "\n"
+
+
+def _or_nan(value: float | None) -> float | str:
+    """A gauge's value, or Prometheus's NaN before there is one."""
+    return "NaN" if value is None else value

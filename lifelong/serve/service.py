@@ -215,7 +215,7 @@ class Service:
                 loaded = None  # replaced while read: the next look takes the new one
             if loaded is not None:
                 self.view = loaded
-                self._note_rate(int(loaded.get("position") or 0), loaded.get("online_accuracy"))
+                self._note_rate(loaded)
         results = self._changed(learner.RESULTS)
         if results is not None:
             try:
@@ -229,11 +229,12 @@ class Service:
             except (OSError, RuntimeError, EOFError):
                 self._seen.pop(learner.WEIGHTS, None)  # retry at the next look
 
-    def _note_rate(self, position: int, online: float | None) -> None:
-        """(time, examples learned, online accuracy), at most once a second: ten minutes."""
+    def _note_rate(self, view: dict) -> None:
+        """(time, examples learned, online accuracy, loss), at most once a second: the
+        dashboard's last ten minutes."""
         now = time.time()
         if not self.counters.rate or now - self.counters.rate[-1][0] >= 1.0:
-            self.counters.rate.append((now, position, online))
+            self.counters.rate.append(_history_point(now, view))
 
     def _changed(self, name: str) -> Path | None:
         path = self.folder / name
@@ -412,8 +413,13 @@ class Service:
         view["queued_examples"] = self.queue_depth()
         view["experiences_ended"] = self.log.experience
         view["examples_per_second"] = self.examples_per_second()
-        live = [(time.time(), self.learned, view.get("online_accuracy"))]  # up to now
-        view["history"] = [[round(t, 3), n, a] for t, n, a in [*self.counters.rate, *live]]
+        live = _history_point(time.time(), view)  # up to now
+        view["history"] = [[round(t, 3), *rest] for t, *rest in [*self.counters.rate, live]]
         if view.get("status") == "learning" and self.caught_up():
             view["status"] = "caught up"  # learned all it was sent; waiting for more
         return metrics.json_ready(view)
+
+
+def _history_point(now: float, view: dict) -> tuple:
+    """One point of the dashboard's history: (time, learned, online accuracy, loss)."""
+    return now, int(view.get("position") or 0), view.get("online_accuracy"), view.get("loss")

@@ -98,6 +98,12 @@ function drawHistory(history) {
     scales: { x: { time: false }, y: { range: [0, 1] } },
     axes: [axis("seconds since the page's first point"), axis("accuracy")],
   }, [ts, history.map((h) => (h[2] === undefined ? null : h[2]))]);
+  chart("loss-chart", {
+    series: [{ label: "seconds" },
+             { label: "training loss", stroke: COLORS[3], width: 2, value: (u, v) => fmt3(v) }],
+    scales: { x: { time: false } },
+    axes: [axis("seconds since the page's first point"), axis("loss")],
+  }, [ts, history.map((h) => (h[3] === undefined ? null : h[3]))]);
 }
 
 function drawMemory(memory, byTask) {
