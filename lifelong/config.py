@@ -71,6 +71,16 @@ class RunConfig:
     shuffle: bool = opt(
         True, "shuffle each experience before batching (off: as given; serve: arrival order)"
     )
+    real_time: bool = opt(
+        False,
+        "real-time protocol: the stream reveals batches at --stream-rate whether or not the "
+        "learner is done; a busy learner answers a batch and does not learn it",
+    )
+    stream_rate: float = opt(
+        1.0,
+        "real time: batches revealed per plain-replay update (B incoming + B replayed, "
+        "forward and back, on the run's model): time counted in compute, not seconds",
+    )
     ace: bool = opt(False, "ER-ACE: the incoming loss only sees its own batch's classes")
     distill: float = opt(1.0, "DER: weight of matching memories' logits from when written (MSE)")
     refresh_logits: bool = opt(True, "with distill: renew an experience's logits at its end")
@@ -274,6 +284,8 @@ SECTIONS = {
         "n_classes",
         "batch_size",
         "shuffle",
+        "real_time",
+        "stream_rate",
         "eval_every",
         "checkpoint_every",
         "checkpoint_seconds",
@@ -319,6 +331,7 @@ SECTIONS = {
 }
 _POSITIVE = (
     "batch_size",
+    "stream_rate",
     "memory",
     "iters",
     "inner_steps",

@@ -3,7 +3,7 @@
 Stored as JSON text inside ``state.pt``. It carries enough to resume exactly (experience,
 batch, stream position, training time) and to rebuild the event log if it is lost (the
 untrained accuracies and every experience end), plus a followed folder's ledger or a served
-run's ingest log id.
+run's ingest log id, and under the real-time protocol the stream clock.
 """
 
 from __future__ import annotations
@@ -26,10 +26,11 @@ class Progress:
     ends: list[dict] = field(default_factory=list)  # experience_end events
     files: list[dict] | None = None  # follow mode: the ledger of files taken
     log: dict | None = None  # a served run: the ingest log it learned from ({"id": ...})
+    clock: dict | None = None  # the real-time protocol: the stream clock (runner/clock.py)
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
-        for optional in ("files", "log"):
+        for optional in ("files", "log", "clock"):
             if out[optional] is None:
                 del out[optional]
         return out

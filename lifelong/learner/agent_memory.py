@@ -61,22 +61,22 @@ def store_for(
 
 @torch.no_grad()
 def keys(agent, x: torch.Tensor) -> np.ndarray:
-    """Memory keys, on the host: the network's embedding, or the fixed projection."""
+    """Memory keys, on the host: the network's embedding, or the fixed projection. Not
+    counted as training compute: the store's keys are made at flushes, whose timing (a
+    checkpoint every N seconds) must not change a run's figures."""
     x = x.to(agent.device)
     if agent.fixed_keys:
         return (x.reshape(len(x), -1) @ agent.projection).cpu().numpy()
-    agent.forward_rows += len(x)
     with agent.forward.mode():
         return agent.model.embed(x).cpu().numpy()
 
 
 def flush(agent) -> None:
     """Bring the store up to date with the working memory; the replayed memories' losses
-    from their logits now."""
+    from their logits now (store upkeep, like the keys: not training compute)."""
 
     def losses(slots: np.ndarray) -> np.ndarray:
         rows = torch.from_numpy(slots).to(agent.device)
-        agent.forward_rows += len(rows)
         return _losses(agent.forward.logits(agent.memory.x[rows]), agent.memory.y[rows])
 
     agent.memory.flush_to_store(agent.store, agent.keys, losses)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from lifelong import metrics
+from lifelong.runner.clock import StreamClock
 from stores.files import write_atomic
 
 
@@ -72,6 +73,9 @@ def publish(cfg, run_dir, progress, agent, status: str) -> tuple[np.ndarray, dic
             "average_restarts": agent.average.restarts if agent.average is not None else None,
         }
     )
+    if progress.clock is not None:  # the real-time protocol: online accuracy on every batch
+        clock = StreamClock.from_dict(progress.clock).summary(agent)
+        summary.update(clock, online_accuracy=clock["online_accuracy_all_batches"])
     header = ["after_experience"] + [f"exp_{j}" for j in range(R.shape[1] if len(R) else 0)]
     lines = [",".join(header)] + [
         ",".join([str(i)] + ["" if np.isnan(v) else f"{v:.6f}" for v in row])
@@ -117,6 +121,16 @@ def format_summary(result: RunResult) -> str:
     if s.get("online_accuracy") is not None:
         online = s["online_accuracy"]
         out.append(f"online accuracy            {online:.4f} (each batch, before learning it)")
+    if s.get("learned_share") is not None:  # the real-time protocol
+        out.append(
+            f"batches learned            {s['batches_learned']} of {s['batches_revealed']} "
+            f"({s['learned_share']:.1%}: the stream did not wait; the rest were answered)"
+        )
+    if s.get("near_future_accuracy") is not None:
+        out.append(
+            f"near-future accuracy       {s['near_future_accuracy']:.4f} (the batch after the "
+            "arriving one, predicted before learning it)"
+        )
     out.append(f"gradient steps per example {s['gradient_steps_per_example']:.2f}")
     if s.get("flops_per_example") is not None:
         out.append(f"training FLOPs per example {s['flops_per_example'] / 1e6:.1f} M")

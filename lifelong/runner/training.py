@@ -16,6 +16,7 @@ from lifelong.config import RunConfig
 from lifelong.learner.agent import Agent
 from lifelong.progress import Progress
 from lifelong.run_folder import EventLog
+from lifelong.runner.clock import StreamClock, compute_units
 from lifelong.runner.results import publish
 from lifelong.runner.signals import StopFlag, TestPause
 from lifelong.runner.source import Source
@@ -76,6 +77,7 @@ class Training:
         self._last_save = time.monotonic()
         self._pause = TestPause()
         self._loss = float("nan")
+        self.clock = _clock(self.cfg, p)
         if p.untrained is None:
             p.untrained = evaluate(agent, self.source.test_sets())
             self.log.write({"type": "untrained", "accuracies": p.untrained})
@@ -118,10 +120,19 @@ class Training:
         # and domain-incremental ones number every experience 0, which the memory would
         # record as a task (a served run, sent none, records none: the same run, the same rows)
         task = exp.task_id if agent.spec.task_aware else None
-        for b, x, y in self._batches_of(exp):
+        clock = self.clock
+        for (b, x, y), after in _with_next(self._batches_of(exp), clock is not None):
+            if clock is not None and not self._on_the_clock(clock, x, y, task, after):
+                p.position += len(y)  # revealed while the learner was busy: answered only
+                p.batch = b + 1
+                self._bar.update(len(y))
+                continue
+            before = compute_units(agent)
             self._loss = agent.observe(
                 x, y, task_id=task, experience=i, position=p.position, checked=True
             )
+            if clock is not None:
+                clock.took(compute_units(agent) - before)
             p.position += len(y)
             p.batch = b + 1
             p.train_seconds = time.perf_counter() - self._started
@@ -145,6 +156,17 @@ class Training:
             self._stopped("stopped")
             return True
         return False
+
+    def _on_the_clock(self, clock: StreamClock, x, y, task, after) -> bool:
+        """The real-time rule for the batch ``x, y`` that just arrived (``after``: the one
+        behind it, or None): predict the one behind it; if busy, answer this one and say
+        False (it is not learned); else True (the caller learns it and charges the clock)."""
+        free = clock.arrive()
+        if after is not None:
+            self._untimed(clock.look_ahead, self.agent, after[1], after[2], task)
+        if not free:
+            self._untimed(clock.answer, self.agent, x, y, task)
+        return free
 
     def _batches_of(self, exp: Experience):
         """(b, x, y) from batch ``progress.batch`` on: a live stream's in arrival order, a
@@ -208,6 +230,8 @@ class Training:
             "online_correct": agent.online_correct,  # cumulative: per experience by difference
             "online_seen": agent.online_seen,
         }
+        if self.clock is not None:  # which of its batches the learner had the time to learn
+            end.update(_clock_record(self.clock, p.ends))
         self.log.write(end)
         p.ends.append(end)
         p.experience, p.batch = i + 1, 0
@@ -232,6 +256,7 @@ class Training:
         if self.source.ledger is not None:
             p.files = self.source.ledger
         p.log = self.source.log_identity
+        p.clock = self.clock.to_dict() if self.clock is not None else None
         self.log.sync()
         self.writer.save(self.agent.state_dict(), p.to_dict(), self.agent.store)
         self._last_save = time.monotonic()
@@ -275,3 +300,42 @@ def _batches(exp: Experience, order: torch.Tensor, size: int, start: int, device
         for b in range(first, min(first + _CHUNK, n)):
             k = (b - first) * size
             yield b, xs[k : k + size], ys[k : k + size]
+
+
+def _with_next(items, look: bool):
+    """Each item with the one after it (None for the last, or when not ``look``ing: a live
+    stream's next batch is not there yet)."""
+    if not look:
+        yield from ((item, None) for item in items)
+        return
+    previous = sentinel = object()
+    for item in items:
+        if previous is not sentinel:
+            yield previous, item
+        previous = item
+    if previous is not sentinel:
+        yield previous, None
+
+
+def _clock(cfg: RunConfig, p: Progress) -> StreamClock | None:
+    """The real-time protocol's clock: as checkpointed, or new; None when the stream waits."""
+    if not cfg.real_time:
+        return None
+    if p.clock is not None:
+        return StreamClock.from_dict(p.clock)
+    return StreamClock.for_run(cfg.batch_size, cfg.stream_rate)
+
+
+def _clock_record(clock: StreamClock, ends: list[dict]) -> dict:
+    """An experience end's account of the clock: the stream's batch numbers learned in it,
+    and the counts so far (cumulative, as the online counts are)."""
+    before = ends[-1]["batches_learned"] if ends else 0
+    return {
+        "learned_batches": clock.learned[before:],
+        "batches_revealed": clock.arrived,
+        "batches_learned": len(clock.learned),
+        "answered_correct": clock.answered_correct,
+        "answered_seen": clock.answered_seen,
+        "near_correct": clock.near_correct,
+        "near_seen": clock.near_seen,
+    }
