@@ -159,8 +159,11 @@ def run_baseline(
     memory: int,
     cfg: RunConfig,
     options: dict | None = None,
+    learned: list[list[int]] | None = None,
 ) -> dict:
-    """One Avalanche strategy through the stream; the accuracy matrix and training time."""
+    """One Avalanche strategy through the stream; the accuracy matrix and training time.
+    ``learned``: under the real-time protocol, the batches of each experience it has the
+    time to learn (``real_time.schedule``); it trains on those alone."""
     import warnings
 
     import streams
@@ -169,7 +172,12 @@ def run_baseline(
     torch.set_num_threads(1)
     device = resolve_device(cfg.device)
     stream = streams.get_stream(stream_name, experiences=cfg.experiences or None, seed=seed)
-    experiences = list(stream)
+    experiences = list(stream)  # the test sets: whole under either protocol
+    revealed = sum(e.n_train for e in experiences)
+    if learned is not None:
+        from lifelong.real_time import scheduled_stream
+
+        stream = scheduled_stream(stream, learned, cfg.batch_size, seed, cfg.shuffle)
     # recorded and dropped: Avalanche 0.6 re-enables its deprecation warnings on every call of
     # a deprecated function (its own replay plugin calls one), so an "ignore" filter loses
     with warnings.catch_warnings(record=True):
@@ -180,28 +188,44 @@ def run_baseline(
             name, model, len(experiences), memory, cfg.batch_size, cfg, options or {}, device
         )
         rows, untrained, seconds = [], _accuracies(model, experiences, device), 0.0
+        units = []  # each experience's cost per batch, in the stream clock's unit
         with compute.AvalancheMeter(model) as meter:
             for exp in bench.train_stream:
+                if len(exp.dataset) == 0:  # no batch of it learned in time: never seen
+                    rows.append(_accuracies(strategy.model, experiences, device))
+                    units.append(0.0)
+                    continue
                 t = time.perf_counter()
+                before = meter.units
                 with meter.metering():
                     strategy.train(exp)
                     _synchronize(device)
                 seconds += time.perf_counter() - t
+                units.append((meter.units - before) / -(-len(exp.dataset) // cfg.batch_size))
                 rows.append(_accuracies(strategy.model, experiences, device))
-    n = sum(e.n_train for e in experiences)
+    n = sum(e.n_train for e in stream) if learned is not None else revealed
     flops = compute.forward_flops(model, stream.input_shape)
-    return {
+    result = {
         "method": name,
         "seed": seed,
         "matrix": rows,
         "untrained": untrained,
         "seconds": seconds,
-        "samples_per_second": n / seconds,
-        "gradient_steps_per_example": meter.steps / n,
+        "samples_per_second": n / seconds if seconds else None,
+        "gradient_steps_per_example": meter.steps / max(n, 1),
         "flops_per_example": compute.flops_per_example(
             meter.trained_rows, meter.forward_rows, flops, n
         ),
+        # its cost in the stream clock's unit (forward passes of one example), in all and
+        # in each experience: what fixes its real-time schedule
+        "compute_units_per_example": meter.units / max(n, 1),
+        "compute_units_per_batch": units,  # by experience
     }
+    if learned is not None:
+        result["learned_share"] = sum(map(len, learned)) / sum(
+            -(-e.n_train // cfg.batch_size) for e in experiences
+        )
+    return result
 
 
 def _synchronize(device) -> None:
@@ -233,14 +257,18 @@ def run_ours(
         "gradient_steps_per_example": res.summary["gradient_steps_per_example"],
         "flops_per_example": res.summary["flops_per_example"],
         "online_accuracy": res.summary["online_accuracy"],
+        **{k: res.summary[k] for k in REAL_TIME_KEYS if k in res.summary},
     }
 
 
+REAL_TIME_KEYS = ("learned_share", "near_future_accuracy")  # a real-time run's own measures
+
+
 def _one(job: tuple) -> dict:
-    name, stream_name, seed, memory, cfg, out = job
+    name, stream_name, seed, memory, cfg, out, learned = job
     if is_ours(name):
         return run_ours(name, stream_name, seed, memory, cfg, out)
-    return run_baseline(name, stream_name, seed, memory, cfg)
+    return run_baseline(name, stream_name, seed, memory, cfg, learned=learned)
 
 
 def compare(
@@ -274,13 +302,33 @@ def compare(
 
         learner_device(cfg.device, cfg.bf16)  # an absent GPU: one line, before the folder
     out.mkdir(parents=True, exist_ok=True)
-    todo = [(m, stream_name, s, memory, cfg, out) for s in seeds for m in methods]
-    results = []
+    waiting = replace(cfg, real_time=False)
+    todo = [(m, stream_name, s, memory, waiting, out, None) for s in seeds for m in methods]
+    results = _run_all(todo, jobs, address, out, "compare")
+    results = _merged_with_earlier(results, stream_name, memory, out)
+    write_outputs(results, stream_name, memory, out)
+    if cfg.real_time:  # the same methods and seeds again, on a stream that does not wait
+        from lifelong.real_time import real_time_jobs
+
+        where = out / REAL_TIME
+        where.mkdir(exist_ok=True)
+        todo = real_time_jobs(todo, results, replace(cfg, real_time=True), where, is_ours)
+        timed = _run_all(todo, jobs, address, out, "real time")
+        timed = _merged_with_earlier(timed, stream_name, memory, where)
+        write_outputs(timed, stream_name, memory, where)
+    return results
+
+
+REAL_TIME = "real-time"  # the subfolder of a compare's real-time rows
+
+
+def _run_all(todo: list[tuple], jobs: int, address: str | None, out: Path, desc: str):
+    """Every job's result (here, or as Ray tasks), in table order, with its metrics."""
     from tqdm import tqdm
 
     from lifelong.sweep import pool
 
-    bar = tqdm(total=len(todo), unit="run", desc="compare", disable=not cfg.progress)
+    bar = tqdm(total=len(todo), unit="run", desc=desc, disable=not todo[0][4].progress)
     finished = {}
     calls = [(job,) for job in todo]
     for i, r in pool.results(_one, calls, jobs=jobs, address=address, pids=out / "ray.pids"):
@@ -293,8 +341,6 @@ def compare(
     for r in results:
         R = np.array(r["matrix"], float)
         r.update(metrics.summary(R, r["untrained"]))
-    results = _merged_with_earlier(results, stream_name, memory, out)
-    write_outputs(results, stream_name, memory, out)
     return results
 
 

@@ -30,19 +30,28 @@ def aggregate(results: list[dict]) -> list[dict]:
         for k in keys:
             v = np.array([r.get(k) for r in rs], float)  # results from before: no FLOPs
             row[k], row[k + "_std"] = float(v.mean()), float(v.std())
-        online = np.array([r.get("online_accuracy") for r in rs], float)  # ours only
-        known = online[~np.isnan(online)]
-        row["online_accuracy"] = float(known.mean()) if len(known) else None
-        row["online_accuracy_std"] = float(known.std()) if len(known) else None
+        # measures some rows lack: online ones are ours only; real-time ones, real-time rows'
+        for k in ("online_accuracy", *OPTIONAL):
+            v = np.array([r.get(k) for r in rs], float)
+            known = v[~np.isnan(v)]
+            row[k] = float(known.mean()) if len(known) else None
+            row[k + "_std"] = float(known.std()) if len(known) else None
         rows.append(row)
     return rows
 
 
+OPTIONAL = ("near_future_accuracy", "learned_share")  # the real-time protocol's measures
+
+
 def markdown_table(rows: list[dict]) -> str:
+    """One row per method; under the real-time protocol, with the share of the stream's
+    batches each learned and (ours) near-future accuracy."""
+    timed = any(r.get("learned_share") is not None for r in rows)
+    extra = " near-future accuracy | learned share |" if timed else ""
     lines = [
-        "| method | avg accuracy | forgetting (Chaudhry) | BWT | online accuracy | steps/ex "
-        "| MFLOPs/ex | train s | samples/s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| method | avg accuracy | forgetting (Chaudhry) | BWT | online accuracy |"
+        f"{extra} steps/ex | MFLOPs/ex | train s | samples/s |",
+        "|---|---|---|---|---|" + ("---|---|" if timed else "") + "---|---|---|---|",
     ]
     for r in rows:
 
@@ -51,12 +60,13 @@ def markdown_table(rows: list[dict]) -> str:
                 return "-"  # the online measure: ours only (Avalanche's loop hides it)
             return metrics.mean_std(r[k], r[k + "_std"], r["seeds"], fmt)
 
+        cells = f" {ms('near_future_accuracy', '.3f')} | {ms('learned_share', '.2f')} |"
         lines.append(
             f"| {r['method']} | {ms('average_accuracy', '.3f')} | "
             f"{ms('forgetting_chaudhry2018', '.3f')} | {ms('bwt_lopezpaz2017', '+.3f')} "
-            f"| {ms('online_accuracy', '.3f')} | {r['gradient_steps_per_example']:.2f} "
-            f"| {r['flops_per_example'] / 1e6:.1f} "
-            f"| {r['seconds']:.1f} | {r['samples_per_second']:.0f} |"
+            f"| {ms('online_accuracy', '.3f')} |{cells if timed else ''} "
+            f"{r['gradient_steps_per_example']:.2f} | {r['flops_per_example'] / 1e6:.1f} "
+            f"| {r['seconds']:.1f} | {r['samples_per_second'] or 0:.0f} |"
         )
     return "\n".join(lines)
 
@@ -87,6 +97,7 @@ def write_outputs(results: list[dict], stream_name: str, memory: int, out: Path)
         "forgetting_chaudhry2018",
         "bwt_lopezpaz2017",
         "online_accuracy",
+        *OPTIONAL,
         "gradient_steps_per_example",
         "flops_per_example",
         "seconds",

@@ -81,6 +81,11 @@ class RunConfig:
         "real time: batches revealed per plain-replay update (B incoming + B replayed, "
         "forward and back, on the run's model): time counted in compute, not seconds",
     )
+    fit_compute: bool = opt(
+        True,
+        "real time: size each batch's updates and replay to the time the stream leaves, up "
+        "to --iters and --replay-batch (off: those always, skipping what they overrun)",
+    )
     ace: bool = opt(False, "ER-ACE: the incoming loss only sees its own batch's classes")
     distill: float = opt(1.0, "DER: weight of matching memories' logits from when written (MSE)")
     refresh_logits: bool = opt(True, "with distill: renew an experience's logits at its end")
@@ -286,6 +291,7 @@ SECTIONS = {
         "shuffle",
         "real_time",
         "stream_rate",
+        "fit_compute",
         "eval_every",
         "checkpoint_every",
         "checkpoint_seconds",

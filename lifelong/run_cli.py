@@ -78,6 +78,18 @@ def add_parser(sub, formatter) -> None:
         help="where every method trains: cpu | cuda | cuda:N | mps | auto (default: the "
         "config's, cpu); Avalanche's strategies run on the same device as our agent",
     )
+    c.add_argument(
+        "--real-time",
+        action="store_true",
+        help="also run every method on a stream that does not wait (results in OUT/real-time): "
+        "ours under the stream clock, each Avalanche strategy on the batches its metered "
+        "cost leaves time for",
+    )
+    c.add_argument(
+        "--stream-rate",
+        type=float,
+        help="with --real-time: batches revealed per plain-replay update (default: 1)",
+    )
     c.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     c.set_defaults(func=compare_command)
 
@@ -191,6 +203,9 @@ def compare_command(args) -> int:
     cfg.experiences, cfg.progress = args.experiences, args.progress
     if args.device:
         cfg.device = args.device
+    cfg.real_time = cfg.real_time or args.real_time
+    if args.stream_rate is not None:
+        cfg.stream_rate = args.stream_rate
     cfg.validate()
     methods = list(compare.METHODS) if args.methods == "all" else args.methods.split(",")
     if compare.is_user_method(cfg.method):  # --config runs a user's method: say so, not "ours"
@@ -212,5 +227,11 @@ def compare_command(args) -> int:
     note = compare_outputs.ratio_note(results)
     if note:
         print(note)
+    if cfg.real_time:
+        timed = json.loads((out / compare.REAL_TIME / "results.json").read_text())["runs"]
+        print(f"\nreal time (stream rate {cfg.stream_rate:g}: the stream does not wait)")
+        print(compare_outputs.markdown_table(compare_outputs.aggregate(timed)))
     print(f"results in {out} (results.json, results.csv, table.md, comparison.png, compute.png)")
+    if cfg.real_time:
+        print(f"real-time results in {out / compare.REAL_TIME} (the same files)")
     return 0

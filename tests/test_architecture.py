@@ -18,6 +18,7 @@ RUN = {
     "lifelong.compare",
     "lifelong.compare_outputs",
     "lifelong.strategies",
+    "lifelong.real_time",
     "lifelong.memory_pictures",
     "lifelong.tensorboard_log",
     "lifelong.metrics",

@@ -64,9 +64,9 @@ def test_a_stream_slow_enough_is_the_waiting_run_plus_its_measures(tmp_path):
     assert "learned_share" not in summary_of(tmp_path / "waiting")
 
 
-def test_at_the_default_rate_the_default_learns_a_share_and_answers_every_batch(tmp_path):
+def test_at_the_default_rate_a_fixed_update_learns_a_share_and_answers_every_batch(tmp_path):
     out = tmp_path / "rt"
-    result = run(cfg(real_time=True), out, echo=quiet)
+    result = run(cfg(real_time=True, fit_compute=False), out, echo=quiet)
     s = summary_of(out)
     revealed = s["batches_revealed"]
     # the default spends 5 updates of 10 + 32 replayed a batch: about 10x plain replay's
@@ -101,3 +101,64 @@ def _train_sets(n: int):
     import streams
 
     return list(streams.get_stream("split-digits", experiences=n, seed=2))
+
+
+def test_the_compute_plan_fits_the_update_to_the_time_and_counts_as_the_agent_does():
+    """Under a clock of one plain-replay update a batch, the default agent plans one update
+    with as much replay as fits (less on the steps its weight average watches), and what
+    learning the batch then costs is what the plan expected; with time enough, the config."""
+    import streams
+    from lifelong.learner import budget
+    from lifelong.runner.clock import compute_units
+    from tests.test_agent import make_agent
+
+    stream = streams.get_stream("split-digits", experiences=1, seed=0)
+    agent = make_agent(stream, memory=40)
+    e = stream[0]
+    interval = replay_update_cost(10)
+    seen = set()
+    for b in range(0, 400, 10):
+        x, y = e.x_train[b : b + 10], e.y_train[b : b + 10]
+        plan = budget.plan(agent, 10, interval)
+        expected = budget.cost_of(agent, 10, *plan)
+        assert expected <= interval or plan == (1, 1)
+        agent.iters, agent.replay_batch = plan
+        before = compute_units(agent)
+        agent.observe(x, y)
+        assert compute_units(agent) - before == expected, (b, plan)
+        seen.add(plan)
+    assert (1, 10) in seen and (1, 6) in seen  # a full update; one beside the average's watch
+    assert budget.plan(agent, 10, 10_000) == (5, 32)  # the stream waits long enough: as set
+
+
+def test_fitting_the_compute_learns_more_of_a_fast_stream(tmp_path):
+    fitted = run(cfg(real_time=True), tmp_path / "fit", echo=quiet)
+    fixed = run(cfg(real_time=True, fit_compute=False), tmp_path / "fixed", echo=quiet)
+    share = {k: summary_of(tmp_path / k)["learned_share"] for k in ("fit", "fixed")}
+    assert share["fit"] > 0.6 > 0.2 > share["fixed"]
+    assert fitted.matrix[-1].mean() > fixed.matrix[-1].mean()
+
+
+def test_compare_real_time_puts_every_method_on_the_clock(tmp_path, capsys):
+    """compare --real-time: today's rows, and in OUT/real-time the same methods on a stream
+    that does not wait: ours on the clock; an Avalanche strategy on the batches its metered
+    cost leaves time for (plain replay's cost is the interval: every batch; DER++ replays
+    its buffer's logits too, and learns fewer)."""
+    from lifelong.cli import main
+
+    out = tmp_path / "c"
+    args = ["compare", "--stream", "split-digits", "--experiences", "2", "--seeds", "0"]
+    args += ["--methods", "ours,replay,der++", "--memory", "60", "--real-time"]
+    assert main([*args, "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "real time (stream rate 1" in printed and "learned share" in printed
+    waited = {r["method"]: r for r in json.loads((out / "results.json").read_text())["runs"]}
+    timed = json.loads((out / "real-time" / "results.json").read_text())["runs"]
+    timed = {r["method"]: r for r in timed}
+    assert "learned_share" not in waited["replay"]
+    assert timed["replay"]["learned_share"] == 1.0  # exactly the interval, or less
+    assert timed["der++"]["learned_share"] < 1.0
+    assert waited["der++"]["compute_units_per_batch"][-1] > 60
+    assert 0.9 < timed["ours"]["learned_share"] <= 1.0  # it fits its updates to the time
+    assert timed["ours"]["near_future_accuracy"] is not None
+    assert (out / "real-time" / "table.md").read_text().count("|") > 20

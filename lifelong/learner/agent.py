@@ -112,6 +112,9 @@ class Agent:
         self.classes_seen = torch.zeros(spec.n_classes, dtype=torch.bool, device=self.device)
         self.last_new_class_step = torch.zeros((), dtype=torch.int64, device=self.device)
         self.steps = self.grad_steps = self.examples = 0
+        # updates and memories replayed per batch: the config's, unless a compute plan
+        # (lifelong.learner.budget) fits them to the time a stream leaves
+        self.iters, self.replay_batch = cfg.iters, cfg.replay_batch
         self.online_hits = torch.zeros((), dtype=torch.int64, device=self.device)
         self.online_seen = 0  # incoming examples, each labelled right before learning it or not
         # compute spent: examples passed forward and back by updates, and forward only
@@ -170,13 +173,13 @@ class Agent:
             self.masks.note(task_id, y)
         u = self._draw_uniforms(len(y))
         learned = self._learn_batch(x, y, task_id, mask, u)
-        draws = self.cfg.iters * len(self.memory)
+        draws = self.iters * len(self.memory)
         self.memory.add(x, y, task_id, experience, position, learned.logits, u[draws:])
         self._note_classes(y)
         self.steps += 1
         self.examples += len(y)
         self.online_seen += len(y)
-        self.grad_steps += self.cfg.iters
+        self.grad_steps += self.iters
         self.trained_rows += learned.trained_rows
         self.forward_rows += learned.forward_rows
         if self.average is not None and self.average.due(self.steps):
@@ -189,7 +192,7 @@ class Agent:
     def _draw_uniforms(self, n: int) -> torch.Tensor:
         """Every random number one step of n examples uses, in one draw: standard
         exponentials for each update's replay draw, then the write's uniforms."""
-        draws = self.cfg.iters * len(self.memory)
+        draws = self.iters * len(self.memory)
         u = torch.rand(
             draws + self.memory.uniforms_per_write(n),
             dtype=torch.float64,
@@ -204,7 +207,7 @@ class Agent:
         full memory, a batch size seen before) and the method allows it; else eagerly."""
         if not self._capturable(task_id):
             return self._learn(x, y, task_id, mask, u)
-        key = (len(y), len(u), self.memory.max_task)
+        key = (len(y), len(u), self.memory.max_task, self.iters, self.replay_batch)
         step = self._steps.get(key)
         if step is None:
             step = self._steps[key] = StaticStep(
@@ -243,7 +246,7 @@ class Agent:
             forward_rows += len(y)
         if not self.model.training:  # train() walks every module: not on every batch
             self.model.train()
-        for i in range(self.cfg.iters):
+        for i in range(self.iters):
             batch = first if i == 0 else self._update_batch(x, y, task_id, u, i, sizes)
             step = Step(*self.method.update(batch))
             trained_rows += self.method.rows(batch)
@@ -281,7 +284,7 @@ class Agent:
         mask_in = self.masks.row(task_id) if masked else None
         if size == 0:
             return Update(x, y, mask_in=mask_in)
-        slots = self.memory.sample(self.cfg.replay_batch, u[i * size : (i + 1) * size], sizes)
+        slots = self.memory.sample(self.replay_batch, u[i * size : (i + 1) * size], sizes)
         x_mem, y_mem, t_mem, z_mem = self.memory.replay(slots)
         mask_mem = self.masks.rows(t_mem) if self.spec.task_aware else None
         return Update(x, y, x_mem, y_mem, t_mem, z_mem, mask_in, mask_mem)

@@ -61,6 +61,11 @@ class AvalancheMeter:
         for hook in self._hooks:
             hook.remove()
 
+    @property
+    def units(self) -> int:
+        """Its compute so far in forward passes of one example (the stream clock's unit)."""
+        return BACKWARD_FACTOR * self.trained_rows + self.forward_rows
+
     def _forward(self, module, args, output) -> None:
         if self._on and args:
             if torch.is_grad_enabled():

@@ -67,6 +67,13 @@ class StreamClock:
         self.spent += cost
         self.learned.append(self.arrived - 1)
 
+    def busy(self, cost: float) -> None:
+        """Work between batches (an experience's end): the learner is busy for ``cost``
+        more, from when it was done or the last batch arrived, whichever is later."""
+        last = (self.arrived - 1) * self.interval if self.arrived else 0.0
+        self.busy_until = max(self.busy_until, last) + cost
+        self.spent += cost
+
     def answer(self, agent, x: torch.Tensor, y: torch.Tensor, task_id: int | None) -> None:
         """A busy learner's answer to the batch it does not learn."""
         self.answered_correct += _hits(agent, x, y, task_id)

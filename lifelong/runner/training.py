@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from lifelong import checkpoint
 from lifelong.config import RunConfig
+from lifelong.learner import budget
 from lifelong.learner.agent import Agent
 from lifelong.progress import Progress
 from lifelong.run_folder import EventLog
@@ -127,7 +128,11 @@ class Training:
                 p.batch = b + 1
                 self._bar.update(len(y))
                 continue
-            before = compute_units(agent)
+            before = 0.0
+            if clock is not None:
+                before = compute_units(agent)
+                if self.cfg.fit_compute:  # this batch's updates, sized to the time it has
+                    agent.iters, agent.replay_batch = budget.plan(agent, len(y), clock.interval)
             self._loss = agent.observe(
                 x, y, task_id=task, experience=i, position=p.position, checked=True
             )
@@ -214,7 +219,10 @@ class Training:
 
     def _end_experience(self, i: int, classes) -> None:
         p, agent = self.progress, self.agent
+        before = compute_units(agent)
         agent.end_experience(i)
+        if self.clock is not None:  # its end-of-experience work is the learner's time too
+            self.clock.busy(compute_units(agent) - before)
         p.train_seconds = time.perf_counter() - self._started
         row = self._untimed(evaluate, agent, self.source.test_sets())
         p.rows.append(row)

@@ -87,7 +87,12 @@ class Method:
 
     def rows(self, batch: Update) -> int:
         """Examples this update passes forward and back (the compute axis counts them)."""
-        return len(batch.y) + (0 if batch.y_mem is None else len(batch.y_mem))
+        return self.rows_for(len(batch.y), 0 if batch.y_mem is None else len(batch.y_mem))
+
+    def rows_for(self, incoming: int, replayed: int) -> int:
+        """``rows`` of an update of ``incoming`` and ``replayed`` examples, before it is made
+        (a compute plan sizes the update by it)."""
+        return incoming + replayed
 
     def loss(self, batch: Update) -> ReplayLoss:
         """This update's loss, bound to the batch's masks and stored logits."""

@@ -41,9 +41,9 @@ class LaMAML(Method):
         s = self.settings
         return ReplayLoss(ace, batch.mask_in, batch.mask_mem, batch.z_mem, s.distill)
 
-    def rows(self, batch: Update) -> int:
+    def rows_for(self, incoming: int, replayed: int) -> int:
         # the look-ahead passes over the incoming batch, then the meta-loss over it and replay
-        return len(batch.y) + super().rows(batch)
+        return incoming + super().rows_for(incoming, replayed)
 
     def update(self, batch: Update) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.settings

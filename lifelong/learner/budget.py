@@ -1,0 +1,57 @@
+"""The compute plan: how many updates to make on a batch, and how many memories to replay
+in each, so that learning it fits the time a stream that does not wait leaves.
+
+A stream that waits gets the configured ``iters`` and ``replay_batch``. Under the real-time
+protocol a learner that overruns the time between two batches does not learn the next one
+at all (``lifelong/runner/clock.py``), and one update on every batch beats five on every
+tenth (Ghunaim et al., CVPR 2023; Prabhu et al., CVPR 2023). So each batch's update is
+sized to the budget, counted as the clock counts (forward passes of one example; forward
+and back is ``BACKWARD_FACTOR``), from what the agent will do: its updates' rows (the
+method says how many), its forward-only rows (the prediction controller's own forward when
+the update does not hand one over, the weight average's watch when due). The plan never
+exceeds the configured ``iters`` or ``replay_batch``, and prefers, among plans that train
+as many rows, fewer updates with more replay (more of the past per step).
+"""
+
+from __future__ import annotations
+
+from lifelong.learner.compute import BACKWARD_FACTOR
+
+
+def plan(agent, incoming: int, budget: float) -> tuple[int, int]:
+    """(updates, memories replayed per update) for a batch of ``incoming`` examples within
+    ``budget``; the least (one update, one memory) if nothing fits."""
+    cfg, method = agent.cfg, agent.method
+    held = len(agent.memory)
+    least = 1 if held else 0  # a replay batch, once there are memories, is never empty
+    best: tuple[int, int, int] | None = None  # (rows trained, -updates, replayed)
+    for updates in range(1, cfg.iters + 1):
+        for replayed in range(min(cfg.replay_batch, held), least - 1, -1):
+            trained = method.rows_for(incoming, replayed)
+            cost = BACKWARD_FACTOR * updates * trained + _forward_only(agent, incoming, replayed)
+            if cost <= budget:
+                option = (updates * trained, -updates, replayed)
+                best = option if best is None or option > best else best
+                break
+    if best is None:
+        return 1, least
+    return -best[1], best[2]
+
+
+def cost_of(agent, incoming: int, updates: int, replayed: int) -> float:
+    """What the plan expects a batch learned with ``updates`` x ``replayed`` to cost."""
+    trained = agent.method.rows_for(incoming, min(replayed, len(agent.memory)))
+    return BACKWARD_FACTOR * updates * trained + _forward_only(agent, incoming, replayed)
+
+
+def _forward_only(agent, incoming: int, replayed: int) -> int:
+    """Rows the next batch passes forward only, beside its updates (as ``Agent._learn``
+    and ``Agent.observe`` count them)."""
+    rows = 0
+    if agent.gate is not None and not agent.method.forward_in_step:
+        rows += incoming + min(replayed, len(agent.memory))
+    elif agent.gate is None and not agent.method.logits_before_update:
+        rows += incoming
+    if agent.average is not None and agent.average.due(agent.steps + 1):
+        rows += incoming
+    return rows
