@@ -22,9 +22,10 @@ from streams import Stream
 
 
 def real_time_jobs(waiting_jobs: list[tuple], waited: list[dict], cfg, out, is_ours) -> list:
-    """The compare jobs of the real-time rows: ours with the clock on; each Avalanche
-    strategy with the schedule its cost in each experience of the waiting stream (same
-    seed) leaves it."""
+    """The compare jobs of the real-time rows: ours with the clock on (``ours@S`` at its
+    fixed budget: the rows the default's own choice of compute is measured against); each
+    Avalanche strategy with the schedule its cost in each experience of the waiting stream
+    (same seed) leaves it."""
     import streams
 
     cost = {(r["method"], r["seed"]): r.get("compute_units_per_batch") for r in waited}
@@ -32,7 +33,9 @@ def real_time_jobs(waiting_jobs: list[tuple], waited: list[dict], cfg, out, is_o
     interval = StreamClock.for_run(cfg.batch_size, cfg.stream_rate).interval
     jobs = []
     for name, stream_name, seed, memory, _, _, _ in waiting_jobs:
-        learned = None
+        learned, mine = None, cfg
+        if name.startswith("ours@"):
+            mine = dataclasses.replace(cfg, fit_compute=False)
         if not is_ours(name):
             if seed not in sizes:
                 stream = streams.get_stream(
@@ -40,7 +43,7 @@ def real_time_jobs(waiting_jobs: list[tuple], waited: list[dict], cfg, out, is_o
                 )
                 sizes[seed] = [-(-e.n_train // cfg.batch_size) for e in stream]
             learned = schedule(sizes[seed], cost[name, seed], interval)
-        jobs.append((name, stream_name, seed, memory, cfg, out, learned))
+        jobs.append((name, stream_name, seed, memory, mine, out, learned))
     return jobs
 
 

@@ -22,6 +22,8 @@ SUMMARY_ROWS = [
     ("bwt_lopezpaz2017", "BWT (Lopez-Paz 2017; Avalanche's BWT)"),
     ("fwt_lopezpaz2017", "FWT (Lopez-Paz 2017, vs untrained)"),
     ("online_accuracy", "online accuracy (each batch, before learning it)"),
+    ("near_future_accuracy", "near-future accuracy (the batch after the arriving one)"),
+    ("learned_share", "batches learned of those revealed (real time: the stream did not wait)"),
     ("gradient_steps_per_example", "gradient steps per example"),
     ("samples_per_second", "training examples / s"),
 ]
@@ -147,6 +149,8 @@ def _summary_table(runs: list[dict]) -> str:
     head = "".join(f"<th>{html.escape(r['name'])}</th>" for r in runs)
     rows = []
     for key, label in SUMMARY_ROWS:
+        if all(r["summary"].get(key) is None for r in runs):
+            continue  # a measure none of these runs has (the real-time ones, on a waiting run)
         cells = []
         for r in runs:
             v = r["summary"].get(key)

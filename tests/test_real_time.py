@@ -5,6 +5,7 @@ stopped under the clock resumes exactly."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -62,6 +63,9 @@ def test_a_stream_slow_enough_is_the_waiting_run_plus_its_measures(tmp_path):
     assert s["online_accuracy"] == summary_of(tmp_path / "waiting")["online_accuracy"]
     assert 0.3 < s["near_future_accuracy"] < 1  # learned, yet not the next batch's labels
     assert "learned_share" not in summary_of(tmp_path / "waiting")
+    page = (tmp_path / "{}" / "report" / "index.html").as_posix()
+    assert "near-future accuracy" in Path(page.format("slow")).read_text()
+    assert "near-future accuracy" not in Path(page.format("waiting")).read_text()
 
 
 def test_at_the_default_rate_a_fixed_update_learns_a_share_and_answers_every_batch(tmp_path):
@@ -162,3 +166,26 @@ def test_compare_real_time_puts_every_method_on_the_clock(tmp_path, capsys):
     assert 0.9 < timed["ours"]["learned_share"] <= 1.0  # it fits its updates to the time
     assert timed["ours"]["near_future_accuracy"] is not None
     assert (out / "real-time" / "table.md").read_text().count("|") > 20
+
+
+def test_a_sweep_trial_on_the_clock_reports_the_real_time_measures(tmp_path):
+    """A sweep of our agent may grid the stream rate: each trial's row carries its learned
+    share and near-future accuracy (Avalanche's get their schedule from compare)."""
+    from lifelong.sweep import spec
+    from lifelong.sweep.trial import run_trial
+
+    text = """
+[sweep]
+streams = ["split-digits"]
+seeds = [0]
+memory = 60
+
+[methods.ours]
+fixed = { experiences = 2, real_time = true, fit_compute = false }
+grid = { stream_rate = [0.05, 1.0] }
+"""
+    plan = spec.parse(spec.tomllib.loads(text), "rt")
+    rows = {t.params["stream_rate"]: run_trial(t.to_dict(), str(tmp_path)) for t in plan.trials}
+    assert all(r["status"] == "ok" for r in rows.values()), rows
+    assert rows[0.05]["learned_share"] == 1.0 > rows[1.0]["learned_share"]
+    assert rows[1.0]["near_future_accuracy"] is not None

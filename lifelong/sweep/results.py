@@ -17,6 +17,8 @@ METRICS = (
     "forgetting_chaudhry2018",
     "bwt_lopezpaz2017",
     "online_accuracy",
+    "near_future_accuracy",  # real_time = true trials (ours) only
+    "learned_share",
     "samples_per_second",
     "train_seconds",
 )

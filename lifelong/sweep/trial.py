@@ -68,7 +68,8 @@ def _run_ours(t: Trial, folder: Path) -> dict:
         s["samples_per_second"],
         s["gradient_steps_per_example"],
     )
-    return {**outcome, "online_accuracy": s["online_accuracy"]}
+    timed = {k: s[k] for k in ("near_future_accuracy", "learned_share") if k in s}  # real time
+    return {**outcome, "online_accuracy": s["online_accuracy"], **timed}
 
 
 def _run_avalanche(t: Trial) -> dict:
