@@ -104,10 +104,42 @@ def forgetting_curves(R) -> dict[int, list[float]]:
     return {j: R[:, j].tolist() for j in range(R.shape[1])}
 
 
+def lowest_since_learned(lowest: list, current: int, row: list[float]) -> list:
+    """``lowest`` (each experience's least accuracy at any evaluation after it was learned)
+    with one more evaluation, made while experience ``current`` is learned or just after:
+    experiences before ``current`` count (De Lange et al., ICLR 2023: the stability gap
+    shows right after a boundary, which evaluating only at experience ends hides)."""
+    lowest = list(lowest) + [None] * max(0, current - len(lowest))
+    for j in range(min(current, len(row))):
+        if not math.isnan(row[j]):
+            lowest[j] = row[j] if lowest[j] is None else min(lowest[j], row[j])
+    return lowest
+
+
+def min_acc(lowest: list, trained: int) -> float:
+    """avg-min-ACC: the mean of each earlier experience's lowest accuracy since learned."""
+    known = [v for v in lowest[: trained - 1] if v is not None]
+    return float(np.mean(known)) if known else math.nan
+
+
+def wc_acc(R, lowest: list) -> float:
+    """WC-ACC: (1/k) the last experience's accuracy + (1 - 1/k) min-ACC, k experiences."""
+    R = _checked(R)
+    k = R.shape[0]
+    last = R[k - 1, k - 1] if R.shape[1] >= k else math.nan
+    return float(last) if k == 1 else float(last / k + (1 - 1 / k) * min_acc(lowest, k))
+
+
 def summary(R, untrained=None) -> dict:
-    """Every metric above, JSON-able."""
+    """Every metric above, JSON-able; min-ACC and WC-ACC from the experience ends alone (a
+    run with ``--eval-every`` refines them with its curve points)."""
+    lowest: list = []
+    for i, row in enumerate(_checked(R)):
+        lowest = lowest_since_learned(lowest, i, list(row))
     return {
         "experiences_trained": int(_checked(R).shape[0]),
+        "min_acc": min_acc(lowest, len(R)),
+        "wc_acc": wc_acc(R, lowest),
         "average_accuracy": average_accuracy(R),
         "learning_accuracy": learning_accuracy(R),
         "forgetting_chaudhry2018": forgetting_chaudhry2018(R),

@@ -27,6 +27,8 @@ class Progress:
     files: list[dict] | None = None  # follow mode: the ledger of files taken
     log: dict | None = None  # a served run: the ingest log it learned from ({"id": ...})
     clock: dict | None = None  # the real-time protocol: the stream clock (runner/clock.py)
+    # each experience's lowest accuracy at any evaluation since it was learned (min-ACC)
+    lowest: list[float | None] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)

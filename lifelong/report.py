@@ -21,6 +21,8 @@ SUMMARY_ROWS = [
     ("forgetting_avalanche", "forgetting (Avalanche: just-trained - last)"),
     ("bwt_lopezpaz2017", "BWT (Lopez-Paz 2017; Avalanche's BWT)"),
     ("fwt_lopezpaz2017", "FWT (Lopez-Paz 2017, vs untrained)"),
+    ("min_acc", "min-ACC (De Lange 2023: earlier experiences at their worst since learned)"),
+    ("wc_acc", "WC-ACC (De Lange 2023: 1/k last + (1 - 1/k) min-ACC)"),
     ("online_accuracy", "online accuracy (each batch, before learning it)"),
     ("near_future_accuracy", "near-future accuracy (the batch after the arriving one)"),
     ("learned_share", "batches learned of those revealed (real time: the stream did not wait)"),

@@ -70,3 +70,26 @@ def test_agree_with_avalanche_metric_classes():
     assert np.mean(list(bwt.result().values())) == pytest.approx(metrics.bwt_lopezpaz2017(R))
     # and Chaudhry's definition is genuinely different on this matrix
     assert metrics.forgetting_chaudhry2018(R) != pytest.approx(metrics.forgetting_avalanche(R))
+
+
+def test_min_acc_and_wc_acc_by_hand():
+    """De Lange et al. (ICLR 2023): each earlier experience at its worst at any evaluation
+    after it was learned (not at its own end), and WC-ACC = 1/k last + (1 - 1/k) min-ACC."""
+    from lifelong.metrics import lowest_since_learned, min_acc, wc_acc
+
+    R = [[0.9, 0.0, 0.0], [0.8, 0.7, 0.0], [0.85, 0.6, 0.95]]
+    lowest = []
+    lowest = lowest_since_learned(lowest, 0, [0.5, 0.1, 0.0])  # during 0: nothing counts
+    lowest = lowest_since_learned(lowest, 0, R[0])  # the end of 0: its own end, not after
+    assert lowest == []
+    lowest = lowest_since_learned(lowest, 1, [0.4, 0.3, 0.0])  # right after the boundary
+    lowest = lowest_since_learned(lowest, 1, R[1])
+    lowest = lowest_since_learned(lowest, 2, [0.82, float("nan"), 0.2])  # NaN: not known
+    lowest = lowest_since_learned(lowest, 2, R[2])
+    assert lowest == [0.4, 0.6]
+    assert min_acc(lowest, 3) == pytest.approx(0.5)
+    assert wc_acc(R, lowest) == pytest.approx(0.95 / 3 + 2 / 3 * 0.5)
+    # from the matrix alone (experience ends): experience 0's worst since is 0.8
+    s = metrics.summary(np.array(R))
+    assert s["min_acc"] == pytest.approx((0.8 + 0.6) / 2)
+    assert metrics.summary(np.array([[0.9]]))["wc_acc"] == pytest.approx(0.9)

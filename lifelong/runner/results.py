@@ -57,6 +57,10 @@ def publish(cfg, run_dir, progress, agent, status: str) -> tuple[np.ndarray, dic
     summary: dict = {"status": status}
     if len(R):
         summary.update(metrics.summary(R, progress.untrained))
+        # continual evaluation (De Lange et al. 2023): each earlier experience at its worst
+        # since learned, at every --eval-every point and experience end
+        summary["min_acc"] = metrics.min_acc(progress.lowest, len(R))
+        summary["wc_acc"] = metrics.wc_acc(R, progress.lowest)
     seconds = progress.train_seconds
     summary.update(
         {

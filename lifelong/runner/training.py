@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm import tqdm
 
-from lifelong import checkpoint
+from lifelong import checkpoint, metrics
 from lifelong.config import RunConfig
 from lifelong.learner import budget
 from lifelong.learner.agent import Agent
@@ -205,6 +205,8 @@ class Training:
 
     def _curve_point(self, i: int) -> None:
         row = self._untimed(evaluate, self.agent, self.source.test_sets())
+        p = self.progress
+        p.lowest = metrics.lowest_since_learned(p.lowest, i, row)
         self.log.write(
             {
                 "type": "curve",
@@ -226,6 +228,7 @@ class Training:
         p.train_seconds = time.perf_counter() - self._started
         row = self._untimed(evaluate, agent, self.source.test_sets())
         p.rows.append(row)
+        p.lowest = metrics.lowest_since_learned(p.lowest, i, row)
         end = {
             "type": "experience_end",
             "experience": i,

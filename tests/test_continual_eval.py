@@ -1,0 +1,35 @@
+"""Continual evaluation (De Lange et al., ICLR 2023): with ``--eval-every`` a run's min-ACC
+and WC-ACC take every curve point, not only the experience ends; the stability gap right
+after a boundary then shows in them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lifelong import metrics
+from lifelong.config import RunConfig
+from lifelong.runner import run
+from tests.run_helpers import quiet
+
+
+def test_eval_every_refines_min_acc_from_the_curve_points(tmp_path):
+    cfg = RunConfig(stream="split-digits", experiences=3, seed=0, memory=60, progress=False)
+    coarse = run(cfg, tmp_path / "ends", echo=quiet)
+    fine = run(RunConfig(**{**cfg.to_dict(), "eval_every": 3}), tmp_path / "fine", echo=quiet)
+    assert (coarse.matrix == fine.matrix).all()  # evaluating changes nothing learned
+    ends = json.loads((tmp_path / "ends" / "summary.json").read_text())["summary"]
+    s = json.loads((tmp_path / "fine" / "summary.json").read_text())["summary"]
+    assert ends["min_acc"] == pytest.approx(metrics.summary(coarse.matrix)["min_acc"], abs=1e-6)
+    # the curve points are more evaluations after each boundary: the worst can only be lower
+    assert s["min_acc"] <= ends["min_acc"] and 0 < s["min_acc"] < 1
+    events = [json.loads(x) for x in (tmp_path / "fine" / "metrics.jsonl").read_text().splitlines()]
+    points = [(e["experience"], e["accuracies"]) for e in events if e["type"] == "curve"]
+    points += [(i, list(row)) for i, row in enumerate(fine.matrix)]
+    worst = [min(row[j] for i, row in points if i > j) for j in (0, 1)]
+    assert s["min_acc"] == pytest.approx(sum(worst) / 2, abs=1e-6)
+    k = 3
+    assert s["wc_acc"] == pytest.approx(
+        fine.matrix[-1][-1] / k + (1 - 1 / k) * s["min_acc"], abs=1e-6
+    )
