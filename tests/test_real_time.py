@@ -189,3 +189,24 @@ grid = { stream_rate = [0.05, 1.0] }
     assert all(r["status"] == "ok" for r in rows.values()), rows
     assert rows[0.05]["learned_share"] == 1.0 > rows[1.0]["learned_share"]
     assert rows[1.0]["near_future_accuracy"] is not None
+
+
+def test_one_planned_update_takes_the_larger_step_and_a_boundary_charges_its_refresh():
+    import streams
+    from lifelong.learner import budget
+    from tests.test_agent import make_agent
+
+    stream = streams.get_stream("split-digits", experiences=1, seed=0)
+    agent = make_agent(stream, memory=40)
+    budget.apply(agent, 1, 10)
+    assert (agent.method.settings.lr, agent.method.settings.grad_clip) == pytest.approx((0.3, 1.0))
+    budget.apply(agent, 5, 32)  # the configured step again, with the configured updates
+    assert (agent.method.settings.lr, agent.method.settings.grad_clip) == (0.1, 2.0)
+    e = stream[0]
+    for b in range(0, 100, 10):
+        agent.observe(e.x_train[b : b + 10], e.y_train[b : b + 10], experience=0)
+    assert budget.boundary_cost(agent, 0) == 40  # DER++ renews those 40 memories' logits
+    assert budget.boundary_cost(agent, 1) == 0
+    plain = make_agent(stream, memory=40, distill=0.0)  # ER: nothing to renew
+    plain.observe(e.x_train[:10], e.y_train[:10], experience=0)
+    assert budget.boundary_cost(plain, 0) == 0

@@ -132,7 +132,7 @@ class Training:
             if clock is not None:
                 before = compute_units(agent)
                 if self.cfg.fit_compute:  # this batch's updates, sized to the time it has
-                    agent.iters, agent.replay_batch = budget.plan(agent, len(y), clock.interval)
+                    budget.apply(agent, *budget.plan(agent, len(y), clock.interval))
             self._loss = agent.observe(
                 x, y, task_id=task, experience=i, position=p.position, checked=True
             )
@@ -221,10 +221,9 @@ class Training:
 
     def _end_experience(self, i: int, classes) -> None:
         p, agent = self.progress, self.agent
-        before = compute_units(agent)
+        if self.clock is not None:  # its end-of-experience learning takes the learner's time
+            self.clock.busy(budget.boundary_cost(agent, i))
         agent.end_experience(i)
-        if self.clock is not None:  # its end-of-experience work is the learner's time too
-            self.clock.busy(compute_units(agent) - before)
         p.train_seconds = time.perf_counter() - self._started
         row = self._untimed(evaluate, agent, self.source.test_sets())
         p.rows.append(row)
