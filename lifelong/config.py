@@ -9,14 +9,14 @@ from __future__ import annotations
 import math
 import re
 import tomllib
-import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from lifelong.config_file import SECTIONS, _flatten, _renamed, _toml_value
 from lifelong.errors import ConfigError
 from lifelong.learner.config import LearnerConfig, resolve
 
-__all__ = ["ConfigError", "RunConfig"]
+__all__ = ["SECTIONS", "ConfigError", "RunConfig"]
 
 
 def opt(default, help: str):
@@ -259,82 +259,8 @@ class RunConfig:
         return {k: (a[k], b[k]) for k in a if a[k] != b[k] and k not in self.RESUMABLE_CHANGES}
 
 
-# keys renamed since, read under their new names (a run folder's config.toml keeps the name
-# it was written with): "controller" named two things, La-MAML's rates and the gate
-RENAMED_KEYS = {"controller": "learned_rates"}
-
-
-def _renamed(data: dict) -> dict:
-    """``data`` with renamed keys under their new names, saying so once per key."""
-    for old, new in RENAMED_KEYS.items():
-        if old in data:
-            if new in data and data[new] != data[old]:
-                raise ConfigError(f"config keys {old!r} (the old name) and {new!r} disagree")
-            warnings.warn(
-                f"config key {old!r} is now {new!r} (read as {new})", FutureWarning, stacklevel=3
-            )
-            data[new] = data.pop(old)
-    return data
-
-
 BUILT_IN_METHODS = ("auto", "er", "der++", "er-ace", "lamaml")
 BUILT_IN_MODELS = ("auto", "mlp", "cnn", "reduced-resnet18", "resnet18")
-# the TOML file's sections: what a run is, who learns, and how the method updates
-SECTIONS = {
-    "run": (
-        "stream",
-        "experiences",
-        "seed",
-        "follow",
-        "n_classes",
-        "batch_size",
-        "shuffle",
-        "real_time",
-        "stream_rate",
-        "fit_compute",
-        "eval_every",
-        "checkpoint_every",
-        "checkpoint_seconds",
-        "progress",
-        "tensorboard",
-        "threads",
-    ),
-    "learner": (
-        "device",
-        "cuda_graph",
-        "bf16",
-        "method",
-        "model",
-        "hidden",
-        "iters",
-        "memory",
-        "write_policy",
-        "replay_policy",
-        "replay_batch",
-        "gate",
-        "average_weights",
-        "key_source",
-        "rekey_every",
-        "index",
-        "refresh_logits",
-        "local_adapt",
-        "adapt_k",
-        "adapt_steps",
-        "adapt_lr",
-        "adapt_l2",
-    ),
-    "method": (
-        "learned_rates",
-        "lr",
-        "alpha_init",
-        "alpha_lr",
-        "inner_steps",
-        "second_order",
-        "grad_clip",
-        "ace",
-        "distill",
-    ),
-}
 _POSITIVE = (
     "batch_size",
     "stream_rate",
@@ -390,32 +316,3 @@ _KIND_NAMES = {
     "str": "text",
     "dict": "a table of named values",
 }
-
-
-def _flatten(data: dict) -> dict:
-    """Sectioned TOML to flat keys, refusing a key in the wrong section."""
-    flat: dict = {}
-    unknown_sections = sorted(set(data) - set(SECTIONS))
-    if unknown_sections:
-        raise ConfigError(f"unknown config section(s) or key(s) {unknown_sections}")
-    for section, values in data.items():
-        if not isinstance(values, dict):
-            raise ConfigError(f"[{section}] must be a table of keys")
-        for key, value in values.items():
-            if key in SECTIONS[section] or key in RENAMED_KEYS:
-                flat[key] = value
-            elif section == "method":
-                flat.setdefault("method_options", {})[key] = value
-            else:
-                home = [s for s, keys in SECTIONS.items() if key in keys]
-                where = f"; it belongs in [{home[0]}]" if home else ""
-                raise ConfigError(f"unknown key {key!r} in [{section}]{where}")
-    return flat
-
-
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -10,6 +10,7 @@ LEARNER = "lifelong.learner"  # the folder: every module under it is the learner
 RUN = {
     "lifelong.runner",  # the package and every module under it
     "lifelong.config",
+    "lifelong.config_file",
     "lifelong.checkpoint",
     "lifelong.run_folder",
     "lifelong.progress",

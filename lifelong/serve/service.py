@@ -10,7 +10,6 @@ weights the learner publishes, so no request ever touches the training state.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import json
 import os
@@ -31,6 +30,7 @@ from lifelong.config import ConfigError, RunConfig
 from lifelong.errors import RunFolderBusy
 from lifelong.run_folder import take_lock
 from lifelong.serve import learner, reset
+from lifelong.serve.history import History
 from lifelong.serve.ingest_log import IngestLog, Receipt
 from lifelong.serve.published import Snapshot
 from stores.files import is_disk_full, write_atomic
@@ -84,7 +84,7 @@ class Counters:
     predict_seconds: float = 0.0
     predict_requests: int = 0
     refused: int = 0  # 429s
-    rate: collections.deque = field(default_factory=lambda: collections.deque(maxlen=600))
+    history: History = field(default_factory=History)  # the last ten minutes, for charts
 
 
 class Service:
@@ -215,7 +215,7 @@ class Service:
                 loaded = None  # replaced while read: the next look takes the new one
             if loaded is not None:
                 self.view = loaded
-                self._note_rate(loaded)
+                self.counters.history.note(loaded)
         results = self._changed(learner.RESULTS)
         if results is not None:
             try:
@@ -228,13 +228,6 @@ class Service:
                 self.snapshot = Snapshot.load(weights, self.cfg, time.time())
             except (OSError, RuntimeError, EOFError):
                 self._seen.pop(learner.WEIGHTS, None)  # retry at the next look
-
-    def _note_rate(self, view: dict) -> None:
-        """(time, examples learned, online accuracy, loss), at most once a second: the
-        dashboard's last ten minutes."""
-        now = time.time()
-        if not self.counters.rate or now - self.counters.rate[-1][0] >= 1.0:
-            self.counters.rate.append(_history_point(now, view))
 
     def _changed(self, name: str) -> Path | None:
         path = self.folder / name
@@ -392,13 +385,7 @@ class Service:
 
     def examples_per_second(self) -> float | None:
         """Learning throughput over the last minute, to now: it falls to 0 while idle."""
-        points = [p[:2] for p in self.counters.rate]
-        if points:
-            points.append((time.time(), self.learned))
-        recent = [p for p in points if p[0] >= points[-1][0] - 60] if points else []
-        if len(recent) < 2 or recent[-1][0] <= recent[0][0]:
-            return None
-        return (recent[-1][1] - recent[0][1]) / (recent[-1][0] - recent[0][0])
+        return self.counters.history.examples_per_second(self.learned)
 
     def state(self) -> dict:
         """The run as of its last publication, plus the live counters."""
@@ -413,13 +400,7 @@ class Service:
         view["queued_examples"] = self.queue_depth()
         view["experiences_ended"] = self.log.experience
         view["examples_per_second"] = self.examples_per_second()
-        live = _history_point(time.time(), view)  # up to now
-        view["history"] = [[round(t, 3), *rest] for t, *rest in [*self.counters.rate, live]]
+        view["history"] = self.counters.history.to_now(view)
         if view.get("status") == "learning" and self.caught_up():
             view["status"] = "caught up"  # learned all it was sent; waiting for more
         return metrics.json_ready(view)
-
-
-def _history_point(now: float, view: dict) -> tuple:
-    """One point of the dashboard's history: (time, learned, online accuracy, loss)."""
-    return now, int(view.get("position") or 0), view.get("online_accuracy"), view.get("loss")
