@@ -1,8 +1,11 @@
 """Copy a compare folder's results to docs/results (the README's tables point there).
 
     python bench/publish_results.py runs/results/split-mnist5k
+    python bench/publish_results.py --real-time-only runs/results-rt/split-mnist5k
 
-writes docs/results/compare-STREAM.{json,md,png} and compute-STREAM.png.
+writes docs/results/compare-STREAM.{json,md,png} and compute-STREAM.png, and from a
+``compare --real-time`` folder real-time-STREAM.{json,md,png} (its ``real-time/`` rows);
+``--real-time-only`` leaves the waiting protocol's files as they are.
 """
 
 from __future__ import annotations
@@ -15,9 +18,17 @@ from pathlib import Path
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "results"
 
 
-def publish(folder: Path) -> None:
+def publish(folder: Path, waiting: bool = True) -> None:
     stream = json.loads((folder / "results.json").read_text())["stream"]
     DOCS.mkdir(parents=True, exist_ok=True)
+    timed = folder / "real-time"
+    if timed.is_dir():
+        shutil.copy(timed / "results.json", DOCS / f"real-time-{stream}.json")
+        shutil.copy(timed / "table.md", DOCS / f"real-time-{stream}.md")
+        shutil.copy(timed / "comparison.png", DOCS / f"real-time-{stream}.png")
+        print(f"published {stream}'s real-time rows to {DOCS}")
+    if not waiting:
+        return
     shutil.copy(folder / "results.json", DOCS / f"compare-{stream}.json")
     shutil.copy(folder / "table.md", DOCS / f"compare-{stream}.md")
     shutil.copy(folder / "comparison.png", DOCS / f"compare-{stream}.png")
@@ -26,5 +37,7 @@ def publish(folder: Path) -> None:
 
 
 if __name__ == "__main__":
-    for arg in sys.argv[1:]:
-        publish(Path(arg))
+    args = sys.argv[1:]
+    only = "--real-time-only" in args
+    for arg in [a for a in args if a != "--real-time-only"]:
+        publish(Path(arg), waiting=not only)
