@@ -210,3 +210,33 @@ def test_one_planned_update_takes_the_larger_step_and_a_boundary_charges_its_ref
     plain = make_agent(stream, memory=40, distill=0.0)  # ER: nothing to renew
     plain.observe(e.x_train[:10], e.y_train[:10], experience=0)
     assert budget.boundary_cost(plain, 0) == 0
+
+
+def test_a_run_killed_under_the_clock_resumes_to_the_same_numbers(tmp_path):
+    """SIGKILL between checkpoints (every 7 steps): the clock resumes from the last one and
+    the batches revealed since are revealed again, learned or answered as before."""
+    import os
+    import signal
+    import subprocess
+
+    from tests.run_helpers import LIFELONG, ROOT, SMALL, events_without_timing, start_paused
+
+    def finish(out):
+        done = subprocess.run(
+            [*LIFELONG, "run", *SMALL, "--real-time", "--out", str(out)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr
+
+    finish(tmp_path / "ref")
+    proc = start_paused(tmp_path / "killed", 10, tmp_path, "--real-time")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    finish(tmp_path / "killed")
+    assert np.array_equal(matrix(tmp_path / "killed"), matrix(tmp_path / "ref"))
+    assert events_without_timing(tmp_path / "killed") == events_without_timing(tmp_path / "ref")
+    timed = summary_of(tmp_path / "ref")
+    assert summary_of(tmp_path / "killed")["learned_share"] == timed["learned_share"] < 1
