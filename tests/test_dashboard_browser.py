@@ -89,6 +89,8 @@ def _check_the_dashboard(server, driver, tasks) -> None:
     assert online == f"{seen['online_accuracy']:.3f}" and 0.4 < float(online) < 1
     average = driver.find_element(By.ID, "average").text
     assert average == f"{state['summary']['average_accuracy']:.3f}"
+    worst = driver.find_element(By.ID, "min-acc").text
+    assert worst == f"{state['summary']['min_acc']:.3f}" and 0 < float(worst) <= 1
     # every chart drew on its canvas: axes, labels, legend and the data's pixels
     for chart in ("curves", "online-chart", "loss-chart", "throughput", "memory"):
         inked = driver.execute_script(

@@ -153,6 +153,7 @@ async function refresh() {
     const s = run.summary || {};
     byId("average").textContent = fmt3(s.average_accuracy);
     byId("forgetting").textContent = fmt3(s.forgetting_chaudhry2018);
+    byId("min-acc").textContent = fmt3(s.min_acc);
     byId("empty").hidden = run.received > 0;
     drawCurves(run.matrix);
     drawMatrix(run.matrix);
