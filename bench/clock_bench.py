@@ -51,6 +51,14 @@ def main() -> None:
                 flush=True,
             )
     ratios = [a / b for a, b in rows]
+    record = {
+        "stream": args.stream,
+        "rounds": [{"clock_off_s": a, "no_clock_s": b, "ratio": a / b} for a, b in rows],
+        "median_ratio": statistics.median(ratios),
+    }
+    out = ROOT / "bench" / "results" / "clock_bench.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(record, indent=2))
     print(
         "\n| stream | rounds | train s, clock off (median) | train s, no clock (median) "
         "| ratio (median of rounds) |"
