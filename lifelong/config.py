@@ -81,6 +81,11 @@ class RunConfig:
         "real time: batches revealed per plain-replay update (B incoming + B replayed, "
         "forward and back, on the run's model): time counted in compute, not seconds",
     )
+    label_delay: int = opt(
+        0,
+        "batches between a batch's arrival and its labels: predicted on arrival, learned "
+        "when the labels come (named streams; 0: at once)",
+    )
     fit_compute: bool = opt(
         True,
         "real time: size each batch's updates and replay to the time the stream leaves, up "
@@ -181,6 +186,11 @@ class RunConfig:
             )
         if self.method_options:
             self._check_method_options()
+        if self.label_delay and self.follow:
+            raise ConfigError(
+                "label_delay needs a named stream: a followed folder's batches are not kept "
+                "to learn when their labels come"
+            )
         if self.learned_rates and self.method not in ("auto", "lamaml"):
             raise ConfigError(
                 f"--learned-rates is La-MAML's: it cannot go with method {self.method!r}"
@@ -276,6 +286,7 @@ _POSITIVE = (
     "adapt_lr",
 )
 _NON_NEGATIVE = (
+    "label_delay",
     "experiences",
     "seed",
     "alpha_lr",

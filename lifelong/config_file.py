@@ -20,6 +20,7 @@ SECTIONS = {
         "shuffle",
         "real_time",
         "stream_rate",
+        "label_delay",
         "fit_compute",
         "eval_every",
         "checkpoint_every",

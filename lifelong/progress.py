@@ -27,12 +27,13 @@ class Progress:
     files: list[dict] | None = None  # follow mode: the ledger of files taken
     log: dict | None = None  # a served run: the ingest log it learned from ({"id": ...})
     clock: dict | None = None  # the real-time protocol: the stream clock (runner/clock.py)
+    pending: list | None = None  # label delay: the batches waiting for their labels
     # each experience's lowest accuracy at any evaluation since it was learned (min-ACC)
     lowest: list[float | None] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
-        for optional in ("files", "log", "clock"):
+        for optional in ("files", "log", "clock", "pending"):
             if out[optional] is None:
                 del out[optional]
         return out

@@ -48,6 +48,8 @@ class StreamClock:
     answered_seen: int = 0
     near_correct: int = 0  # predictions of the batch after the arriving one
     near_seen: int = 0
+    waits: bool = False  # the stream waits (a clock kept for label delay's answers alone)
+    delayed: bool = False  # labels come late: every batch is answered as it arrives
 
     @classmethod
     def for_run(cls, batch_size: int, stream_rate: float) -> StreamClock:
@@ -55,17 +57,18 @@ class StreamClock:
         return cls(interval=replay_update_cost(batch_size) / stream_rate)
 
     def arrive(self) -> bool:
-        """A batch is revealed; True if the learner is free to learn it."""
+        """A batch is revealed; True if the learner is free to learn (a batch) now."""
         now = self.arrived * self.interval
         self.arrived += 1
-        return self.busy_until <= now
+        return self.waits or self.busy_until <= now
 
-    def took(self, cost: float) -> None:
-        """The learner learned the batch that just arrived, at ``cost``."""
+    def took(self, cost: float, number: int | None = None) -> None:
+        """The learner learned, at ``cost``, the batch that just arrived (or, its labels
+        late, batch ``number`` of the stream)."""
         now = (self.arrived - 1) * self.interval
         self.busy_until = now + cost
         self.spent += cost
-        self.learned.append(self.arrived - 1)
+        self.learned.append(self.arrived - 1 if number is None else number)
 
     def busy(self, cost: float) -> None:
         """Work between batches (an experience's end): the learner is busy for ``cost``
@@ -96,20 +99,24 @@ class StreamClock:
     def online_accuracy(self, agent) -> float | None:
         """Accuracy on every batch revealed: learned ones before learning them, the others
         as answered while busy."""
-        seen = agent.online_seen + self.answered_seen
-        return (agent.online_correct + self.answered_correct) / seen if seen else None
+        if self.delayed:  # every batch answered on arrival; the agent's count is of late ones
+            seen, correct = self.answered_seen, self.answered_correct
+        else:
+            seen = agent.online_seen + self.answered_seen
+            correct = agent.online_correct + self.answered_correct
+        return correct / seen if seen else None
 
     def summary(self, agent) -> dict:
         """The protocol's figures, for summary.json."""
         return {
-            "stream_interval": self.interval,
+            "stream_interval": None if self.waits else self.interval,
             "batches_revealed": self.arrived,
             "batches_learned": len(self.learned),
             "learned_share": self.learned_share,
             "online_accuracy_all_batches": self.online_accuracy(agent),
             "near_future_accuracy": self.near_future_accuracy,
             "compute_used_share": self.spent / (self.arrived * self.interval)
-            if self.arrived
+            if self.arrived and not self.waits
             else None,
         }
 

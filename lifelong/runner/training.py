@@ -12,12 +12,13 @@ import torch
 from tqdm import tqdm
 
 from lifelong import checkpoint, metrics
-from lifelong.config import RunConfig
+from lifelong.config import ConfigError, RunConfig
 from lifelong.learner import budget
 from lifelong.learner.agent import Agent
 from lifelong.progress import Progress
 from lifelong.run_folder import EventLog
 from lifelong.runner.clock import StreamClock, compute_units
+from lifelong.runner.label_delay import Arrival, PendingLabels
 from lifelong.runner.results import publish
 from lifelong.runner.signals import StopFlag, TestPause
 from lifelong.runner.source import Source
@@ -79,6 +80,7 @@ class Training:
         self._pause = TestPause()
         self._loss = float("nan")
         self.clock = _clock(self.cfg, p)
+        self.pending = self._pending_labels()
         if p.untrained is None:
             p.untrained = evaluate(agent, self.source.test_sets())
             self.log.write({"type": "untrained", "accuracies": p.untrained})
@@ -123,25 +125,29 @@ class Training:
         task = exp.task_id if agent.spec.task_aware else None
         clock = self.clock
         for (b, x, y), after in _with_next(self._batches_of(exp), clock is not None):
-            if clock is not None and not self._on_the_clock(clock, x, y, task, after):
-                p.position += len(y)  # revealed while the learner was busy: answered only
-                p.batch = b + 1
-                self._bar.update(len(y))
+            arrival = Arrival(i, b, clock.arrived if clock else -1, p.position, x, y, task)
+            p.position += len(y)
+            p.batch = b + 1
+            self._bar.update(len(y))
+            ready = arrival if clock is None else self._on_the_clock(clock, arrival, after)
+            if ready is None:  # answered only: the learner was busy, or its labels are late
                 continue
             before = 0.0
             if clock is not None:
                 before = compute_units(agent)
-                if self.cfg.fit_compute:  # this batch's updates, sized to the time it has
-                    budget.apply(agent, *budget.plan(agent, len(y), clock.interval))
+                if cfg.real_time and cfg.fit_compute:  # its updates, sized to the time it has
+                    budget.apply(agent, *budget.plan(agent, len(ready.y), clock.interval))
             self._loss = agent.observe(
-                x, y, task_id=task, experience=i, position=p.position, checked=True
+                ready.x,
+                ready.y,
+                task_id=ready.task,
+                experience=ready.experience,
+                position=ready.position,
+                checked=True,
             )
             if clock is not None:
-                clock.took(compute_units(agent) - before)
-            p.position += len(y)
-            p.batch = b + 1
+                clock.took(compute_units(agent) - before, ready.number)
             p.train_seconds = time.perf_counter() - self._started
-            self._bar.update(len(y))
             if agent.steps % 10 == 0:  # reading the loss waits for the device: not every step
                 loss = float(self._loss)
                 self._bar.set_postfix(exp=i, loss=f"{loss:.3f}", refresh=False)
@@ -162,16 +168,43 @@ class Training:
             return True
         return False
 
-    def _on_the_clock(self, clock: StreamClock, x, y, task, after) -> bool:
-        """The real-time rule for the batch ``x, y`` that just arrived (``after``: the one
-        behind it, or None): predict the one behind it; if busy, answer this one and say
-        False (it is not learned); else True (the caller learns it and charges the clock)."""
+    def _on_the_clock(self, clock: StreamClock, arrival: Arrival, after) -> Arrival | None:
+        """The batch to learn now that ``arrival`` came (``after``: the batch behind it, or
+        None): predict the one behind it; with late labels, answer the arrival and learn
+        the batch whose labels come now; on a stream that does not wait, learn only when
+        free (a busy learner answers the arrival, and drops labels that come meanwhile)."""
+        agent, task = self.agent, arrival.task
         free = clock.arrive()
         if after is not None:
-            self._untimed(clock.look_ahead, self.agent, after[1], after[2], task)
-        if not free:
-            self._untimed(clock.answer, self.agent, x, y, task)
-        return free
+            self._untimed(clock.look_ahead, agent, after[1], after[2], task)
+        if self.pending is None:
+            if not free:
+                self._untimed(clock.answer, agent, arrival.x, arrival.y, task)
+            return arrival if free else None
+        self._untimed(clock.answer, agent, arrival.x, arrival.y, task)
+        ready = self.pending.push(arrival)
+        return ready if free else None
+
+    def _pending_labels(self) -> PendingLabels | None:
+        """The batches waiting for their labels (as checkpointed), or None without delay."""
+        delay = self.cfg.label_delay
+        if not delay:
+            return None
+        if self.source.live is not None:
+            raise ConfigError(
+                "label_delay needs a named stream: a live stream's batches are not kept to "
+                "learn when their labels come"
+            )
+        return PendingLabels.restore(delay, self.progress.pending or [], self._fetch)
+
+    def _fetch(self, experience: int, batch: int):
+        """Batch ``batch`` of an experience of the named stream, as it arrived."""
+        exp, size = self.source.get(experience), self.cfg.batch_size
+        order = learning_order(self.cfg, experience, exp.n_train)
+        idx = order[batch * size : (batch + 1) * size]
+        device = self.agent.device
+        task = exp.task_id if self.agent.spec.task_aware else None
+        return exp.x_train[idx].to(device), exp.y_train[idx].to(device), task
 
     def _batches_of(self, exp: Experience):
         """(b, x, y) from batch ``progress.batch`` on: a live stream's in arrival order, a
@@ -267,6 +300,7 @@ class Training:
             p.files = self.source.ledger
         p.log = self.source.log_identity
         p.clock = self.clock.to_dict() if self.clock is not None else None
+        p.pending = self.pending.to_list() if self.pending is not None else None
         self.log.sync()
         self.writer.save(self.agent.state_dict(), p.to_dict(), self.agent.store)
         self._last_save = time.monotonic()
@@ -328,12 +362,15 @@ def _with_next(items, look: bool):
 
 
 def _clock(cfg: RunConfig, p: Progress) -> StreamClock | None:
-    """The real-time protocol's clock: as checkpointed, or new; None when the stream waits."""
-    if not cfg.real_time:
+    """The clock of a stream that does not wait, or that labels late: as checkpointed, or
+    new; None when the stream waits and labels at once."""
+    if not (cfg.real_time or cfg.label_delay):
         return None
     if p.clock is not None:
         return StreamClock.from_dict(p.clock)
-    return StreamClock.for_run(cfg.batch_size, cfg.stream_rate)
+    clock = StreamClock.for_run(cfg.batch_size, cfg.stream_rate)
+    clock.waits, clock.delayed = not cfg.real_time, cfg.label_delay > 0
+    return clock
 
 
 def _clock_record(clock: StreamClock, ends: list[dict]) -> dict:
