@@ -285,6 +285,11 @@ def compare(
     """Run every (method, seed); write results.json/.csv, table.md and comparison.png.
     One job and no Ray ``address``: here, one run after another; otherwise as Ray tasks
     (``jobs`` at a time) on the sweep's pool."""
+    if cfg.label_delay:
+        raise ConfigError(
+            "compare runs no Avalanche strategy with late labels yet: label_delay is for "
+            "lifelong run and sweeps of our agent"
+        )
     unknown = sorted(m for m in set(methods) - set(METHODS) if not is_ours(m))
     if unknown:
         renamed = [f"{m} is now {RENAMED_METHODS[m]}" for m in unknown if m in RENAMED_METHODS]

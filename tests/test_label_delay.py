@@ -71,3 +71,12 @@ def test_label_delay_needs_a_named_stream():
         RunConfig(follow="inbox", label_delay=3).validate()
     with pytest.raises(ConfigError, match="label_delay must be zero or positive"):
         RunConfig(label_delay=-1).validate()
+
+
+def test_compare_refuses_late_labels_it_cannot_give_avalanche(tmp_path, capsys):
+    from lifelong.cli import main
+
+    (tmp_path / "late.toml").write_text("label_delay = 10\n")
+    args = ["compare", "--stream", "split-digits", "--config", str(tmp_path / "late.toml")]
+    assert main([*args, "--out", str(tmp_path / "c")]) == 2
+    assert "no Avalanche strategy with late labels" in capsys.readouterr().err
