@@ -56,7 +56,17 @@ def add_parser(sub, formatter) -> None:
         help="the folder's ingest log is not its checkpoint's (deleted, or an older copy): "
         "move the log and what was learned from it to RUN/dropped-TIME/ and start afresh",
     )
-    add_config_flags(s, leave_out=("stream", "experiences"))
+    add_config_flags(
+        s,
+        leave_out=(
+            "stream",
+            "experiences",
+            "real_time",
+            "stream_rate",
+            "label_delay",
+            "fit_compute",
+        ),
+    )
     s.set_defaults(func=serve_command)
 
 
