@@ -162,46 +162,44 @@ def run_baseline(
     learned: list[list[int]] | None = None,
 ) -> dict:
     """One Avalanche strategy through the stream; the accuracy matrix and training time.
-    ``learned``: under the real-time protocol, the batches of each experience it has the
-    time to learn (``real_time.schedule``); it trains on those alone."""
+    ``learned``: under real time or late labels, the batches it learns in each experience's
+    window (``avalanche_schedule.schedule``); it trains on those alone."""
     import warnings
 
     import streams
+    from lifelong.avalanche_schedule import scheduled_stream
     from lifelong.learner.device import resolve_device
 
     torch.set_num_threads(1)
     device = resolve_device(cfg.device)
     stream = streams.get_stream(stream_name, experiences=cfg.experiences or None, seed=seed)
-    experiences = list(stream)  # the test sets: whole under either protocol
+    experiences = list(stream)  # the test sets: whole under every protocol
     revealed = sum(e.n_train for e in experiences)
+    windows = [[i] for i in range(len(experiences))]
     if learned is not None:
-        from lifelong.real_time import scheduled_stream
-
-        stream = scheduled_stream(stream, learned, cfg.batch_size, seed, cfg.shuffle)
+        stream, windows = scheduled_stream(stream, learned, cfg.batch_size, seed, cfg.shuffle)
     # recorded and dropped: Avalanche 0.6 re-enables its deprecation warnings on every call of
     # a deprecated function (its own replay plugin calls one), so an "ignore" filter loses
     with warnings.catch_warnings(record=True):
-        bench = streams.to_avalanche(stream)
         torch.manual_seed(seed)
         model = baseline_model(stream, cfg.hidden).to(device)
+        train = list(streams.to_avalanche(stream).train_stream) if len(stream) else []
         strategy = make_strategy(
-            name, model, len(experiences), memory, cfg.batch_size, cfg, options or {}, device
+            name, model, max(len(train), 1), memory, cfg.batch_size, cfg, options or {}, device
         )
         rows, untrained, seconds = [], _accuracies(model, experiences, device), 0.0
-        units = []  # each experience's cost per batch, in the stream clock's unit
+        units = []  # each window's cost per batch, in the stream clock's unit
         with compute.AvalancheMeter(model) as meter:
-            for exp in bench.train_stream:
-                if len(exp.dataset) == 0:  # no batch of it learned in time: never seen
-                    rows.append(_accuracies(strategy.model, experiences, device))
-                    units.append(0.0)
-                    continue
-                t = time.perf_counter()
-                before = meter.units
-                with meter.metering():
-                    strategy.train(exp)
-                    _synchronize(device)
-                seconds += time.perf_counter() - t
-                units.append((meter.units - before) / -(-len(exp.dataset) // cfg.batch_size))
+            for pieces in windows:  # a window with no piece: nothing learned in its time
+                before, batches = meter.units, 0
+                for k in pieces:
+                    t = time.perf_counter()
+                    with meter.metering():
+                        strategy.train(train[k])
+                        _synchronize(device)
+                    seconds += time.perf_counter() - t
+                    batches += -(-len(train[k].dataset) // cfg.batch_size)
+                units.append((meter.units - before) / max(batches, 1))
                 rows.append(_accuracies(strategy.model, experiences, device))
     n = sum(e.n_train for e in stream) if learned is not None else revealed
     flops = compute.forward_flops(model, stream.input_shape)
@@ -222,8 +220,10 @@ def run_baseline(
         "compute_units_per_batch": units,  # by experience
     }
     if learned is not None:
-        result["learned_share"] = sum(map(len, learned)) / sum(
-            -(-e.n_train // cfg.batch_size) for e in experiences
+        from lifelong.avalanche_schedule import batches_per_experience, learned_share
+
+        result["learned_share"] = learned_share(
+            learned, batches_per_experience(experiences, cfg.batch_size)
         )
     return result
 
@@ -285,11 +285,6 @@ def compare(
     """Run every (method, seed); write results.json/.csv, table.md and comparison.png.
     One job and no Ray ``address``: here, one run after another; otherwise as Ray tasks
     (``jobs`` at a time) on the sweep's pool."""
-    if cfg.label_delay:
-        raise ConfigError(
-            "compare runs no Avalanche strategy with late labels yet: label_delay is for "
-            "lifelong run and sweeps of our agent"
-        )
     unknown = sorted(m for m in set(methods) - set(METHODS) if not is_ours(m))
     if unknown:
         renamed = [f"{m} is now {RENAMED_METHODS[m]}" for m in unknown if m in RENAMED_METHODS]
@@ -309,18 +304,20 @@ def compare(
     out.mkdir(parents=True, exist_ok=True)
     waiting = replace(cfg, real_time=False)
     todo = [(m, stream_name, s, memory, waiting, out, None) for s in seeds for m in methods]
-    results = _run_all(todo, jobs, address, out, "compare")
-    results = _merged_with_earlier(results, stream_name, memory, out)
-    write_outputs(results, stream_name, memory, out)
-    if cfg.real_time:  # the same methods and seeds again, on a stream that does not wait
-        from lifelong.real_time import real_time_jobs
+    from lifelong.real_time import late_label_jobs, real_time_jobs
 
+    todo = late_label_jobs(todo, waiting, is_ours)  # every method given the same delay
+    delay = cfg.label_delay
+    results = _run_all(todo, jobs, address, out, "compare")
+    results = _merged_with_earlier(results, stream_name, memory, delay, out)
+    write_outputs(results, stream_name, memory, out, delay)
+    if cfg.real_time:  # the same methods and seeds again, on a stream that does not wait
         where = out / REAL_TIME
         where.mkdir(exist_ok=True)
         todo = real_time_jobs(todo, results, replace(cfg, real_time=True), where, is_ours)
         timed = _run_all(todo, jobs, address, out, "real time")
-        timed = _merged_with_earlier(timed, stream_name, memory, where)
-        write_outputs(timed, stream_name, memory, where)
+        timed = _merged_with_earlier(timed, stream_name, memory, delay, where)
+        write_outputs(timed, stream_name, memory, where, delay)
     return results
 
 
@@ -349,10 +346,12 @@ def _run_all(todo: list[tuple], jobs: int, address: str | None, out: Path, desc:
     return results
 
 
-def _merged_with_earlier(results: list[dict], stream_name: str, memory: int, out: Path):
+def _merged_with_earlier(
+    results: list[dict], stream_name: str, memory: int, delay: int, out: Path
+) -> list[dict]:
     """This compare's runs and the earlier ones in ``out`` it did not redo: a compare of
-    fewer methods into the same folder keeps the other rows. A folder of another stream or
-    memory is refused, not mixed."""
+    fewer methods into the same folder keeps the other rows. A folder of another stream,
+    memory or label delay is refused, not mixed."""
     path = out / "results.json"
     if not path.exists():
         return results
@@ -360,14 +359,20 @@ def _merged_with_earlier(results: list[dict], stream_name: str, memory: int, out
         earlier = json.loads(path.read_text())
     except ValueError:
         return results  # unreadable: this compare's results replace it
-    if (earlier.get("stream"), earlier.get("memory")) != (stream_name, memory):
+    theirs = (earlier.get("stream"), earlier.get("memory"), earlier.get("label_delay", 0))
+    if theirs != (stream_name, memory, delay):
         raise ConfigError(
-            f"{out} holds a compare of {earlier.get('stream')} at memory "
-            f"{earlier.get('memory')}, not {stream_name} at {memory}; use another --out"
+            f"{out} holds a compare of {_described(*theirs)}, not "
+            f"{_described(stream_name, memory, delay)}; use another --out"
         )
     redone = {(r["method"], r["seed"]) for r in results}
     kept = [r for r in earlier.get("runs", []) if (r["method"], r["seed"]) not in redone]
     return sorted(kept + results, key=lambda r: (_order(r["method"]), r["seed"]))
+
+
+def _described(stream_name: str, memory: int, delay: int) -> str:
+    late = f" with labels {delay} batches late" if delay else ""
+    return f"{stream_name} at memory {memory}{late}"
 
 
 def parse_seeds(text: str) -> list[int]:

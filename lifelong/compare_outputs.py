@@ -71,7 +71,11 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(results: list[dict], stream_name: str, memory: int, out: Path) -> None:
+def write_outputs(
+    results: list[dict], stream_name: str, memory: int, out: Path, label_delay: int = 0
+) -> None:
+    """results.json/.csv, table.md and the plots of one compare (``label_delay``: how many
+    batches late every method's labels came)."""
     import csv
 
     import matplotlib
@@ -83,6 +87,7 @@ def write_outputs(results: list[dict], stream_name: str, memory: int, out: Path)
     record = {
         "stream": stream_name,
         "memory": memory,
+        "label_delay": label_delay,
         "runs": results,
         "summary": rows,
         "speed_ratios": speed_ratios(results),
@@ -134,14 +139,15 @@ def write_outputs(results: list[dict], stream_name: str, memory: int, out: Path)
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xlabel("method")
     ax.set_ylabel("accuracy / forgetting")
-    ax.set_title(f"{stream_name}, memory {memory}, mean ± std over seeds")
+    late = f", labels {label_delay} batches late" if label_delay else ""
+    ax.set_title(f"{stream_name}, memory {memory}{late}, mean ± std over seeds")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "comparison.png")
     plt.close(fig)
     compute.plot_accuracy_against_compute(
-        rows, f"{stream_name}, memory {memory}", out / "compute.png"
+        rows, f"{stream_name}, memory {memory}{late}", out / "compute.png"
     )
 
 

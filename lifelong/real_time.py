@@ -1,35 +1,40 @@
-"""``compare --real-time``: Avalanche's strategies under the stream clock our runs keep
-(``lifelong/runner/clock.py``).
-
-Our agent meets the clock batch by batch, inside its loop. An Avalanche strategy's loop is
-its own, so it gets the same rule as a schedule fixed before that loop runs: its cost per
-batch is what the meter counted in each experience of its run on the waiting stream (same
-seed: replay costs more once its buffer holds something), and it learns
-the batches a learner of that cost is free for when they arrive; each experience's training
-set is cut to those batches, batched in the order our runner batches the experience. It
-trains on what it had the time for; what it had not, it never sees.
+"""The jobs of ``compare``'s protocols beyond the waiting stream: a stream that does not wait
+(``--real-time``) and labels that come late (``--label-delay``). Our agent keeps their rule
+inside its own loop; each Avalanche strategy gets it as a schedule fixed before its loop runs
+(``lifelong/avalanche_schedule.py``). Its cost per batch, which decides what it has the time
+to learn, is what the meter counted in each window of its run on the waiting stream (same
+seed and delay: replay costs more once its buffer holds something).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-import torch
-
+from lifelong.avalanche_schedule import batches_per_experience, schedule
 from lifelong.runner.clock import StreamClock
-from lifelong.runner.training import learning_order
-from streams import Stream
+
+
+def late_label_jobs(jobs: list[tuple], cfg, is_ours) -> list[tuple]:
+    """``jobs`` with each Avalanche strategy given the batches whose labels come in each
+    experience's window (``cfg.label_delay`` batches late), ours with the delay itself."""
+    if not cfg.label_delay:
+        return jobs
+    sizes = _sizes(jobs, cfg, is_ours)
+    return [
+        (name, stream_name, seed, memory, mine, out, None)
+        if is_ours(name)
+        else (name, stream_name, seed, memory, mine, out, schedule(sizes[seed], cfg.label_delay))
+        for name, stream_name, seed, memory, mine, out, _ in jobs
+    ]
 
 
 def real_time_jobs(waiting_jobs: list[tuple], waited: list[dict], cfg, out, is_ours) -> list:
     """The compare jobs of the real-time rows: ours with the clock on (``ours@S`` at its
     fixed budget: the rows the default's own choice of compute is measured against); each
-    Avalanche strategy with the schedule its cost in each experience of the waiting stream
+    Avalanche strategy with the schedule its cost in each window of the waiting stream
     (same seed) leaves it."""
-    import streams
-
     cost = {(r["method"], r["seed"]): r.get("compute_units_per_batch") for r in waited}
-    sizes: dict[int, list[int]] = {}
+    sizes = _sizes(waiting_jobs, cfg, is_ours)
     interval = StreamClock.for_run(cfg.batch_size, cfg.stream_rate).interval
     jobs = []
     for name, stream_name, seed, memory, _, _, _ in waiting_jobs:
@@ -37,53 +42,19 @@ def real_time_jobs(waiting_jobs: list[tuple], waited: list[dict], cfg, out, is_o
         if name.startswith("ours@"):
             mine = dataclasses.replace(cfg, fit_compute=False)
         if not is_ours(name):
-            if seed not in sizes:
-                stream = streams.get_stream(
-                    stream_name, experiences=cfg.experiences or None, seed=seed
-                )
-                sizes[seed] = [-(-e.n_train // cfg.batch_size) for e in stream]
-            learned = schedule(sizes[seed], cost[name, seed], interval)
+            learned = schedule(sizes[seed], cfg.label_delay, cost[name, seed], interval)
         jobs.append((name, stream_name, seed, memory, mine, out, learned))
     return jobs
 
 
-def schedule(batches: list[int], cost: list[float], interval: float) -> list[list[int]]:
-    """For experiences of ``batches[i]`` batches each, the batches a learner spending
-    ``cost[i]`` on each batch of experience i it learns is free to learn, numbered within
-    each experience."""
-    clock = StreamClock(interval=interval)
-    learned = []
-    for n, per_batch in zip(batches, cost, strict=True):
-        mine = []
-        for b in range(n):
-            if clock.arrive():
-                clock.took(per_batch)
-                mine.append(b)
-        learned.append(mine)
-    return learned
+def _sizes(jobs: list[tuple], cfg, is_ours) -> dict[int, list[int]]:
+    """Batches per experience, for each seed an Avalanche strategy runs (a stream's split and
+    order follow its seed)."""
+    import streams
 
-
-def scheduled_stream(
-    stream: Stream, learned: list[list[int]], batch_size: int, seed: int, shuffle: bool
-) -> Stream:
-    """``stream`` with each experience's training set cut to its ``learned`` batches, the
-    batches our runner forms from it (the same seeded order), test sets whole."""
-    order_of = dataclasses.replace(_OrderConfig(), seed=seed, shuffle=shuffle)
-    build = stream.build
-
-    def cut(i: int):
-        e = build(i)
-        order = learning_order(order_of, i, e.n_train)
-        parts = [order[b * batch_size : (b + 1) * batch_size] for b in learned[i]]
-        idx = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
-        return dataclasses.replace(e, x_train=e.x_train[idx], y_train=e.y_train[idx])
-
-    return dataclasses.replace(stream, build=cut)
-
-
-@dataclasses.dataclass
-class _OrderConfig:
-    """What ``learning_order`` reads of a run config."""
-
-    seed: int = 0
-    shuffle: bool = True
+    sizes: dict[int, list[int]] = {}
+    for name, stream_name, seed, *_ in jobs:
+        if seed not in sizes and not is_ours(name):
+            stream = streams.get_stream(stream_name, experiences=cfg.experiences or None, seed=seed)
+            sizes[seed] = batches_per_experience(stream, cfg.batch_size)
+    return sizes

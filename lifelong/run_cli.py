@@ -90,6 +90,14 @@ def add_parser(sub, formatter) -> None:
         type=float,
         help="with --real-time: batches revealed per plain-replay update (default: 1)",
     )
+    c.add_argument(
+        "--label-delay",
+        type=int,
+        metavar="D",
+        help="every method's labels come D batches after their examples: ours predicts on "
+        "arrival and learns late; each Avalanche strategy trains on the batches whose labels "
+        "came in each experience's time (default: 0)",
+    )
     c.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     c.set_defaults(func=compare_command)
 
@@ -206,6 +214,8 @@ def compare_command(args) -> int:
     cfg.real_time = cfg.real_time or args.real_time
     if args.stream_rate is not None:
         cfg.stream_rate = args.stream_rate
+    if args.label_delay is not None:
+        cfg.label_delay = args.label_delay
     cfg.validate()
     methods = list(compare.METHODS) if args.methods == "all" else args.methods.split(",")
     if compare.is_user_method(cfg.method):  # --config runs a user's method: say so, not "ours"
@@ -224,6 +234,8 @@ def compare_command(args) -> int:
     )
     rows = compare_outputs.aggregate(results)
     print(compare_outputs.markdown_table(rows))
+    if cfg.label_delay:
+        print(f"(every method's labels came {cfg.label_delay} batches late)")
     note = compare_outputs.ratio_note(results)
     if note:
         print(note)

@@ -20,6 +20,7 @@ RUN = {
     "lifelong.compare_outputs",
     "lifelong.strategies",
     "lifelong.real_time",
+    "lifelong.avalanche_schedule",
     "lifelong.memory_pictures",
     "lifelong.tensorboard_log",
     "lifelong.metrics",

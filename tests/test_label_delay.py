@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from lifelong.config import ConfigError, RunConfig
 from lifelong.runner import run
@@ -73,10 +74,76 @@ def test_label_delay_needs_a_named_stream():
         RunConfig(label_delay=-1).validate()
 
 
-def test_compare_refuses_late_labels_it_cannot_give_avalanche(tmp_path, capsys):
+def test_avalanche_schedule_learns_what_our_runner_learns_in_each_window(tmp_path):
+    """The schedule compare gives Avalanche under label delay is the rule our runner keeps:
+    in each experience's window, the batches whose labels came in it (stream numbers)."""
+    import streams
+    from lifelong.avalanche_schedule import batches_per_experience, schedule
+
+    run(cfg(label_delay=7), tmp_path / "late", echo=quiet)
+    _, ends = summary_and_ends(tmp_path / "late")
+    sizes = batches_per_experience(
+        streams.get_stream("split-digits", experiences=2, seed=4), batch_size=10
+    )
+    starts = np.cumsum([0, *sizes])
+    windows = schedule(sizes, delay=7)
+    assert [[int(starts[e] + b) for e, b in w] for w in windows] == [
+        e["learned_batches"] for e in ends
+    ]
+    assert schedule([3, 4, 2], delay=2) == [
+        [(0, 0)],
+        [(0, 1), (0, 2), (1, 0), (1, 1)],
+        [(1, 2), (1, 3)],
+    ]
+    # on a clock too: busy 2.5 arrivals a batch, it learns at arrivals 2, 5 and 8 the
+    # batch 2 behind (arrivals 0 and 1 bring no labels: it stays free)
+    assert schedule([3, 4, 2], delay=2, cost=[2.5] * 3, interval=1.0) == [
+        [(0, 0)],
+        [(1, 0)],
+        [(1, 3)],
+    ]
+
+
+def test_a_late_window_on_a_task_stream_trains_each_task_apart():
+    """Labels late across a task boundary: the window holds the previous task's tail, which a
+    multi-head strategy trains as its own experience, under its own task; on a class stream
+    the window is one experience holding both experiences' classes."""
+    import streams
+    from lifelong.avalanche_schedule import batches_per_experience, schedule, scheduled_stream
+
+    for name, pieces_in_window_1 in (("split-task-digits", 2), ("split-digits", 1)):
+        stream = streams.get_stream(name, experiences=3, seed=1)
+        sizes = batches_per_experience(stream, 10)
+        learned = schedule(sizes, delay=5)
+        pieces, windows = scheduled_stream(stream, learned, 10, seed=1, shuffle=True)
+        assert len(windows[1]) == pieces_in_window_1
+        first = [pieces[k] for k in windows[1]]
+        assert sum(p.n_train for p in first) == sum(
+            min(10, stream[e].n_train - 10 * b) for e, b in learned[1]
+        )
+        labels = set(torch.cat([p.y_train for p in first]).tolist())
+        assert labels == set(stream[0].classes) | set(stream[1].classes)
+        if stream.task_aware:
+            assert [p.task_id for p in first] == [stream[0].task_id, stream[1].task_id]
+            assert set(first[0].y_train.tolist()) <= set(stream[0].classes)
+
+
+def test_compare_gives_every_method_the_same_late_labels(tmp_path, capsys):
     from lifelong.cli import main
 
-    (tmp_path / "late.toml").write_text("label_delay = 10\n")
-    args = ["compare", "--stream", "split-digits", "--config", str(tmp_path / "late.toml")]
+    args = ["compare", "--stream", "split-task-digits", "--experiences", "3", "--seeds", "0"]
+    args += ["--methods", "ours,replay,a-gem", "--memory", "60", "--no-progress"]
+    assert main([*args, "--label-delay", "10", "--out", str(tmp_path / "c")]) == 0
+    assert "labels came 10 batches late" in capsys.readouterr().out
+    record = json.loads((tmp_path / "c" / "results.json").read_text())
+    assert record["label_delay"] == 10
+    runs = {r["method"]: r for r in record["runs"]}
+    revealed = runs["ours"]["learned_share"]
+    assert 0.9 < revealed < 1  # the last 10 batches' labels never came
+    for name in ("replay", "a-gem"):
+        assert runs[name]["learned_share"] == pytest.approx(revealed)
+        assert len(runs[name]["matrix"]) == 3  # a row at each experience's end
+        assert 0.3 < runs[name]["average_accuracy"] <= 1
+    # a folder of another delay is refused, not mixed
     assert main([*args, "--out", str(tmp_path / "c")]) == 2
-    assert "no Avalanche strategy with late labels" in capsys.readouterr().err
+    assert "with labels 10 batches late" in capsys.readouterr().err

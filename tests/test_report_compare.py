@@ -185,7 +185,7 @@ def test_compare_two_strategies_on_two_experiences(tmp_path, capsys):
     # another memory budget into the same folder is refused, not mixed
     capsys.readouterr()
     assert main([*args, "--methods", "ours", "--memory", "30", "--out", str(out)]) == 2
-    assert "not split-digits at 30" in capsys.readouterr().err
+    assert "not split-digits at memory 30" in capsys.readouterr().err
 
 
 def test_forward_flops_of_the_mlp_are_its_products():
