@@ -10,7 +10,7 @@ STREAM ?= split-mnist5k
 SEED   ?= 0
 JOBS   ?= 1
 
-.PHONY: install run test test-gpu bench-gpu test-fast browser serve bench-serve bench-sweep faults lint bench bench-store bench-agent bench-step bench-startup compare results results-real-time heldout ablation clean
+.PHONY: install run test test-gpu bench-gpu test-fast browser serve bench-serve bench-sweep faults lint bench bench-store bench-agent bench-step bench-startup compare results results-real-time results-label-delay heldout ablation clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -98,6 +98,14 @@ results-real-time: $(STAMP)
 	  $(BIN)/lifelong compare --stream $$s --seeds 0-4 --memory 500 --jobs $(JOBS) \
 	    --compute 0.1,0.2 --real-time --out runs/results-rt/$$s || exit 1; \
 	  $(BIN)/python bench/publish_results.py --real-time-only runs/results-rt/$$s || exit 1; \
+	done
+
+LATE_METHODS ?= ours,ours-1x,naive,replay,er-ace,der++,lamaml,mer,a-gem,gdumb,ewc,lwf,cumulative
+results-label-delay: $(STAMP)  # every method's labels 10 batches late (docs/results/label-delay-10-*)
+	for s in $(RESULT_STREAMS); do \
+	  $(BIN)/lifelong compare --stream $$s --seeds 0-4 --memory 500 --jobs $(JOBS) \
+	    --label-delay 10 --methods $(LATE_METHODS) --out runs/results-ld/$$s || exit 1; \
+	  $(BIN)/python bench/publish_results.py runs/results-ld/$$s || exit 1; \
 	done
 
 heldout: $(STAMP)  # the goals where nothing was tuned (docs/results/heldout.md)

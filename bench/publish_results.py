@@ -2,10 +2,12 @@
 
     python bench/publish_results.py runs/results/split-mnist5k
     python bench/publish_results.py --real-time-only runs/results-rt/split-mnist5k
+    python bench/publish_results.py runs/results-ld/split-mnist5k
 
 writes docs/results/compare-STREAM.{json,md,png} and compute-STREAM.png, and from a
 ``compare --real-time`` folder real-time-STREAM.{json,md,png} (its ``real-time/`` rows);
-``--real-time-only`` leaves the waiting protocol's files as they are.
+``--real-time-only`` leaves the waiting protocol's files as they are. A ``compare
+--label-delay D`` folder is published as label-delay-D-STREAM.{json,md,png} alone.
 """
 
 from __future__ import annotations
@@ -19,8 +21,14 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "results"
 
 
 def publish(folder: Path, waiting: bool = True) -> None:
-    stream = json.loads((folder / "results.json").read_text())["stream"]
+    record = json.loads((folder / "results.json").read_text())
+    stream, delay = record["stream"], record.get("label_delay", 0)
     DOCS.mkdir(parents=True, exist_ok=True)
+    if delay:  # another protocol: its own files, the waiting ones left as they are
+        for part, ext in (("results", "json"), ("table", "md"), ("comparison", "png")):
+            shutil.copy(folder / f"{part}.{ext}", DOCS / f"label-delay-{delay}-{stream}.{ext}")
+        print(f"published {stream}'s rows at label delay {delay} to {DOCS}")
+        return
     timed = folder / "real-time"
     if timed.is_dir():
         shutil.copy(timed / "results.json", DOCS / f"real-time-{stream}.json")

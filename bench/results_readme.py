@@ -2,6 +2,8 @@
 them): a summary across streams, then each stream's full table.
 
     python bench/results_readme.py > /tmp/results.md
+    python bench/results_readme.py --label-delay 10  # the late-labels table
+
 """
 
 from __future__ import annotations
@@ -50,6 +52,30 @@ def goal_row(name: str, summary: list[dict]) -> str:
     )
 
 
+def late_labels_table(delay: int) -> None:
+    """Each stream at label delay ``delay`` (docs/results/label-delay-D-*.json): ours, the
+    best Avalanche strategy apart from Cumulative (the all-data reference), the margin in
+    the larger std."""
+    print(
+        "| stream | ours | ours-1x | best Avalanche (not Cumulative) | margin (in its std) "
+        "| Cumulative (all data) | ours online accuracy |\n|---|---|---|---|---|---|---|"
+    )
+    for name in STREAMS:
+        path = DOCS / f"label-delay-{delay}-{name}.json"
+        if not path.exists():
+            continue
+        rows = {r["method"]: r for r in json.loads(path.read_text())["summary"]}
+        theirs = [r for m, r in rows.items() if not m.startswith("ours") and m != "cumulative"]
+        best, ours = max(theirs, key=lambda r: r["average_accuracy"]), rows["ours"]
+        lead = ours["average_accuracy"] - best["average_accuracy"]
+        stds = lead / max(best["average_accuracy_std"], ours["average_accuracy_std"], 1e-9)
+        print(
+            f"| {name} | {cell(ours)} | {cell(rows['ours-1x'])} | {best['method']} {cell(best)} "
+            f"| {lead:+.3f} ({stds:.1f}) | {cell(rows['cumulative'])} "
+            f"| {ours['online_accuracy']:.3f} |"
+        )
+
+
 def main() -> None:
     records = {s: json.loads((DOCS / f"compare-{s}.json").read_text()) for s in STREAMS}
     print(HEADER)
@@ -70,4 +96,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if "--label-delay" in sys.argv:
+        late_labels_table(int(sys.argv[sys.argv.index("--label-delay") + 1]))
+    else:
+        main()
