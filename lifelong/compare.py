@@ -159,7 +159,7 @@ def run_baseline(
     memory: int,
     cfg: RunConfig,
     options: dict | None = None,
-    learned: list[list[int]] | None = None,
+    learned: list[list[tuple[int, int]]] | None = None,
 ) -> dict:
     """One Avalanche strategy through the stream; the accuracy matrix and training time.
     ``learned``: under real time or late labels, the batches it learns in each experience's
@@ -217,7 +217,7 @@ def run_baseline(
         # its cost in the stream clock's unit (forward passes of one example), in all and
         # in each experience: what fixes its real-time schedule
         "compute_units_per_example": meter.units / max(n, 1),
-        "compute_units_per_batch": units,  # by experience
+        "compute_units_per_batch": units,  # by experience (its window, when scheduled)
     }
     if learned is not None:
         from lifelong.avalanche_schedule import batches_per_experience, learned_share
