@@ -175,8 +175,9 @@ def _page(title: str, body: str) -> str:
 
 
 def write_report(run_dir: str | Path) -> dict:
-    """report/forgetting_curves.png, report/accuracy_matrix.png, report/memory.png (what the
-    agent remembers) and report/index.html."""
+    """report/forgetting_curves.png, report/accuracy_matrix.png, report/stability_gap.png
+    (with ``--eval-every``), report/memory.png (what the agent remembers) and
+    report/index.html."""
     run_dir = Path(run_dir)
     run = load_run(run_dir)
     out = run_dir / "report"
@@ -184,6 +185,7 @@ def write_report(run_dir: str | Path) -> dict:
     curves = plot_forgetting_curves(run, out / "forgetting_curves.png")
     matrix = plot_matrix(run, out / "accuracy_matrix.png")
     memory = _memory_picture(run_dir / "memory", out / "memory.png")
+    gap = _stability_gap(run, out)
     cfg = run.get("config", {})
     remembered = (
         f"<h2>What the agent remembers</h2><img src='{memory.name}' alt='stored examples'>"
@@ -195,7 +197,12 @@ def write_report(run_dir: str | Path) -> dict:
         f"{_summary_table([run])}"
         f"<h2>Forgetting curves</h2><img src='{curves.name}' alt='forgetting curves'>"
         f"<h2>Accuracy matrix</h2><img src='{matrix.name}' alt='accuracy matrix'>"
-        f"{remembered}"
+        + (
+            f"<h2>Stability gap</h2><img src='{gap.name}' alt='stability gap'>"
+            if gap is not None
+            else ""
+        )
+        + f"{remembered}"
         f"<details><summary>The run's config</summary><pre>{html.escape(_config_text(run_dir))}"
         "</pre></details>"
         "<p>Machine-readable: <a href='../summary.json'>summary.json</a>, "
@@ -205,7 +212,21 @@ def write_report(run_dir: str | Path) -> dict:
     page = out / "index.html"
     page.write_text(_page(f"lifelong run: {run['name']}", body))
     paths = {"forgetting_curves": curves, "accuracy_matrix": matrix, "html": page}
+    paths |= {"stability_gap": gap} if gap is not None else {}
     return paths | ({"memory": memory} if memory is not None else {})
+
+
+def _stability_gap(run: dict, out: Path) -> Path | None:
+    """report/stability_gap.png and .json, for a run evaluated between experience ends
+    (``--eval-every``); None for one evaluated only at their ends."""
+    from lifelong import stability_gap
+
+    gaps = stability_gap.around_boundaries(run["events"])
+    if not gaps:
+        return None
+    record = {"deepest_drop": stability_gap.deepest_drop(gaps), "boundaries": gaps}
+    (out / "stability_gap.json").write_text(json.dumps(record, indent=2))
+    return stability_gap.plot(gaps, run["name"], out / "stability_gap.png")
 
 
 def _what_ran(cfg: dict) -> str:

@@ -21,6 +21,7 @@ RUN = {
     "lifelong.strategies",
     "lifelong.real_time",
     "lifelong.avalanche_schedule",
+    "lifelong.stability_gap",
     "lifelong.memory_pictures",
     "lifelong.tensorboard_log",
     "lifelong.metrics",

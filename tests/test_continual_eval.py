@@ -33,3 +33,19 @@ def test_eval_every_refines_min_acc_from_the_curve_points(tmp_path):
     assert s["wc_acc"] == pytest.approx(
         fine.matrix[-1][-1] / k + (1 - 1 / k) * s["min_acc"], abs=1e-6
     )
+
+    # the report aligns the points at each boundary: the stability gap's own plot and JSON
+    from lifelong.report import write_report
+
+    paths = write_report(tmp_path / "fine")
+    gap = json.loads((tmp_path / "fine" / "report" / "stability_gap.json").read_text())
+    assert paths["stability_gap"].stat().st_size > 10_000
+    assert [g["boundary"] for g in gap["boundaries"]] == [1, 2]
+    after_first = [e for e in events if e["type"] == "curve" and e["experience"] == 1]
+    first = gap["boundaries"][0]["points"]
+    assert len(first) == 1 + len(after_first) + 1  # the boundary, the points, the next end
+    assert first[1][1] == pytest.approx(after_first[0]["accuracies"][0] - fine.matrix[0][0])
+    assert gap["deepest_drop"] == pytest.approx(
+        -min(p[2] for g in gap["boundaries"] for p in g["points"])
+    )
+    assert "stability_gap" not in write_report(tmp_path / "ends")  # ends only: no gap to see
