@@ -190,15 +190,19 @@ def run_baseline(
         rows, untrained, seconds = [], _accuracies(model, experiences, device), 0.0
         units = []  # each window's cost per batch, in the stream clock's unit
         with compute.AvalancheMeter(model) as meter:
-            for pieces in windows:  # a window with no piece: nothing learned in its time
-                before, batches = meter.units, 0
+            for w, pieces in enumerate(windows):  # no piece: nothing learned in its time
+                before = meter.units
                 for k in pieces:
                     t = time.perf_counter()
                     with meter.metering():
                         strategy.train(train[k])
                         _synchronize(device)
                     seconds += time.perf_counter() - t
-                    batches += -(-len(train[k].dataset) // cfg.batch_size)
+                # our runner's batches (a piece may join two experiences' partial last ones)
+                if learned is not None:
+                    batches = len(learned[w])
+                else:
+                    batches = -(-len(train[w].dataset) // cfg.batch_size)
                 units.append((meter.units - before) / max(batches, 1))
                 rows.append(_accuracies(strategy.model, experiences, device))
     n = sum(e.n_train for e in stream) if learned is not None else revealed
