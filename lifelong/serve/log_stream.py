@@ -3,7 +3,8 @@
 The run loop is the one ``lifelong run`` uses; this only says where its batches come from.
 Experience ``i`` starts with its first logged batch and ends at its logged end, whose test
 set joins the accuracy matrix. Batches are learned in log order, each split into
-``batch_size`` steps, so a checkpoint's (experience, batch) names one place in the log.
+``batch_size`` steps, so a checkpoint's (experience, batch) names one place in the log. A
+batch sent without labels is learned at its labels record, in the experience open then.
 """
 
 from __future__ import annotations
@@ -85,8 +86,9 @@ class LogStream:
             self.on_idle()
             time.sleep(self.poll)  # the server appends from another process: look again
         first = self.log.read(before, 1)[0]
-        x, y = torch.from_numpy(first.x), torch.from_numpy(first.y)
-        return Experience(i, x, y, x[:0], y[:0], first.task_id, ())
+        x = torch.from_numpy(first.x)
+        y = torch.zeros(0, dtype=torch.int64) if first.y is None else torch.from_numpy(first.y)
+        return Experience(i, x[: len(y)], y, x[:0], y[:0], first.task_id, ())
 
     def batches(self, exp: Experience, start: int, size: int) -> Iterator:
         """(b, x, y) for steps ``start``, ``start + 1``, ... of the experience, waiting for
@@ -106,6 +108,8 @@ class LogStream:
                     self.tests.append(_test_set(r))
                     self.taken_here += 1
                     return
+                if r.kind == "unlabelled":  # learned when its labels record comes
+                    continue
                 x, y = torch.from_numpy(r.x), torch.from_numpy(r.y)
                 for k in range(0, len(y), size):
                     if b >= start:

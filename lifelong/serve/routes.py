@@ -1,5 +1,5 @@
-"""The HTTP routes: ``learn`` (observe, end an experience) and ``query`` (predict, memory,
-the run, metrics). Handlers decode and answer; the ``Service`` does the work."""
+"""The HTTP routes: ``learn`` (observe, late labels, end an experience) and ``query``
+(predict, memory, the run, metrics). Handlers decode and answer; the ``Service`` does the work."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import ValidationError
 
 from lifelong.serve import schemas
-from lifelong.serve.ingest_log import LogRefused
+from lifelong.serve.ingest_log import LabelCountMismatch, LogRefused, UnknownBatch
+from lifelong.serve.late_labels import LateLabelDoor
+from lifelong.serve.prometheus import prometheus_text
 from lifelong.serve.service import (
     INT64_MAX,
     BadRequest,
@@ -99,15 +101,18 @@ def _task(value) -> int | None:
 @contextlib.contextmanager
 def _ingest_errors():
     """What an append can meet, as answers: 429 behind, 413 a batch the queue cannot hold,
-    400 bad data, 409 against the log, 507 a full disk, 503 when the learner has stopped."""
+    400 bad data, 404 labels of no batch, 409 against the log, 507 a full disk, 503 when the
+    learner has stopped."""
     try:
         yield
     except QueueFull as exc:
         raise HTTPException(429, str(exc), {"Retry-After": str(exc.retry_after)}) from None
     except BatchTooLarge as exc:
         raise HTTPException(413, str(exc)) from None
-    except BadRequest as exc:
+    except (BadRequest, LabelCountMismatch) as exc:
         raise HTTPException(400, str(exc)) from None
+    except UnknownBatch as exc:
+        raise HTTPException(404, str(exc)) from None
     except LogRefused as exc:
         raise HTTPException(409, str(exc)) from None
     except LogDiskFull as exc:
@@ -118,6 +123,7 @@ def _ingest_errors():
 
 def learn_router(service: Service, max_bytes: int) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["learn"])
+    late = LateLabelDoor(service)
 
     @router.post(
         "/observe",
@@ -131,9 +137,22 @@ def learn_router(service: Service, max_bytes: int) -> APIRouter:
         """Learn a labelled batch. Answered once the batch is committed to the ingest log;
         a retry with the same ``Idempotency-Key`` header is taken once."""
         body = await _arrays(request, schemas.ObserveBody, max_bytes)
-        if "x" not in body or "y" not in body:
-            raise HTTPException(400, "a batch needs x and y")
+        if "x" not in body:
+            raise HTTPException(400, "a batch needs x (and y, or its labels later)")
         task = _task(body.get("task_id"))
+        if body.get("y") is None:
+            with _ingest_errors():
+                r = await run_in_threadpool(late.observe, body["x"], task, idempotency_key)
+            return schemas.Receipt(
+                seq=r.seq,
+                experience=r.experience,
+                first_position=None,
+                last_position=None,
+                duplicate=r.duplicate,
+                queued_examples=service.queue_depth(),
+                awaiting_labels=True,
+                predicted=None if r.predicted is None else r.predicted.tolist(),
+            )
         with _ingest_errors():
             r = await run_in_threadpool(
                 service.observe, body["x"], body["y"], task, idempotency_key
@@ -145,6 +164,36 @@ def learn_router(service: Service, max_bytes: int) -> APIRouter:
             last_position=r.first_position + r.n - 1,
             duplicate=r.duplicate,
             queued_examples=service.queue_depth(),
+        )
+
+    @router.post(
+        "/labels",
+        response_model=schemas.LabelsReceipt,
+        responses={**_ERRORS, 404: {"model": schemas.Problem}, 429: {"model": schemas.Problem}},
+        openapi_extra=_body_doc(schemas.LabelsBody),
+    )
+    async def labels(
+        request: Request, idempotency_key: str | None = Header(None, max_length=200)
+    ) -> schemas.LabelsReceipt:
+        """The labels of a batch sent without them: committed, then the batch is learned.
+        Labels are taken once per batch; a retry with the same labels answers the same."""
+        body = await _arrays(request, schemas.LabelsBody, max_bytes)
+        if "seq" not in body or "y" not in body:
+            raise HTTPException(400, "labels need seq (the batch's) and y")
+        seq = np.asarray(body["seq"])
+        if seq.shape != () or seq.dtype.kind not in "iu" or not 1 <= int(seq) <= INT64_MAX:
+            raise HTTPException(400, f"seq must be one integer >= 1, got {body['seq']!r}")
+        with _ingest_errors():
+            r = await run_in_threadpool(late.label, int(seq), body["y"], idempotency_key)
+        return schemas.LabelsReceipt(
+            seq=r.seq,
+            batch=int(seq),
+            experience=r.experience,
+            first_position=r.first_position,
+            last_position=r.first_position + r.n - 1,
+            duplicate=r.duplicate,
+            queued_examples=service.queue_depth(),
+            arrival_hits=r.hits,
         )
 
     @router.post(
@@ -316,55 +365,3 @@ class _memory:
         if isinstance(exc, MemoryNotFound):
             raise HTTPException(404, str(exc)) from None
         return False
-
-
-def prometheus_text(service: Service) -> str:
-    c, view = service.counters, service.view
-    rows = [
-        ("examples_received_total", "counter", "examples acknowledged", service.log.received),
-        ("examples_learned_total", "counter", "examples learned", service.learned),
-        ("queue_examples", "gauge", "acknowledged, not learned yet", service.queue_depth()),
-        ("steps_total", "counter", "training steps", view.get("steps", 0)),
-        ("experiences_ended_total", "counter", "experience ends logged", service.log.experience),
-        (
-            "step_seconds",
-            "gauge",
-            "mean seconds between training steps (last 200)",
-            view.get("step_seconds") or 0.0,
-        ),
-        ("observe_refused_total", "counter", "observe requests answered 429", c.refused),
-        (
-            "memories",
-            "gauge",
-            "examples in the replay memory",
-            view.get("memory", {}).get("size", 0),
-        ),
-        (
-            "online_accuracy",
-            "gauge",
-            "accuracy on each batch before it is learned",
-            _or_nan(view.get("online_accuracy")),
-        ),
-        (
-            "training_loss",
-            "gauge",
-            "training loss, smoothed over ~50 steps",
-            _or_nan(view.get("loss")),
-        ),
-    ]
-    out = []
-    for name, kind, text, value in rows:
-        out += [f"# HELP lifelong_{name} {text}", f"# TYPE lifelong_{name} {kind}"]
-        out.append(f"lifelong_{name} {value}")
-    out += [
-        "# HELP lifelong_predict_seconds time to answer a predict request",
-        "# TYPE lifelong_predict_seconds summary",
-        f"lifelong_predict_seconds_sum {c.predict_seconds}",
-        f"lifelong_predict_seconds_count {c.predict_requests}",
-    ]
-    return "\n".join(out) + "\n"
-
-
-def _or_nan(value: float | None) -> float | str:
-    """A gauge's value, or Prometheus's NaN before there is one."""
-    return "NaN" if value is None else value

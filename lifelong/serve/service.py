@@ -56,6 +56,12 @@ def _serve_lock(folder: Path) -> int:
 INT64_MAX = 2**63 - 1  # the log's integer columns (SQLite INTEGER)
 
 
+def check_task_id(task_id) -> None:
+    """A task id is None or an integer the log's column holds (``BadRequest`` otherwise)."""
+    if task_id is not None and (isinstance(task_id, bool) or not 0 <= task_id <= INT64_MAX):
+        raise BadRequest(f"task_id must be an integer in 0..{INT64_MAX}, got {task_id!r}")
+
+
 class BadRequest(ValueError):
     """A request whose data cannot be learned from (answered 400, nothing stored)."""
 
@@ -243,40 +249,48 @@ class Service:
     # -- ingest (the HTTP handlers' threads) ----------------------------------------------
     def observe(self, x, y, task_id: int | None, key: str | None) -> Receipt:
         """Check a labelled batch and commit it to the ingest log (then it is acknowledged)."""
-        self._refuse_if_failed()
+        self.refuse_if_failed()
         xs, ys = self.check_arrays(x, y, "batch")
-        if task_id is not None and (isinstance(task_id, bool) or not 0 <= task_id <= INT64_MAX):
-            raise BadRequest(f"task_id must be an integer in 0..{INT64_MAX}, got {task_id!r}")
-        if len(ys) > self.max_queue:
-            raise BatchTooLarge(
-                f"a batch of {len(ys)} examples is larger than the queue (--max-queue "
-                f"{self.max_queue}): the largest batch accepted is {self.max_queue} examples; "
-                "split it"
-            )
+        check_task_id(task_id)
+        self.make_room(len(ys))
+        with self.disk_watch():
+            return self.log.append_batch(xs, ys, task_id, key)
+
+    def make_room(self, n: int) -> None:
+        """Refuse ``n`` more examples to learn when they would overfill the queue: a batch
+        larger than the queue (413), or a learner too far behind (429, with when to retry)."""
+        self.check_batch_size(n)
         pending = self.queue_depth()
-        if pending + len(ys) > self.max_queue:
+        if pending + n > self.max_queue:
             self.counters.refused += 1
             rate = self.examples_per_second() or 100.0
             raise QueueFull(
                 f"the learner is {pending} examples behind (limit {self.max_queue}); retry later",
-                retry_after=max(1, int(np.ceil((pending + len(ys) - self.max_queue) / rate))),
+                retry_after=max(1, int(np.ceil((pending + n - self.max_queue) / rate))),
             )
-        with self._disk_watch():
-            return self.log.append_batch(xs, ys, task_id, key)
+
+    def check_batch_size(self, n: int) -> None:
+        """A batch larger than the queue could never be taken whole (413)."""
+        if n > self.max_queue:
+            raise BatchTooLarge(
+                f"a batch of {n} examples is larger than the queue (--max-queue "
+                f"{self.max_queue}): the largest batch accepted is {self.max_queue} examples; "
+                "split it"
+            )
 
     def end_experience(self, x_test, y_test, key: str | None) -> Receipt:
         """Commit the open experience's end, with its test set if one is given."""
-        self._refuse_if_failed()
+        self.refuse_if_failed()
         if x_test is None and y_test is None:
             shape = self.log.input_shape or [0]
             xs, ys = np.zeros((0, *shape), np.float32), np.zeros(0, np.int64)
         else:
             xs, ys = self.check_arrays(x_test, y_test, "test set")
-        with self._disk_watch():
+        with self.disk_watch():
             return self.log.end_experience(xs, ys, key)
 
     @contextlib.contextmanager
-    def _disk_watch(self):
+    def disk_watch(self):
         """An append the disk could not hold is ``LogDiskFull`` (nothing of it is stored: its
         transaction is rolled back), and stays the service's health problem until an append
         succeeds again."""
@@ -332,7 +346,7 @@ class Service:
             )
         return None
 
-    def _refuse_if_failed(self) -> None:
+    def refuse_if_failed(self) -> None:
         """Acknowledge nothing the learner would not learn (answered 503). A full disk is
         not refused here: each append tries it again (507 while it is still full)."""
         problem = self._learner_problem()
@@ -399,6 +413,7 @@ class Service:
         view["learned"] = self.learned
         view["queued_examples"] = self.queue_depth()
         view["experiences_ended"] = self.log.experience
+        view["late_labels"] = self.log.late.to_dict()
         view["examples_per_second"] = self.examples_per_second()
         view["history"] = self.counters.history.to_now(view)
         if view.get("status") == "learning" and self.caught_up():
