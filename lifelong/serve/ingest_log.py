@@ -168,10 +168,10 @@ class IngestLog:
                 out.append(Receipt(seq, self.experience, position, len(yt)))
         # committed: only now move the counters the next request sees
         self.last_seq, self.received = seq, position
+        if batches:
+            self._opened(shape, task_id, len(batches))
         if end is not None:
             self.experience, self.open_batches, self.open_task = self.experience + 1, 0, None
-        elif batches:
-            self._opened(shape, task_id, len(batches))
         return out
 
     def append_unlabelled(

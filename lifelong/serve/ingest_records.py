@@ -126,7 +126,8 @@ def keyed(c, key: str | None):
 
 def key_reused(key: str, row) -> str:
     return (
-        f"Idempotency-Key {key!r} was first used for {KIND_NAMES[row.kind]} (record "
+        f"Idempotency-Key {key!r} was first used for a different "
+        f"{'experience end' if row.kind == 'end' else 'batch'} ({KIND_NAMES[row.kind]}, record "
         f"{row.seq}); a retry must repeat the same request, new data needs a new key"
     )
 
