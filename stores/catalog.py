@@ -30,6 +30,18 @@ class Catalog:
         self._groups: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._views()
 
+    @classmethod
+    def from_columns(cls, columns: np.ndarray) -> Catalog:
+        """A catalog over ``(fields, n)`` int64 columns sorted by id (a saved snapshot)."""
+        out = cls()
+        out._buf, out._n = np.ascontiguousarray(columns, np.int64), columns.shape[1]
+        out._views()
+        return out
+
+    def columns(self) -> np.ndarray:
+        """The ``(fields, n)`` columns, for a snapshot (a view: save it before changing)."""
+        return self._buf[:, : self._n]
+
     def _views(self) -> None:
         self.cols = {f: self._buf[i, : self._n] for i, f in enumerate(self.FIELDS)}
         self._groups.clear()
@@ -72,15 +84,16 @@ class Catalog:
         return np.where(all_ids[pos] == ids, pos, -1)
 
     def gather(self, ids: np.ndarray, fields: tuple[str, ...]) -> list[np.ndarray]:
-        """Columns ``fields`` for ids, -1 where an id is not present."""
+        """Columns ``fields`` for ids, -1 where an id is not present (on a search's path:
+        every column of the few rows in one take, then the fields wanted)."""
         rows = self.rows_of(ids)
         if not self._n:
             return [rows.copy() for _ in fields]
-        which = [self.FIELDS.index(f) for f in fields]
-        picked = self._buf[np.ix_(which, np.maximum(rows, 0).ravel())].reshape(
-            len(fields), *rows.shape
-        )
-        picked[:, rows < 0] = -1
+        every = self._buf[:, np.maximum(rows, 0).ravel()]
+        picked = every[[self.FIELDS.index(f) for f in fields]].reshape(len(fields), *rows.shape)
+        missing = rows < 0
+        if missing.any():
+            picked[:, missing] = -1
         return list(picked)
 
     def groups(self, field: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

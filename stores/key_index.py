@@ -8,9 +8,6 @@ half of one.
 
 from __future__ import annotations
 
-import json
-import struct
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,9 +15,8 @@ import faiss
 import numpy as np
 
 from stores.errors import StoreError
-from stores.files import write_atomic
+from stores.index_file import read_index_file, write_index_file
 
-MAGIC = b"LLKEYIDX1\n"
 KINDS = ("flat", "hnsw", "ivf")
 METRICS = ("l2", "ip")
 
@@ -72,6 +68,7 @@ class KeyIndex:
         self.index = self._new_exact() if spec.kind != "hnsw" else self._new_hnsw()
         self.trained_ivf = False
         self.trained_size = 0
+        self.catalog_snapshot: np.ndarray | None = None  # the catalog saved with a loaded file
 
     # -- construction -------------------------------------------------------------------
     def _new_exact(self) -> faiss.Index:
@@ -195,64 +192,42 @@ class KeyIndex:
         return faiss.SearchParameters(sel=sel) if sel is not None else None
 
     # -- persistence ----------------------------------------------------------------------
-    def save(self, path: Path, coverage: Coverage) -> None:
-        """Write header + index bytes to ``path`` atomically, then remember the coverage."""
-        blob = faiss.serialize_index(self.index).tobytes()
+    def save(self, path: Path, coverage: Coverage, catalog: np.ndarray | None = None) -> None:
+        """Write the index (and the catalog's columns, when given) to ``path`` atomically,
+        then remember the coverage."""
         coverage.tombstones = sorted(self.tombstones)
-        header = json.dumps(
-            {
-                "version": coverage.version,
-                "max_id": coverage.max_id,
-                "store_id": coverage.store_id,
-                "tombstones": coverage.tombstones,
-                "trained_ivf": self.trained_ivf,
-                "trained_size": self.trained_size,
-                "spec": self.spec.__dict__,
-                "crc32": zlib.crc32(blob),
-                "size": len(blob),
-            }
-        ).encode()
-        write_atomic(path, MAGIC + struct.pack("<Q", len(header)) + header + blob)
+        header = {
+            "version": coverage.version,
+            "max_id": coverage.max_id,
+            "store_id": coverage.store_id,
+            "tombstones": coverage.tombstones,
+            "trained_ivf": self.trained_ivf,
+            "trained_size": self.trained_size,
+            "spec": self.spec.__dict__,
+        }
+        write_index_file(path, self.index, header, catalog)
         self.coverage = coverage
 
     @classmethod
     def load(cls, path: Path, spec: IndexSpec) -> KeyIndex:
         """Read a saved index; StoreError naming the file if it is missing, cut short, alien
-        or holds something FAISS cannot read (a crafted body behind a valid header)."""
+        or holds something FAISS cannot read (a crafted body behind a valid header). The
+        catalog saved with it, if any, is ``catalog_snapshot`` (else None)."""
+        index, header, catalog = read_index_file(path)
         try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise StoreError(f"index file {path} does not exist") from None
-        except OSError as exc:
-            raise StoreError(f"index file {path} cannot be read: {exc.strerror}") from None
-        try:
-            return cls._parse(path, data, spec)
+            return cls._adopt(path, index, header, catalog, spec)
         except StoreError:
             raise
-        except Exception as exc:  # FAISS raises RuntimeError on junk; a header may lack keys
+        except Exception as exc:  # a header may lack keys; an id map may be unreadable
             raise StoreError(f"index file {path} is damaged ({type(exc).__name__})") from None
 
     @classmethod
-    def _parse(cls, path: Path, data: bytes, spec: IndexSpec) -> KeyIndex:
-        if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 8:
-            raise StoreError(f"index file {path} is not a lifelong key index")
-        (hlen,) = struct.unpack("<Q", data[len(MAGIC) : len(MAGIC) + 8])
-        start = len(MAGIC) + 8
-        try:
-            header = json.loads(data[start : start + hlen])
-        except ValueError:
-            raise StoreError(f"index file {path} has a corrupt header") from None
-        blob = data[start + hlen :]
-        if len(blob) != header["size"] or zlib.crc32(blob) != header["crc32"]:
-            raise StoreError(
-                f"index file {path} is truncated or corrupt "
-                f"({len(blob)} of {header['size']} bytes, checksum mismatch)"
-            )
+    def _adopt(cls, path: Path, index, header: dict, catalog, spec: IndexSpec) -> KeyIndex:
         saved = IndexSpec(**header["spec"])
         if (saved.dim, saved.metric, saved.kind) != (spec.dim, spec.metric, spec.kind):
             raise StoreError(f"index file {path} was built for {saved}, the store says {spec}")
         out = cls(spec)
-        out.index = faiss.deserialize_index(np.frombuffer(blob, np.uint8))
+        out.index = index
         if out.index.d != spec.dim:
             raise StoreError(f"index file {path} holds {out.index.d}-d keys, not {spec.dim}")
         out.trained_ivf = bool(header["trained_ivf"])
@@ -264,6 +239,7 @@ class KeyIndex:
             sorted(out.tombstones),
             header.get("store_id"),
         )
+        out.catalog_snapshot = catalog
         out.ids()  # an index whose id map cannot be read is damaged: fail here, not later
         if spec.kind == "hnsw":
             faiss.downcast_index(out.index.index).hnsw.efSearch = spec.ef_search

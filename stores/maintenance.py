@@ -181,7 +181,7 @@ class Maintenance:
             return
         max_id = int(self.catalog.ids[-1]) if len(self.catalog) else -1
         coverage = Coverage(self.meta["version"], max_id, store_id=self.meta.get("store_id"))
-        self.index.save(self.path / INDEX_NAME, coverage)
+        self.index.save(self.path / INDEX_NAME, coverage, self.catalog.columns())
         self._saved_rows = len(self.catalog)
 
     def snapshot(self, dest: str | os.PathLike | None = None):

@@ -15,11 +15,7 @@ from stores.errors import (
 from stores.folder import DB_NAME, INDEX_NAME
 from stores.results import Batch, SearchResult
 from stores.sampling import balanced_rows
-from stores.sqlite import (
-    _KEYS_OF,
-    _RECORDS_OF,
-    _VALUES_OF,
-)
+from stores.sqlite import _KEYS_OF_RAW, _RECORDS_OF, _VALUES_OF_RAW
 from stores.validate import check_where, keys_array
 
 EXACT_FILTER_LIMIT = 50_000  # filtered ANN searches over fewer candidates are done exactly
@@ -51,9 +47,9 @@ class Reads:
         )
 
     def _values(self, ids: np.ndarray) -> np.ndarray:
-        with self._tx() as c:
-            got = dict(c.execute(_VALUES_OF, {"ids": json.dumps(np.unique(ids).tolist())}).all())
-        if len(got) < len(np.unique(ids)):
+        unique = np.unique(ids)
+        got = dict(self._driver().execute(_VALUES_OF_RAW, (json.dumps(unique.tolist()),)))
+        if len(got) < len(unique):
             raise StoreChanged("memories vanished while reading; call refresh() and retry")
         flat = np.frombuffer(b"".join(got[int(i)] for i in ids), self.value_dtype)
         return flat.reshape(len(ids), *self.value_shape).copy()  # writable, like any array
@@ -68,8 +64,7 @@ class Reads:
     def keys_of(self, ids) -> np.ndarray:
         """The stored key vectors of ids (from the database, the source of truth)."""
         ids = [int(i) for i in np.atleast_1d(ids)]
-        with self._tx() as c:
-            got = dict(c.execute(_KEYS_OF, {"ids": json.dumps(ids)}).all())
+        got = dict(self._driver().execute(_KEYS_OF_RAW, (json.dumps(ids),)))
         missing = [i for i in ids if i not in got]
         if missing:
             raise MemoryNotFound(f"no memories with ids {missing[:10]}")

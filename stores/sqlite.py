@@ -21,8 +21,13 @@ from stores.files import fsync_path
 _IDS = "(SELECT value FROM json_each(:ids))"
 _DELETE_IDS = text(f"DELETE FROM memories WHERE id IN {_IDS}")
 _DELETE_PAYLOADS = text(f"DELETE FROM payloads WHERE id IN {_IDS}")
-_VALUES_OF = text(f"SELECT id, value FROM payloads WHERE id IN {_IDS}")
 _KEYS_OF = text(f"SELECT id, key FROM memories WHERE id IN {_IDS}")
+# Reads on the hot path (a replay draw's values, a filtered search's keys) go to the driver
+# as one statement: one statement is one snapshot, and SQLAlchemy's execution and its
+# BEGIN/COMMIT cost twice the lookups themselves (0.46 against 0.23 ms for 64 values of 1M).
+_RAW_IDS = "(SELECT value FROM json_each(?))"
+_VALUES_OF_RAW = f"SELECT id, value FROM payloads WHERE id IN {_RAW_IDS}"
+_KEYS_OF_RAW = f"SELECT id, key FROM memories WHERE id IN {_RAW_IDS}"
 _CATALOG_ROWS = (
     "SELECT id, label, coalesce(task, -1), coalesce(experience, -1), position "
     "FROM memories WHERE id > ? ORDER BY id"

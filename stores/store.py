@@ -247,6 +247,11 @@ class EpisodicStore(CacheSync, Writes, Reads, Maintenance):
         with self._conn.begin():
             yield self._conn
 
+    def _driver(self):
+        """The sqlite3 connection under ``_conn``, for one-statement reads on the hot path
+        (in autocommit, or inside the open ``transaction()``, whose writes it sees)."""
+        return self._conn.connection.driver_connection
+
     def _read_meta(self, conn: Connection | None = None) -> dict:
         def read(c: Connection) -> dict:
             rows = c.execute(select(Meta.name, Meta.value)).all()

@@ -53,6 +53,11 @@ class CacheSync:
         self.index = saved
         self._index_version, self._index_max_id = cov.version, cov.max_id
         self._index_from_file, self._index_file_rejected = True, False
+        snapshot, saved.catalog_snapshot = saved.catalog_snapshot, None
+        if snapshot is not None and snapshot.shape[0] == len(Catalog.FIELDS):
+            # the catalog as of the same version: only rows written since are read below
+            self.catalog = Catalog.from_columns(snapshot)
+            self._catalog_version = cov.version
 
     def _check_loaded_index(self) -> None:
         """After catching up, a loaded index must hold exactly the database's ids."""
@@ -106,7 +111,15 @@ class CacheSync:
         self.catalog.append({f: rows[:, i] for i, f in enumerate(Catalog.FIELDS)})
 
     def refresh(self) -> None:
-        """Readers: catch up with what the writer committed since the last call."""
+        """Readers: catch up with what the writer committed since the last call.
+
+        Every read of a reader calls this; SQLite's ``data_version`` (which moves only when
+        another connection commits) answers "nothing new" without a query of the tables or
+        a transaction (10 us against 0.6 ms)."""
+        seen = self._driver().execute("PRAGMA data_version").fetchone()[0]
+        if seen == getattr(self, "_seen_data_version", None):
+            return
+        self._seen_data_version = seen  # a commit after this line moves it again
         if self._committed_version() != self._catalog_version:
             self._sync()
 

@@ -254,24 +254,32 @@ def test_index_file_ahead_of_an_older_database_is_rebuilt(tmp_path):
     assert report["ok"] and report["index_file"] == "current", report
 
 
-def test_crafted_index_with_valid_header_and_junk_body(tmp_path, capsys):
-    """Write keys.faiss with a valid header and CRC over a junk body.
+@pytest.mark.parametrize("layout", ["v2", "v1"])
+def test_crafted_index_with_valid_header_and_junk_body(tmp_path, capsys, layout):
+    """Write keys.faiss (today's layout, header last; and the first one, header first) with
+    a valid header and CRC over a junk body.
     Expect: verify reports it (exit 1), never crashes; reindex rebuilds it; verify then OK."""
     import struct
     import zlib
 
-    from stores.key_index import MAGIC
+    import xxhash
+
+    from stores.index_file import MAGIC1, MAGIC2
 
     mem = tmp_path / "mem"
     _small_store(mem, 30)
     path = mem / "keys.faiss"
     data = path.read_bytes()
-    (hlen,) = struct.unpack("<Q", data[len(MAGIC) : len(MAGIC) + 8])
-    header = json.loads(data[len(MAGIC) + 8 : len(MAGIC) + 8 + hlen])
+    (hlen,) = struct.unpack("<Q", data[-8:])
+    header = json.loads(data[-8 - hlen : -8])
     junk = np.random.default_rng(0).bytes(4000)
-    header.update(size=len(junk), crc32=zlib.crc32(junk))
+    header.update(size=len(junk), catalog_rows=0, catalog_fields=0)
+    header.update(xxh3=xxhash.xxh3_64(junk).hexdigest(), crc32=zlib.crc32(junk))
     raw = json.dumps(header).encode()
-    path.write_bytes(MAGIC + struct.pack("<Q", len(raw)) + raw + junk)
+    if layout == "v2":
+        path.write_bytes(MAGIC2 + junk + raw + struct.pack("<Q", len(raw)))
+    else:
+        path.write_bytes(MAGIC1 + struct.pack("<Q", len(raw)) + raw + junk)
     assert cli.main(["memory", "verify", str(mem), "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert any("damaged" in p for p in report["problems"]), report

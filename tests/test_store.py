@@ -568,7 +568,7 @@ def test_a_full_disk_at_close_leaves_the_index_to_be_rebuilt(tmp_path, monkeypat
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(key_index, "write_atomic", full)
+    monkeypatch.setattr(key_index, "write_index_file", full)
     with pytest.warns(UserWarning, match="index file not saved .*rebuilds it"):
         st.close()
     monkeypatch.undo()

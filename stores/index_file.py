@@ -1,0 +1,194 @@
+"""The index file: the FAISS index and a snapshot of the RAM catalog, streamed to and from disk.
+
+Opening a store with millions of memories was two full reads of its rows: the catalog (ids,
+labels, tasks, ...) from SQLite, row by row, and the index file read whole, checksummed,
+then copied twice on its way into FAISS. Both are caches of the database at one version, so
+both go in one file, written atomically and streamed: FAISS writes straight into the file
+(the checksum computed on the way) and reads straight from it, once the bytes have passed
+their checksum in a pass of their own (FAISS never parses bytes that fail it).
+
+Layout (version 2)::
+
+    MAGIC2 | FAISS index bytes | catalog (int64, one column after another) | header JSON | u64
+
+The header (its length in the last 8 bytes) goes last because its checksums are known only
+once the bytes before it are written. Checksums are XXH3 (4x zlib's CRC-32 here: 0.07 s
+against 0.27 s for 500 MB). Version 1 files (MAGIC, u64 header length, header, FAISS bytes;
+no catalog; CRC-32) are still read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import faiss
+import numpy as np
+import xxhash
+
+from stores.errors import StoreError
+from stores.files import temp_file
+
+MAGIC1 = b"LLKEYIDX1\n"
+MAGIC2 = b"LLKEYIDX2\n"
+CHUNK = 1 << 22  # bytes FAISS asks for at a time when streaming
+
+
+class _Damaged(Exception):
+    """The file ends early or its bytes do not match their checksum."""
+
+
+class _Unparsable(Exception):
+    """Bytes that pass their checksum and that FAISS cannot read (written so on purpose)."""
+
+
+def write_index_file(
+    path: Path, index: faiss.Index, header: dict, catalog: np.ndarray | None
+) -> None:
+    """Replace ``path`` with the index, the catalog columns (``(fields, n)`` int64) and the
+    header (to which the checksums and sizes are added), whole or not at all."""
+    header = dict(header)
+    with temp_file(path) as (f, tmp):
+        f.write(MAGIC2)
+        digest, size = xxhash.xxh3_64(), 0
+
+        def sink(chunk: bytes) -> None:
+            nonlocal size
+            f.write(chunk)
+            digest.update(chunk)
+            size += len(chunk)
+
+        faiss.write_index(index, faiss.PyCallbackIOWriter(sink, CHUNK))
+        header.update(xxh3=digest.hexdigest(), size=size, catalog_rows=0, catalog_fields=0)
+        if catalog is not None:
+            for column in catalog:  # rows of the column block are contiguous
+                f.write(memoryview(np.ascontiguousarray(column, np.int64)).cast("B"))
+            header.update(
+                catalog_rows=int(catalog.shape[1]),
+                catalog_fields=int(catalog.shape[0]),
+                catalog_xxh3=_digest(catalog),
+            )
+        blob = json.dumps(header).encode()
+        f.write(blob + struct.pack("<Q", len(blob)))
+        f.flush()
+        os.fsync(f.fileno())
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def read_index_file(path: Path) -> tuple[faiss.Index, dict, np.ndarray | None]:
+    """(index, header, catalog columns or None); StoreError naming the file if it is
+    missing, cut short, alien, or fails its checksum."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115 (closed below, after streaming)
+    except FileNotFoundError:
+        raise StoreError(f"index file {path} does not exist") from None
+    except OSError as exc:
+        raise StoreError(f"index file {path} cannot be read: {exc.strerror}") from None
+    try:
+        with f:
+            magic = f.read(len(MAGIC2))
+            if magic == MAGIC2:
+                return _read_v2(f, os.fstat(f.fileno()).st_size)
+            if magic == MAGIC1:
+                return _read_v1(f)
+            raise StoreError(f"index file {path} is not a lifelong key index")
+    except _Damaged as exc:
+        raise StoreError(f"index file {path} is truncated or corrupt ({exc})") from None
+    except _Unparsable as exc:
+        raise StoreError(f"index file {path} is damaged ({exc})") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StoreError(f"index file {path} has a corrupt header ({exc!r})") from None
+    except OSError as exc:
+        raise StoreError(f"index file {path} cannot be read: {exc.strerror}") from None
+
+
+def _read_v2(f, file_size: int) -> tuple[faiss.Index, dict, np.ndarray | None]:
+    if file_size < len(MAGIC2) + 8:
+        raise _Damaged("shorter than its header")
+    f.seek(file_size - 8)
+    (hlen,) = struct.unpack("<Q", f.read(8))
+    if hlen > file_size - len(MAGIC2) - 8:
+        raise _Damaged("header length past the file's start")
+    f.seek(file_size - 8 - hlen)
+    try:
+        header = json.loads(f.read(hlen))
+        rows, fields = int(header["catalog_rows"]), int(header["catalog_fields"])
+        expected = len(MAGIC2) + int(header["size"]) + 8 * rows * fields + hlen + 8
+    except (ValueError, KeyError, TypeError):
+        raise _Damaged("its header is unreadable") from None
+    if expected != file_size:
+        raise _Damaged(f"{file_size} bytes where the header says {expected}")
+    # the checksum first, in a pass of its own: FAISS never parses bytes that fail it
+    f.seek(len(MAGIC2))
+    if _digest_of_file(f, int(header["size"])) != header["xxh3"]:
+        raise _Damaged("the index bytes fail their checksum")
+    f.seek(len(MAGIC2))
+    index = _stream_faiss(f, int(header["size"]))
+    catalog = None
+    if fields:
+        catalog = np.fromfile(f, np.int64, rows * fields).reshape(fields, rows)
+        if catalog.size != rows * fields or _digest(catalog) != header["catalog_xxh3"]:
+            raise _Damaged("the catalog fails its checksum")
+    return index, header, catalog
+
+
+def _digest_of_file(f, size: int) -> str:
+    view, digest, left = memoryview(bytearray(CHUNK)), xxhash.xxh3_64(), size
+    while left:
+        got = f.readinto(view[: min(CHUNK, left)])
+        if not got:
+            raise _Damaged(f"{size - left} of {size} index bytes")
+        digest.update(view[:got])
+        left -= got
+    return digest.hexdigest()
+
+
+def _stream_faiss(f, size: int) -> faiss.Index:
+    """FAISS reads its ``size`` bytes from ``f`` as it parses them (no copy of the whole)."""
+    left = size
+
+    def source(n: int) -> bytes:
+        nonlocal left
+        chunk = f.read(min(n, left))
+        left -= len(chunk)
+        return chunk
+
+    try:
+        index = faiss.read_index(faiss.PyCallbackIOReader(source, CHUNK))
+    except Exception as exc:  # FAISS on bytes it cannot parse (checksummed, so crafted)
+        raise _Unparsable(_first_line(exc)) from None
+    if left:
+        raise _Damaged(f"FAISS read {size - left} of its {size} bytes")
+    return index
+
+
+def _digest(columns: np.ndarray) -> str:
+    digest = xxhash.xxh3_64()
+    for column in columns:
+        digest.update(memoryview(np.ascontiguousarray(column)).cast("B"))
+    return digest.hexdigest()
+
+
+def _read_v1(f) -> tuple[faiss.Index, dict, None]:
+    (hlen,) = struct.unpack("<Q", f.read(8))
+    header = json.loads(f.read(hlen))
+    blob = f.read()
+    if len(blob) != header["size"] or zlib.crc32(blob) != header["crc32"]:
+        raise _Damaged(f"{len(blob)} of {header['size']} bytes, checksum mismatch")
+    try:
+        return faiss.deserialize_index(np.frombuffer(blob, np.uint8)), header, None
+    except Exception as exc:
+        raise _Unparsable(_first_line(exc)) from None
+
+
+def _first_line(exc: Exception) -> str:
+    """FAISS's message without its C++ location: what it could not read."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return "FAISS cannot read it: " + text.rsplit(": ", 1)[-1][:120]

@@ -1,0 +1,114 @@
+"""The index file carries the catalog: a store opens from it and reads only newer rows."""
+
+from __future__ import annotations
+
+import json
+import struct
+import warnings
+import zlib
+
+import faiss
+import numpy as np
+import pytest
+
+from stores import EpisodicStore
+from stores.catalog import Catalog
+from stores.index_file import MAGIC1, read_index_file
+from tests.store_helpers import DIM, VSHAPE, batch
+
+
+def catalog_from_database(st: EpisodicStore) -> np.ndarray:
+    rows = st._driver().execute(
+        "SELECT id, label, coalesce(task, -1), coalesce(experience, -1), position "
+        "FROM memories ORDER BY id"
+    )
+    return np.array(rows.fetchall(), np.int64).reshape(-1, len(Catalog.FIELDS)).T
+
+
+def test_a_store_opens_from_the_saved_catalog_and_reads_only_rows_written_since(tmp_path):
+    """Write 60 memories and close (the index file now holds the catalog); open, write 25 more,
+    close without saving the index (as a kill would). Expect: the file's catalog is the first
+    60 rows; on open the catalog is the database's, all 85 rows, and a search finds a memory
+    written after the file was saved, with its label."""
+    rng = np.random.default_rng(0)
+    first, later = batch(rng, 60), batch(rng, 25)
+    with EpisodicStore.create(tmp_path / "m", dim=DIM, value_shape=VSHAPE) as st:
+        st.write(*first, tasks=np.arange(60) % 3)
+    _, _, saved = read_index_file(tmp_path / "m" / "keys.faiss")
+    assert saved is not None and saved.shape == (len(Catalog.FIELDS), 60)
+    st = EpisodicStore.open(tmp_path / "m")
+    new_ids = st.write(*later).ids
+    st.close(save=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the file is adopted, not rebuilt
+        with EpisodicStore.open(tmp_path / "m") as again:
+            np.testing.assert_array_equal(again.catalog.columns(), catalog_from_database(again))
+            hit = again.search(later[0][3:4], k=1)
+            assert hit.ids[0, 0] == new_ids[3] and hit.labels[0, 0] == later[2][3]
+            assert again.verify()["ok"]
+
+
+def test_after_a_delete_the_catalog_is_rebuilt_from_the_database(tmp_path):
+    """Save the index with 40 memories, then delete 10 and close without saving.
+    Expect: the stale catalog in the file is not used; the open catalog matches the database."""
+    rng = np.random.default_rng(1)
+    with EpisodicStore.create(tmp_path / "m", dim=DIM, value_shape=VSHAPE) as st:
+        ids = st.write(*batch(rng, 40)).ids
+    st = EpisodicStore.open(tmp_path / "m")
+    st.delete(ids[:10])
+    st.close(save=False)
+    with EpisodicStore.open(tmp_path / "m") as again:
+        assert len(again) == 30
+        np.testing.assert_array_equal(again.catalog.columns(), catalog_from_database(again))
+
+
+def test_an_index_file_of_the_first_layout_is_still_read(tmp_path):
+    """Rewrite keys.faiss in the first layout (header first, CRC-32, no catalog).
+    Expect: it is adopted without a warning; the catalog comes from the database; the next
+    save writes today's layout with the catalog."""
+    rng = np.random.default_rng(2)
+    keys, values, labels = batch(rng, 30)
+    with EpisodicStore.create(tmp_path / "m", dim=DIM, value_shape=VSHAPE) as st:
+        st.write(keys, values, labels)
+        blob = faiss.serialize_index(st.index.index).tobytes()
+        header = {
+            "version": st.meta["version"],
+            "max_id": int(st.catalog.ids[-1]),
+            "store_id": st.meta["store_id"],
+            "tombstones": [],
+            "trained_ivf": False,
+            "trained_size": 0,
+            "spec": st.spec.__dict__,
+            "crc32": zlib.crc32(blob),
+            "size": len(blob),
+        }
+    raw = json.dumps(header).encode()
+    (tmp_path / "m" / "keys.faiss").write_bytes(MAGIC1 + struct.pack("<Q", len(raw)) + raw + blob)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with EpisodicStore.open(tmp_path / "m") as st:
+            assert st.search(keys[7], k=1).ids[0, 0] == 7
+            st.index.coverage.version = -1  # make close save it again
+    _, _, saved = read_index_file(tmp_path / "m" / "keys.faiss")
+    assert saved is not None and saved.shape[1] == 30
+
+
+@pytest.mark.parametrize("where", ["faiss", "catalog", "header"])
+def test_a_flipped_byte_anywhere_in_the_file_means_a_rebuild(tmp_path, where):
+    """Flip one byte in the FAISS bytes, in the catalog, or in the header.
+    Expect: a warning naming the file, and the store rebuilt from the database, whole."""
+    rng = np.random.default_rng(3)
+    keys, values, labels = batch(rng, 50)
+    with EpisodicStore.create(tmp_path / "m", dim=DIM, value_shape=VSHAPE) as st:
+        st.write(keys, values, labels)
+    path = tmp_path / "m" / "keys.faiss"
+    data = bytearray(path.read_bytes())
+    (hlen,) = struct.unpack("<Q", data[-8:])
+    at = {"faiss": 200, "catalog": len(data) - 8 - hlen - 100, "header": len(data) - 8 - hlen}
+    data[at[where]] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match="keys.faiss.*rebuilding the index"):
+        st = EpisodicStore.open(path.parent)
+    with st:
+        assert len(st) == 50 and st.search(keys[11], k=1).ids[0, 0] == 11
+        np.testing.assert_array_equal(st.catalog.columns(), catalog_from_database(st))
