@@ -31,12 +31,13 @@ def temp_file(dest: Path) -> Iterator[tuple[BinaryIO, Path]]:
         raise
 
 
-def write_atomic(dest: str | os.PathLike, data: bytes | str, *, durable: bool = True) -> None:
-    """Replace ``dest`` with ``data`` whole: readers see the old file or the new one."""
+@contextlib.contextmanager
+def replaced(dest: str | os.PathLike, *, durable: bool = True) -> Iterator[BinaryIO]:
+    """A file to write that replaces ``dest`` whole when the block ends (readers see the old
+    file or the new one); nothing changes if the block fails."""
     dest = Path(dest)
-    payload = data.encode() if isinstance(data, str) else data
     with temp_file(dest) as (f, tmp):
-        f.write(payload)
+        yield f
         f.flush()
         if durable:
             os.fsync(f.fileno())
@@ -45,6 +46,12 @@ def write_atomic(dest: str | os.PathLike, data: bytes | str, *, durable: bool = 
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_atomic(dest: str | os.PathLike, data: bytes | str, *, durable: bool = True) -> None:
+    """Replace ``dest`` with ``data`` whole: readers see the old file or the new one."""
+    with replaced(dest, durable=durable) as f:
+        f.write(data.encode() if isinstance(data, str) else data)
 
 
 def fsync_path(path: str | os.PathLike) -> None:

@@ -30,7 +30,7 @@ import numpy as np
 import xxhash
 
 from stores.errors import StoreError
-from stores.files import temp_file
+from stores.files import replaced
 
 MAGIC1 = b"LLKEYIDX1\n"
 MAGIC2 = b"LLKEYIDX2\n"
@@ -51,7 +51,7 @@ def write_index_file(
     """Replace ``path`` with the index, the catalog columns (``(fields, n)`` int64) and the
     header (to which the checksums and sizes are added), whole or not at all."""
     header = dict(header)
-    with temp_file(path) as (f, tmp):
+    with replaced(path) as f:
         f.write(MAGIC2)
         digest, size = xxhash.xxh3_64(), 0
 
@@ -73,13 +73,6 @@ def write_index_file(
             )
         blob = json.dumps(header).encode()
         f.write(blob + struct.pack("<Q", len(blob)))
-        f.flush()
-        os.fsync(f.fileno())
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def read_index_file(path: Path) -> tuple[faiss.Index, dict, np.ndarray | None]:

@@ -100,11 +100,12 @@ class CacheSync:
             else:
                 self.index = KeyIndex(self.spec)
             cur = s.exec_driver_sql(_KEY_ROWS, (start,)).cursor
-            while chunk := cur.fetchmany(50_000):
-                ids = np.fromiter((r[0] for r in chunk), np.int64, len(chunk))
-                keys = np.frombuffer(b"".join(r[1] for r in chunk), np.float32)
-                self.index.add(ids, keys.reshape(len(chunk), self.spec.dim))
-                self._index_max_id = int(ids[-1])
+            with self.index.bulk():
+                while chunk := cur.fetchmany(50_000):
+                    ids = np.fromiter((r[0] for r in chunk), np.int64, len(chunk))
+                    keys = np.frombuffer(b"".join(r[1] for r in chunk), np.float32)
+                    self.index.add(ids, keys.reshape(len(chunk), self.spec.dim))
+                    self._index_max_id = int(ids[-1])
         self._catalog_version = self._index_version = version
 
     def _append_catalog(self, rows: np.ndarray) -> None:

@@ -112,3 +112,36 @@ def test_a_flipped_byte_anywhere_in_the_file_means_a_rebuild(tmp_path, where):
     with st:
         assert len(st) == 50 and st.search(keys[11], k=1).ids[0, 0] == 11
         np.testing.assert_array_equal(st.catalog.columns(), catalog_from_database(st))
+
+
+def test_an_ivf_store_grows_retrains_reopens_and_rebuilds_with_every_key(tmp_path):
+    """An IVF store (trained at 300 keys) written in batches to 4x that size (a retrain),
+    reopened from its file, written on without a save, and re-indexed from the database in
+    one bulk (trained once). Expect: at each step every key is in the index once, and a
+    search finds each of a sample of keys as its own nearest memory."""
+    rng = np.random.default_rng(4)
+    keys, values, labels = batch(rng, 1500)
+
+    def check(st, n):
+        assert len(st) == n and st.index.ntotal == n
+        np.testing.assert_array_equal(st.index.ids(), np.arange(n))
+        probe = rng.choice(n, 20, replace=False)
+        assert (st.search(keys[probe], k=1).ids[:, 0] == probe).mean() >= 0.9
+
+    with EpisodicStore.create(
+        tmp_path / "m", dim=DIM, value_shape=VSHAPE, index="ivf", train_min=200
+    ) as st:
+        for start in range(0, 1200, 150):
+            st.write(keys[start : start + 150], values[start : start + 150], labels[start:][:150])
+        assert st.index.trained_size == 1200  # trained at 300, retrained at 4x that
+        check(st, 1200)
+    st = EpisodicStore.open(tmp_path / "m")
+    check(st, 1200)
+    st.write(keys[1200:], values[1200:], labels[1200:])
+    st.close(save=False)
+    with EpisodicStore.open(tmp_path / "m") as st:
+        check(st, 1500)
+        st.reindex()
+        assert st.index.trained_size == 1500  # one training, at the full size
+        check(st, 1500)
+        assert st.verify()["ok"]
