@@ -137,8 +137,8 @@ def write_store(folder: Path, n: int, queries: np.ndarray, kind: str) -> tuple[f
     return n / elapsed, best[1]
 
 
-def bare_index(kind: str, n: int, spec) -> faiss.Index:
-    """The same FAISS index the store builds, without the store around it."""
+def bare_index(kind: str, n: int, spec, nlist: int = 0) -> faiss.Index:
+    """The same FAISS index the store builds (for IVF: as many lists), without the store."""
     if kind == "flat":
         idx = faiss.IndexFlatL2(DIM)
     elif kind == "hnsw":
@@ -146,7 +146,7 @@ def bare_index(kind: str, n: int, spec) -> faiss.Index:
         idx.hnsw.efConstruction = spec.ef_construction
         idx.hnsw.efSearch = spec.ef_search
     else:
-        nlist = int(np.clip(4 * np.sqrt(n), 1, n // 39))
+        nlist = nlist or int(np.clip(4 * np.sqrt(n), 1, n // 39))
         idx = faiss.IndexIVFFlat(faiss.IndexFlatL2(DIM), DIM, nlist)
         sample, held = [], 0
         for k in key_batches(n):  # the first keys are as good a sample as any: drawn iid
@@ -235,7 +235,7 @@ def bench_size(n: int, workdir: Path, kinds: list[str]) -> list[dict]:
         if kind != st.spec.kind:
             print(f"[{n:,}] building {kind} ...", flush=True)
             st.reindex(kind)
-        bare = bare_index(kind, n, st.spec)
+        bare = bare_index(kind, n, st.spec, getattr(st.index.index, "nlist", 0))
         rows += bench_search(st, bare, kind, queries, truth, n)
         del bare
 

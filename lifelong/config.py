@@ -112,7 +112,7 @@ class RunConfig:
     )
     key_source: str = opt("network", "memory keys: network (embedding) | fixed (projection)")
     rekey_every: int = opt(0, "steps between re-keying memories (0: experience ends only)")
-    index: str = opt("flat", "FAISS index of the memory: flat | hnsw | ivf")
+    index: str = opt("flat", "FAISS index of the memory: flat | hnsw | ivf | ivfpq")
     # local adaptation at prediction (MbPA++)
     local_adapt: bool = opt(False, "MbPA++ local adaptation at prediction time")
     adapt_k: int = opt(16, "local adaptation: nearest memories per test example")
@@ -152,7 +152,7 @@ class RunConfig:
             "write_policy": ("reservoir", "class-balanced"),
             "replay_policy": ("uniform", "class-balanced", "task-balanced"),
             "key_source": ("network", "fixed"),
-            "index": ("flat", "hnsw", "ivf"),
+            "index": ("flat", "hnsw", "ivf", "ivfpq"),
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:

@@ -19,7 +19,8 @@ import numpy as np
 from stores.errors import StoreError
 from stores.index_file import read_index_file, write_index_file
 
-KINDS = ("flat", "hnsw", "ivf")
+KINDS = ("flat", "hnsw", "ivf", "ivfpq")
+IVF_KINDS = ("ivf", "ivfpq")
 METRICS = ("l2", "ip")
 
 
@@ -36,6 +37,10 @@ class IndexSpec:
     nlist: int = 0  # IVF lists; 0 = about 4*sqrt(n) when trained
     nprobe: int = 16
     train_min: int = 10_000  # IVF trains once this many keys exist; exact search before
+    # IVF-PQ: each key kept as pq_m bytes (0: dim/4, 32 for 128-d keys, 16x smaller than the
+    # floats); a search takes refine x k candidates and ranks them by their stored keys
+    pq_m: int = 0
+    refine: int = 4
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -44,6 +49,17 @@ class IndexSpec:
             raise StoreError(f"unknown metric {self.metric!r}; expected one of {METRICS}")
         if self.dim <= 0:
             raise StoreError(f"key dimension must be positive, got {self.dim}")
+        if self.kind == "ivfpq" and self.dim % self.code_bytes:
+            raise StoreError(
+                f"pq_m must divide the key dimension {self.dim}, got {self.code_bytes}"
+            )
+        if self.refine < 1:
+            raise StoreError(f"refine must be at least 1, got {self.refine}")
+
+    @property
+    def code_bytes(self) -> int:
+        """IVF-PQ's bytes per key."""
+        return self.pq_m or max(1, self.dim // 4)
 
     @property
     def faiss_metric(self) -> int:
@@ -71,6 +87,7 @@ class KeyIndex:
         self.trained_ivf = False
         self.trained_size = 0
         self._deferred = False  # inside bulk(): IVF training waits for its end
+        self.needs_rebuild = False  # IVF-PQ grown 4x: retrain from the database's keys
         self.catalog_snapshot: np.ndarray | None = None  # the catalog saved with a loaded file
 
     # -- construction -------------------------------------------------------------------
@@ -85,33 +102,49 @@ class KeyIndex:
 
     def _maybe_train_ivf(self) -> None:
         """Swap the exact index for IVF once enough keys exist to train its centroids, and
-        retrain when the index has grown 4x since (about 4*sqrt(n) lists stay right)."""
+        retrain when the index has grown 4x since (about 4*sqrt(n) lists stay right). IVF-PQ
+        codes are not the keys: for its retrain the store rebuilds it from the database."""
         n = self.index.ntotal
-        if self.spec.kind != "ivf" or n < self.spec.train_min:
+        if self.spec.kind not in IVF_KINDS or n < self.spec.train_min:
             return
         if not self.trained_ivf:
             ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
             keys = self.index.index.reconstruct_n(0, n)
         elif not self.spec.nlist and n >= 4 * self.trained_size:
+            if self.spec.kind == "ivfpq":
+                self.needs_rebuild = True
+                return
             ids, keys = self._ivf_contents()
         else:
             return
-        # about 4*sqrt(n) lists, each with >= 39 training points as k-means wants
-        nlist = self.spec.nlist or int(np.clip(4 * np.sqrt(n), 1, n // 39))
-        quantizer = faiss.IndexFlat(self.spec.dim, self.spec.faiss_metric)
-        ivf = faiss.IndexIVFFlat(quantizer, self.spec.dim, nlist, self.spec.faiss_metric)
-        sample = keys[np.random.default_rng(0).permutation(n)[: max(nlist * 64, 1)]]
-        ivf.train(sample)
-        del sample
-        self.index.reset()  # trained: the old index's copy of the keys can go before the add
-        ivf.nprobe = self.spec.nprobe
+        old = self.index
+        self.train(keys[np.random.default_rng(0).permutation(n)[: self.training_size(n)]], n)
+        old.reset()  # trained: the old index's copy of the keys can go before the add
+        self.index.add_with_ids(keys, ids)
+
+    def training_size(self, n: int) -> int:
+        """Keys to train an IVF index for n keys on: 64 per list, as k-means wants."""
+        return max(self._nlist(n) * 64, 1)
+
+    def _nlist(self, n: int) -> int:
+        return self.spec.nlist or int(np.clip(4 * np.sqrt(n), 1, max(n // 39, 1)))
+
+    def train(self, sample: np.ndarray, n: int) -> None:
+        """Make this an empty IVF (or IVF-PQ) index for about n keys, trained on ``sample``."""
+        spec, nlist = self.spec, self._nlist(n)
+        quantizer = faiss.IndexFlat(spec.dim, spec.faiss_metric)
+        if spec.kind == "ivfpq":  # 8 bits a sub-quantizer: 256 centroids each
+            m, metric = spec.code_bytes, spec.faiss_metric
+            ivf = faiss.IndexIVFPQ(quantizer, spec.dim, nlist, m, 8, metric)
+        else:
+            ivf = faiss.IndexIVFFlat(quantizer, spec.dim, nlist, spec.faiss_metric)
+        ivf.train(np.ascontiguousarray(sample, np.float32))
+        ivf.nprobe = spec.nprobe
         # IVF keeps our ids natively (an IDMap over IVF breaks on removal); the hashtable
         # direct map lets verify reconstruct keys by id.
         ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
-        ivf.add_with_ids(keys, ids)
-        self.index = ivf
-        self.trained_ivf = True
-        self.trained_size = n
+        self.index, self.trained_ivf, self.trained_size = ivf, True, n
+        self.needs_rebuild = False
 
     def _ivf_contents(self, with_keys: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         """Every (id, key) stored in the IVF lists (IVFFlat codes are the raw vectors);
@@ -172,6 +205,13 @@ class KeyIndex:
             all_ids = all_ids[~np.isin(all_ids, np.fromiter(self.tombstones, np.int64))]
         return np.sort(all_ids)
 
+    def as_stored(self, keys: np.ndarray) -> np.ndarray:
+        """What the index holds for these keys: the keys, or for a trained IVF-PQ index their
+        encoding decoded (so verify compares codes exactly, not a lossy key with a key)."""
+        if self.spec.kind == "ivfpq" and self.trained_ivf:
+            return self.index.sa_decode(self.index.sa_encode(np.ascontiguousarray(keys)))
+        return keys
+
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         return (
             np.stack([self.index.reconstruct(int(i)) for i in ids])
@@ -205,7 +245,7 @@ class KeyIndex:
     def _new_params(self, sel):
         if self.spec.kind == "hnsw":
             return faiss.SearchParametersHNSW(sel=sel, efSearch=max(self.spec.ef_search, 1))
-        if self.spec.kind == "ivf" and self.trained_ivf:
+        if self.spec.kind in IVF_KINDS and self.trained_ivf:
             return faiss.SearchParametersIVF(sel=sel, nprobe=self.spec.nprobe)
         return faiss.SearchParameters(sel=sel) if sel is not None else None
 

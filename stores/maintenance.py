@@ -98,7 +98,8 @@ class Maintenance:
             pick = np.random.default_rng(0).choice(db_ids, min(sample, len(db_ids)), replace=False)
             keys = dict(s.execute(_KEYS_OF, {"ids": json.dumps(pick.tolist())}).all())
             stored = np.frombuffer(b"".join(keys[int(i)] for i in pick), np.float32)
-            if not np.allclose(self.index.reconstruct(pick), stored.reshape(len(pick), -1)):
+            stored = self.index.as_stored(stored.reshape(len(pick), -1))
+            if not np.allclose(self.index.reconstruct(pick), stored, atol=1e-5):
                 problems.append("index keys differ from database keys")
         return db_ids
 

@@ -84,12 +84,38 @@ class Reads:
         elif allowed is not None and len(allowed) == 0:
             dist = np.full((len(q), k), np.inf, np.float32)
             ids = np.full((len(q), k), -1, np.int64)
+        elif self.spec.kind == "ivfpq" and self.index.trained_ivf and self.spec.refine > 1:
+            _, candidates = self.index.search(q, k * self.spec.refine, allowed)
+            dist, ids = self._rerank(q, candidates, k)
         else:
             dist, ids = self.index.search(q, k, allowed)
         labels, tasks, exps, pos = self.catalog.gather(
             ids, ("label", "task", "experience", "position")
         )
         return SearchResult(ids, dist, labels, tasks, exps, pos)
+
+    def _rerank(self, q: np.ndarray, candidates: np.ndarray, k: int):
+        """The k best of each query's candidates by their stored keys (PQ codes only
+        approximate a key: ranking refine x k candidates exactly brings recall back)."""
+        live = np.unique(candidates[candidates >= 0])
+        keys = self.keys_of(live) if len(live) else np.empty((0, self.spec.dim), np.float32)
+        vecs = keys[np.searchsorted(live, np.maximum(candidates, 0))] if len(live) else None
+        if vecs is None:
+            score = np.full(candidates.shape, np.inf, np.float32)
+        elif self.spec.metric == "l2":
+            score = ((vecs - q[:, None, :]) ** 2).sum(-1)
+        else:
+            score = -np.einsum("qcd,qd->qc", vecs, q)  # best first, as for l2
+        score[candidates < 0] = np.inf
+        order = np.argsort(score, axis=1, kind="stable")[:, :k]
+        ids = np.take_along_axis(candidates, order, 1)
+        best = np.take_along_axis(score, order, 1).astype(np.float32)
+        dist = best if self.spec.metric == "l2" else -best  # FAISS's sign for inner product
+        width = ids.shape[1]
+        if width < k:  # fewer candidates than k: pad as FAISS does
+            ids = np.pad(ids, ((0, 0), (0, k - width)), constant_values=-1)
+            dist = np.pad(dist, ((0, 0), (0, k - width)), constant_values=np.inf)
+        return dist, ids
 
     def _exact_search(self, q: np.ndarray, k: int, allowed: np.ndarray):
         """Exact search over a filtered subset, whose keys are read from the database."""

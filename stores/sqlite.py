@@ -28,6 +28,7 @@ _KEYS_OF = text(f"SELECT id, key FROM memories WHERE id IN {_IDS}")
 _RAW_IDS = "(SELECT value FROM json_each(?))"
 _VALUES_OF_RAW = f"SELECT id, value FROM payloads WHERE id IN {_RAW_IDS}"
 _KEYS_OF_RAW = f"SELECT id, key FROM memories WHERE id IN {_RAW_IDS}"
+_KEYS_OF_RAW_ORDERED = _KEYS_OF_RAW + " ORDER BY id"
 _CATALOG_ROWS = (
     "SELECT id, label, coalesce(task, -1), coalesce(experience, -1), position "
     "FROM memories WHERE id > ? ORDER BY id"

@@ -170,6 +170,8 @@ class Writes:
             self.index.add(ids, keys)
             self._index_max_id = int(ids[-1])
         self._catalog_version = self._index_version = version
+        if self.index.needs_rebuild and not self._in_transaction:
+            self.rebuild_index()
         grown = len(self.catalog) - self._saved_rows > max(20_000, self._saved_rows)
         if grown and not self._in_transaction:  # never save an index ahead of a commit
             self.save_index()
