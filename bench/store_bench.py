@@ -66,15 +66,18 @@ def bench_search(st, bare, kind: str, queries, truth, n: int) -> list[dict]:
     b1 = time_calls(lambda i: bare.search(one[i % len(one)], 10), 300)
     s64 = time_calls(lambda i: st.search(queries[:64], 10), 20)
     b64 = time_calls(lambda i: bare.search(queries[:64], 10), 20)
-    res = st.search(queries, 10).ids
-    recall = round(float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(res, truth)])), 4)
-    target = "p50 <= 1 ms, recall >= 0.95, overhead <= 1.5x" if kind != "flat" else "exact"
+    recall = recall_at_10(st.search(queries, 10).ids, truth)
+    bare_recall = recall_at_10(bare.search(queries, 10)[1], truth)
+    target = {
+        "flat": "exact",
+        "ivfpq": "p50 <= 1 ms, p99 <= 5 ms; recall reported",
+    }.get(kind, "p50 <= 1 ms, p99 <= 5 ms, recall >= 0.95, overhead <= 1.3x")
     return [
         {
             "n": n,
             "op": f"search k=10, 1 query, {kind}",
             "store": f"p50 {pct(s1, 50):.3f} / p99 {pct(s1, 99):.3f} ms",
-            "bare": f"p50 {pct(b1, 50):.3f} / p99 {pct(b1, 99):.3f} ms",
+            "bare": f"p50 {pct(b1, 50):.3f} / p99 {pct(b1, 99):.3f} ms (recall {bare_recall})",
             "ratio": f"{pct(s1, 50) / pct(b1, 50):.2f}x",
             "target": target,
             "recall@10": recall,
@@ -91,6 +94,25 @@ def bench_search(st, bare, kind: str, queries, truth, n: int) -> list[dict]:
             "value": pct(s64, 50),
         },
     ]
+
+
+def recall_at_10(got: np.ndarray, truth: np.ndarray) -> float:
+    return round(float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, truth)])), 4)
+
+
+def index_ram_row(st, n: int) -> dict:
+    """What the store's IVF index holds in RAM: codes and ids in its lists, its centroids."""
+    ix = st.index.index
+    size = ix.ntotal * (ix.code_size + 8) + ix.nlist * ix.d * 4
+    return {
+        "n": n,
+        "op": f"index RAM, {st.spec.kind} ({ix.code_size} bytes a key, {ix.nlist:,} lists)",
+        "store": f"{size / 2**30:.2f} GB",
+        "bare": "",
+        "ratio": "",
+        "target": "<= 2 GB (ivfpq)" if st.spec.kind == "ivfpq" else "",
+        "value": size,
+    }
 
 
 BATCH = 5000
@@ -147,7 +169,10 @@ def bare_index(kind: str, n: int, spec, nlist: int = 0) -> faiss.Index:
         idx.hnsw.efSearch = spec.ef_search
     else:
         nlist = nlist or int(np.clip(4 * np.sqrt(n), 1, n // 39))
-        idx = faiss.IndexIVFFlat(faiss.IndexFlatL2(DIM), DIM, nlist)
+        if kind == "ivfpq":
+            idx = faiss.IndexIVFPQ(faiss.IndexFlatL2(DIM), DIM, nlist, spec.code_bytes, 8)
+        else:
+            idx = faiss.IndexIVFFlat(faiss.IndexFlatL2(DIM), DIM, nlist)
         sample, held = [], 0
         for k in key_batches(n):  # the first keys are as good a sample as any: drawn iid
             sample.append(k)
@@ -234,9 +259,14 @@ def bench_size(n: int, workdir: Path, kinds: list[str]) -> list[dict]:
             continue
         if kind != st.spec.kind:
             print(f"[{n:,}] building {kind} ...", flush=True)
-            st.reindex(kind)
+            # as many lists as the IVF index already built, when there is one (training
+            # 4 sqrt(n) lists again at 10M is most of an hour on two cores)
+            lists = getattr(st.index.index, "nlist", 0) if kind in ("ivf", "ivfpq") else 0
+            st.reindex(kind, **({"nlist": lists} if lists else {}))
         bare = bare_index(kind, n, st.spec, getattr(st.index.index, "nlist", 0))
         rows += bench_search(st, bare, kind, queries, truth, n)
+        if kind in ("ivf", "ivfpq"):
+            rows.append(index_ram_row(st, n))
         del bare
 
     ring = min(n, RING_MAX)
