@@ -99,7 +99,7 @@ class Maintenance:
             keys = dict(s.execute(_KEYS_OF, {"ids": json.dumps(pick.tolist())}).all())
             stored = np.frombuffer(b"".join(keys[int(i)] for i in pick), np.float32)
             stored = self.index.as_stored(stored.reshape(len(pick), -1))
-            if not np.allclose(self.index.reconstruct(pick), stored, atol=1e-5):
+            if not np.allclose(self.index.reconstruct(pick), stored):
                 problems.append("index keys differ from database keys")
         return db_ids
 
@@ -167,9 +167,7 @@ class Maintenance:
                 self._set_meta(c, index=spec.__dict__)
             self.spec = spec
             self.meta["index"] = spec.__dict__
-        self.index = KeyIndex(self.spec)
-        self._index_version = -1
-        self._sync()
+        self.rebuild_index()
         self.index.coverage = Coverage(version=-1)  # force the save
         self.save_index()
 

@@ -111,11 +111,7 @@ class Reads:
         ids = np.take_along_axis(candidates, order, 1)
         best = np.take_along_axis(score, order, 1).astype(np.float32)
         dist = best if self.spec.metric == "l2" else -best  # FAISS's sign for inner product
-        width = ids.shape[1]
-        if width < k:  # fewer candidates than k: pad as FAISS does
-            ids = np.pad(ids, ((0, 0), (0, k - width)), constant_values=-1)
-            dist = np.pad(dist, ((0, 0), (0, k - width)), constant_values=np.inf)
-        return dist, ids
+        return dist, ids  # FAISS pads candidates to refine x k columns: always k here
 
     def _exact_search(self, q: np.ndarray, k: int, allowed: np.ndarray):
         """Exact search over a filtered subset, whose keys are read from the database."""

@@ -143,6 +143,7 @@ class EpisodicStore(CacheSync, Writes, Reads, Maintenance):
         # database versions the RAM catalog and index reflect (-1: nothing yet)
         self._catalog_version = self._index_version = -1
         self._index_max_id = -1
+        self._seen_data_version: int | None = None  # readers: SQLite's data_version last seen
         self._saved_rows = 0
         self._load_index_file()
         self._sync()

@@ -139,7 +139,7 @@ class CacheSync:
         another connection commits) answers "nothing new" without a query of the tables or
         a transaction (10 us against 0.6 ms)."""
         seen = self._driver().execute("PRAGMA data_version").fetchone()[0]
-        if seen == getattr(self, "_seen_data_version", None):
+        if seen == self._seen_data_version:
             return
         self._seen_data_version = seen  # a commit after this line moves it again
         if self._committed_version() != self._catalog_version:
