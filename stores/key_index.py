@@ -18,6 +18,7 @@ import numpy as np
 
 from stores.errors import StoreError
 from stores.index_file import read_index_file, write_index_file
+from stores.ivf_split import split_lists
 
 KINDS = ("flat", "hnsw", "ivf", "ivfpq")
 IVF_KINDS = ("ivf", "ivfpq")
@@ -102,25 +103,30 @@ class KeyIndex:
 
     def _maybe_train_ivf(self) -> None:
         """Swap the exact index for IVF once enough keys exist to train its centroids, and
-        retrain when the index has grown 4x since (about 4*sqrt(n) lists stay right). IVF-PQ
-        codes are not the keys: for its retrain the store rebuilds it from the database."""
+        add lists when the index has grown 4x since (about 4*sqrt(n) lists stay right): an
+        IVF-Flat index splits its lists in place; IVF-PQ codes are not the keys, so for its
+        retrain the store rebuilds it from the database."""
         n = self.index.ntotal
         if self.spec.kind not in IVF_KINDS or n < self.spec.train_min:
             return
-        if not self.trained_ivf:
-            ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
-            keys = self.index.index.reconstruct_n(0, n)
-        elif not self.spec.nlist and n >= 4 * self.trained_size:
-            if self.spec.kind == "ivfpq":
-                self.needs_rebuild = True
-                return
-            ids, keys = self._ivf_contents()
-        else:
+        if self.trained_ivf:
+            if not self.spec.nlist and n >= 4 * self.trained_size:
+                self._grow_ivf(n)
             return
+        ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        keys = self.index.index.reconstruct_n(0, n)
         old = self.index
         self.train(keys[np.random.default_rng(0).permutation(n)[: self.training_size(n)]], n)
         old.reset()  # trained: the old index's copy of the keys can go before the add
         self.index.add_with_ids(keys, ids)
+
+    def _grow_ivf(self, n: int) -> None:
+        if self.spec.kind == "ivfpq":
+            self.needs_rebuild = True
+            return
+        self.index = split_lists(self.index, self._nlist(n))
+        self.index.set_direct_map_type(faiss.DirectMap.Hashtable)
+        self.trained_size = n
 
     def training_size(self, n: int) -> int:
         """Keys to train an IVF index for n keys on: 64 per list, as k-means wants."""
@@ -146,22 +152,15 @@ class KeyIndex:
         self.index, self.trained_ivf, self.trained_size = ivf, True, n
         self.needs_rebuild = False
 
-    def _ivf_contents(self, with_keys: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-        """Every (id, key) stored in the IVF lists (IVFFlat codes are the raw vectors);
-        ``with_keys=False`` skips copying the vectors when only the ids are wanted."""
+    def _ivf_ids(self) -> np.ndarray:
+        """Every id stored in the IVF lists."""
         inv = self.index.invlists
-        ids, keys = [], []
-        for i in range(inv.nlist):
-            size = inv.list_size(i)
-            if size:
-                ids.append(faiss.rev_swig_ptr(inv.get_ids(i), size).copy())
-                if not with_keys:
-                    continue
-                codes = faiss.rev_swig_ptr(inv.get_codes(i), size * inv.code_size).copy()
-                keys.append(codes.view(np.float32).reshape(size, self.spec.dim))
-        if not ids:
-            return np.empty(0, np.int64), np.empty((0, self.spec.dim), np.float32)
-        return np.concatenate(ids).astype(np.int64), np.concatenate(keys) if keys else None
+        ids = [
+            faiss.rev_swig_ptr(inv.get_ids(i), inv.list_size(i)).copy()
+            for i in range(inv.nlist)
+            if inv.list_size(i)
+        ]
+        return np.concatenate(ids).astype(np.int64) if ids else np.empty(0, np.int64)
 
     # -- mutation -------------------------------------------------------------------------
     @property
@@ -198,7 +197,7 @@ class KeyIndex:
     def ids(self) -> np.ndarray:
         """Every live id in the index, sorted."""
         if self.trained_ivf:
-            all_ids = self._ivf_contents(with_keys=False)[0]
+            all_ids = self._ivf_ids()
         else:
             all_ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
         if self.tombstones:
