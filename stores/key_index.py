@@ -9,7 +9,8 @@ half of one.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,21 @@ from stores.ivf_split import split_lists
 KINDS = ("flat", "hnsw", "ivf", "ivfpq")
 IVF_KINDS = ("ivf", "ivfpq")
 METRICS = ("l2", "ip")
+OVERLAP_MIN = 1000  # keys in a write whose index add runs beside its commit
+
+
+def id_digest(ids: np.ndarray) -> int:
+    """An order-free digest of a set of ids: each id mixed (splitmix64's finaliser) and
+    summed modulo 2**64. Sets of one size that differ (a lost id, a duplicate) share it by
+    accident with odds of about 2**-64."""
+    z = np.asarray(ids, np.int64).astype(np.uint64)  # a copy, mixed in place
+    t = np.empty_like(z)
+    z += np.uint64(0x9E3779B97F4A7C15)
+    for shift, factor in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB), (31, 1)):
+        np.right_shift(z, np.uint64(shift), out=t)
+        z ^= t
+        z *= np.uint64(factor)
+    return int(z.sum(dtype=np.uint64))
 
 
 @dataclass
@@ -156,11 +172,11 @@ class KeyIndex:
         """Every id stored in the IVF lists."""
         inv = self.index.invlists
         ids = [
-            faiss.rev_swig_ptr(inv.get_ids(i), inv.list_size(i)).copy()
+            faiss.rev_swig_ptr(inv.get_ids(i), inv.list_size(i))
             for i in range(inv.nlist)
             if inv.list_size(i)
-        ]
-        return np.concatenate(ids).astype(np.int64) if ids else np.empty(0, np.int64)
+        ]  # views of the lists; concatenate copies them
+        return np.concatenate(ids).astype(np.int64, copy=False) if ids else np.empty(0, np.int64)
 
     # -- mutation -------------------------------------------------------------------------
     @property
@@ -173,6 +189,33 @@ class KeyIndex:
         self.index.add_with_ids(np.ascontiguousarray(keys, np.float32), ids.astype(np.int64))
         if not self._deferred:
             self._maybe_train_ivf()
+
+    def add_beside(self, ids: np.ndarray, keys: np.ndarray) -> Callable[[], None] | None:
+        """Start adding a large batch on a thread while the caller commits its rows, and
+        return the join (which re-raises what the add raised). FAISS and SQLite's steps both
+        release the GIL, so on two cores the add (its keys assigned to thousands of IVF
+        centroids) and the commit overlap. None for small batches, and for HNSW (whose adds
+        cannot be undone if the commit fails): the caller adds after its commit."""
+        if len(ids) < OVERLAP_MIN or self.spec.kind == "hnsw":
+            return None
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            faiss.omp_set_num_threads(1)  # this thread's FAISS: the other core commits
+            try:
+                self.add(ids, keys)
+            except BaseException as exc:  # handed to the joining thread
+                failed.append(exc)
+
+        worker = threading.Thread(target=run, name="faiss-add", daemon=True)
+        worker.start()
+
+        def join() -> None:
+            worker.join()
+            if failed:
+                raise failed[0]
+
+        return join
 
     @contextlib.contextmanager
     def bulk(self) -> Iterator[None]:
@@ -196,13 +239,22 @@ class KeyIndex:
 
     def ids(self) -> np.ndarray:
         """Every live id in the index, sorted."""
+        return np.sort(self._live_ids())
+
+    def id_digest(self) -> tuple[int, int]:
+        """(count, ``id_digest``) of the live ids: compares them with the catalog's without
+        sorting ten million ids (0.6 s at 10M; this is 0.1 s)."""
+        live = self._live_ids()
+        return len(live), id_digest(live)
+
+    def _live_ids(self) -> np.ndarray:
         if self.trained_ivf:
             all_ids = self._ivf_ids()
         else:
-            all_ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
+            all_ids = faiss.vector_to_array(self.index.id_map).astype(np.int64, copy=False)
         if self.tombstones:
             all_ids = all_ids[~np.isin(all_ids, np.fromiter(self.tombstones, np.int64))]
-        return np.sort(all_ids)
+        return all_ids
 
     def as_stored(self, keys: np.ndarray) -> np.ndarray:
         """What the index holds for these keys: the keys, or for a trained IVF-PQ index their
@@ -230,6 +282,9 @@ class KeyIndex:
             sel.keep_alive = dead  # keep the inner selector alive as long as the outer one
         params = self._params(sel)
         q = np.ascontiguousarray(queries, np.float32)
+        if self.trained_ivf:  # FAISS shares queries among its threads, so a lone query ran
+            # on one core; mode 1 shares its lists (1.14 -> 0.70 ms a query at 10M)
+            self.index.parallel_mode = 1 if len(q) < faiss.omp_get_max_threads() else 0
         if params is None:
             return self.index.search(q, k)
         return self.index.search(q, k, params=params)
@@ -297,7 +352,11 @@ class KeyIndex:
             header.get("store_id"),
         )
         out.catalog_snapshot = catalog
-        out.ids()  # an index whose id map cannot be read is damaged: fail here, not later
+        # an index without its ids (a crafted body) is damaged: fail here, not later; the
+        # open compares the ids themselves with the catalog's (``id_digest``)
+        held = out.index.invlists.compute_ntotal() if out.trained_ivf else out.index.id_map.size()
+        if held != out.index.ntotal:
+            raise StoreError(f"index file {path} holds {held} ids for {out.index.ntotal} keys")
         if spec.kind == "hnsw":
             faiss.downcast_index(out.index.index).hnsw.efSearch = spec.ef_search
         return out

@@ -3,6 +3,7 @@ and transactions that make several of them one commit."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -96,17 +97,44 @@ class Writes:
         plan = self._plan(n, labels, seen, rng, evict)
         keep = plan.keep_new
         ids = np.arange(self.meta["next_id"], self.meta["next_id"] + len(keep), dtype=np.int64)
+        changed = len(keep) > 0 or len(plan.evict) > 0
+        version = self.meta["version"] + (1 if changed else 0)
+        updates = {
+            "seen": plan.seen if stream_seen is None else int(stream_seen),
+            "rng_state": rng.bit_generator.state,
+            "version": version,
+            "next_id": int(self.meta["next_id"] + len(keep)),
+        }
+        if len(plan.evict):
+            updates["destructive_version"] = version
+        join_add = self.index.add_beside(ids, keys[keep])  # None: added after the commit
+        try:
+            with self._tx() as c:
+                if len(plan.evict):
+                    self._delete_rows(c, plan.evict)
+                self._insert_rows(c, ids, keep, keys, vals, labels, tasks, exps, pos)
+                self._set_meta(c, **updates)
+        except BaseException:
+            if join_add is not None:
+                self._undo_add(join_add, ids)
+            raise
+        if join_add is not None:
+            join_add()
+        self.meta.update(updates)
+        added_keys = None if join_add is not None else keys[keep]
+        self._apply_locally(
+            plan.evict, ids, added_keys, labels[keep], tasks[keep], exps[keep], pos[keep], version
+        )
+        return WriteResult(ids, keep, plan.evict)
+
+    @staticmethod
+    def _insert_rows(c: Connection, ids, keep, keys, vals, labels, tasks, exps, pos) -> None:
+        """The hot path: plain executemany, no per-row ORM bookkeeping."""
+        if not len(ids):
+            return
         now = time.time()
         rows = [
-            (
-                i,
-                keys[k].tobytes(),
-                lab,
-                None if t < 0 else t,
-                None if e < 0 else e,
-                p,
-                now,
-            )
+            (i, keys[k].tobytes(), lab, None if t < 0 else t, None if e < 0 else e, p, now)
             for i, k, lab, t, e, p in zip(
                 ids.tolist(),
                 keep.tolist(),
@@ -117,31 +145,16 @@ class Writes:
                 strict=True,
             )
         ]
-        changed = len(rows) > 0 or len(plan.evict) > 0
-        version = self.meta["version"] + (1 if changed else 0)
-        updates = {
-            "seen": plan.seen if stream_seen is None else int(stream_seen),
-            "rng_state": rng.bit_generator.state,
-            "version": version,
-            "next_id": int(self.meta["next_id"] + len(keep)),
-        }
-        if len(plan.evict):
-            updates["destructive_version"] = version
-        with self._tx() as c:
-            if len(plan.evict):
-                self._delete_rows(c, plan.evict)
-            if rows:  # the hot path: plain executemany, no per-row ORM bookkeeping
-                c.exec_driver_sql(_INSERT_ROWS, rows)
-                c.exec_driver_sql(
-                    _INSERT_PAYLOADS,
-                    [(i, vals[k].tobytes()) for i, k in zip(ids.tolist(), keep.tolist())],
-                )
-            self._set_meta(c, **updates)
-        self.meta.update(updates)
-        self._apply_locally(
-            plan.evict, ids, keys[keep], labels[keep], tasks[keep], exps[keep], pos[keep], version
+        c.exec_driver_sql(_INSERT_ROWS, rows)
+        c.exec_driver_sql(
+            _INSERT_PAYLOADS, [(i, vals[k].tobytes()) for i, k in zip(ids.tolist(), keep.tolist())]
         )
-        return WriteResult(ids, keep, plan.evict)
+
+    def _undo_add(self, join_add, ids: np.ndarray) -> None:
+        """The commit failed: wait for the add beside it and take its keys out again."""
+        with contextlib.suppress(Exception):  # the commit's error is the one to raise
+            join_add()
+        self.index.remove(ids)
 
     def _plan(self, n: int, labels: np.ndarray, seen: int, rng, evict: np.ndarray):
         """The eviction policy's plan for n new items, after ``evict`` leaves."""
@@ -167,7 +180,8 @@ class Writes:
             self.index.remove(evicted)
         if len(ids):
             self._append_catalog(np.stack([ids, labels, tasks, exps, pos], axis=1))
-            self.index.add(ids, keys)
+            if keys is not None:  # None: the write added them beside its commit
+                self.index.add(ids, keys)
             self._index_max_id = int(ids[-1])
         self._catalog_version = self._index_version = version
         if self.index.needs_rebuild and not self._in_transaction:

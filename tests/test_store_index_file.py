@@ -14,6 +14,7 @@ import pytest
 from stores import EpisodicStore
 from stores.catalog import Catalog
 from stores.index_file import MAGIC1, read_index_file
+from stores.key_index import IndexSpec, KeyIndex
 from tests.store_helpers import DIM, VSHAPE, batch
 
 
@@ -144,4 +145,67 @@ def test_an_ivf_store_grows_retrains_reopens_and_rebuilds_with_every_key(tmp_pat
         st.reindex()
         assert st.index.trained_size == 1500  # one training, at the full size
         check(st, 1500)
+        assert st.verify()["ok"]
+
+
+def test_without_faiss_own_file_reader_the_index_streams_in_alike(tmp_path, monkeypatch):
+    """The open reads FAISS's bytes with FAISS's own file reader where it can; without it
+    (another platform, an older FAISS) they stream through Python. Expect: the same index
+    either way, and the catalog after it read whole."""
+    rng = np.random.default_rng(5)
+    keys, values, labels = batch(rng, 80)
+    with EpisodicStore.create(tmp_path / "m", dim=DIM, value_shape=VSHAPE) as st:
+        st.write(keys, values, labels)
+    native, _, cat_native = read_index_file(tmp_path / "m" / "keys.faiss")
+    monkeypatch.delattr(faiss, "FileIOReader")
+    streamed, _, cat_streamed = read_index_file(tmp_path / "m" / "keys.faiss")
+    np.testing.assert_array_equal(cat_native, cat_streamed)
+    assert native.ntotal == streamed.ntotal == 80
+    np.testing.assert_array_equal(native.search(keys, 3)[1], streamed.search(keys, 3)[1])
+
+
+def test_an_index_file_holding_other_ids_at_the_same_version_is_rebuilt(tmp_path):
+    """A file whose coverage matches the database but whose ids do not (one id lost, a
+    stranger in its place: the same count). Expect: the open warns that it disagrees,
+    rebuilds from the database, and the index then holds exactly the database's ids."""
+    rng = np.random.default_rng(6)
+    keys, values, labels = batch(rng, 50)
+    with EpisodicStore.create(tmp_path / "m", dim=DIM, value_shape=VSHAPE) as st:
+        st.write(keys, values, labels)
+    path = tmp_path / "m" / "keys.faiss"
+    saved = KeyIndex.load(path, IndexSpec(dim=DIM))
+    saved.remove(np.array([7]))
+    saved.add(np.array([999]), keys[:1])
+    saved.save(path, saved.coverage, saved.catalog_snapshot)
+    with pytest.warns(UserWarning, match="disagrees"):
+        st = EpisodicStore.open(tmp_path / "m")
+    with st:
+        np.testing.assert_array_equal(st.index.ids(), np.arange(50))
+        assert st.search(keys[7], k=1).ids[0, 0] == 7
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf"])
+def test_a_failed_commit_takes_the_batch_back_out_of_the_index(tmp_path, monkeypatch, kind):
+    """A write of 1,500 keys adds them to the index on a thread beside its commit; the
+    commit then fails (the metadata update raises). Expect: the error reaches the caller,
+    the index holds only the earlier memories, and the next write lands and verifies."""
+    rng = np.random.default_rng(7)
+    first, second = batch(rng, 400), batch(rng, 1500)
+    st = EpisodicStore.create(
+        tmp_path / "m", dim=DIM, value_shape=VSHAPE, index=kind, train_min=300
+    )
+    st.write(*first)
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    with monkeypatch.context() as m:
+        m.setattr(st, "_set_meta", fail)
+        with pytest.raises(OSError, match="disk full"):
+            st.write(*second)
+    assert len(st) == 400
+    np.testing.assert_array_equal(st.index.ids(), np.arange(400))
+    st.write(*second)
+    with st:
+        np.testing.assert_array_equal(st.index.ids(), np.arange(1900))
         assert st.verify()["ok"]
