@@ -63,7 +63,11 @@ def bench_search(st, bare, kind: str, queries, truth, n: int) -> list[dict]:
     """Single-query and batched search, store against the bare FAISS index, with recall."""
     one = [queries[i : i + 1] for i in range(len(queries))]
     s1 = time_calls(lambda i: st.search(one[i % len(one)], 10), 300)
+    if hasattr(bare, "parallel_mode"):  # as the store searches one query: its lists shared
+        bare.parallel_mode = 1  # among the threads (FAISS's default gives a query one core)
     b1 = time_calls(lambda i: bare.search(one[i % len(one)], 10), 300)
+    if hasattr(bare, "parallel_mode"):
+        bare.parallel_mode = 0
     s64 = time_calls(lambda i: st.search(queries[:64], 10), 20)
     b64 = time_calls(lambda i: bare.search(queries[:64], 10), 20)
     recall = recall_at_10(st.search(queries, 10).ids, truth)

