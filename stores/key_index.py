@@ -9,8 +9,9 @@ half of one.
 from __future__ import annotations
 
 import contextlib
-import threading
+import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,25 @@ def id_digest(ids: np.ndarray) -> int:
         z ^= t
         z *= np.uint64(factor)
     return int(z.sum(dtype=np.uint64))
+
+
+def _one_faiss_thread() -> None:
+    faiss.omp_set_num_threads(1)  # the adding thread's FAISS: the other core commits
+
+
+_adders: dict[int, ThreadPoolExecutor] = {}
+
+
+def _adding_thread() -> ThreadPoolExecutor:
+    """One thread for every store's adds in this process (a forked child starts its own):
+    the index lists then grow in one malloc arena, not in a new one for each write."""
+    pid = os.getpid()
+    if pid not in _adders:
+        _adders.clear()  # a parent's executor, whose thread this child does not have
+        _adders[pid] = ThreadPoolExecutor(
+            1, thread_name_prefix="faiss-add", initializer=_one_faiss_thread
+        )
+    return _adders[pid]
 
 
 @dataclass
@@ -191,31 +211,15 @@ class KeyIndex:
             self._maybe_train_ivf()
 
     def add_beside(self, ids: np.ndarray, keys: np.ndarray) -> Callable[[], None] | None:
-        """Start adding a large batch on a thread while the caller commits its rows, and
-        return the join (which re-raises what the add raised). FAISS and SQLite's steps both
-        release the GIL, so on two cores the add (its keys assigned to thousands of IVF
-        centroids) and the commit overlap. None for small batches, and for HNSW (whose adds
-        cannot be undone if the commit fails): the caller adds after its commit."""
+        """Start adding a large batch on the adding thread while the caller commits its rows,
+        and return the join (which re-raises what the add raised). FAISS and SQLite's steps
+        both release the GIL, so on two cores the add (its keys assigned to thousands of IVF
+        centroids, on one FAISS thread) and the commit overlap. None for small batches, and
+        for HNSW (whose adds cannot be undone if the commit fails): the caller adds after
+        its commit."""
         if len(ids) < OVERLAP_MIN or self.spec.kind == "hnsw":
             return None
-        failed: list[BaseException] = []
-
-        def run() -> None:
-            faiss.omp_set_num_threads(1)  # this thread's FAISS: the other core commits
-            try:
-                self.add(ids, keys)
-            except BaseException as exc:  # handed to the joining thread
-                failed.append(exc)
-
-        worker = threading.Thread(target=run, name="faiss-add", daemon=True)
-        worker.start()
-
-        def join() -> None:
-            worker.join()
-            if failed:
-                raise failed[0]
-
-        return join
+        return _adding_thread().submit(self.add, ids, keys).result
 
     @contextlib.contextmanager
     def bulk(self) -> Iterator[None]:
