@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import struct
 import warnings
 import zlib
@@ -209,3 +210,26 @@ def test_a_failed_commit_takes_the_batch_back_out_of_the_index(tmp_path, monkeyp
     with st:
         np.testing.assert_array_equal(st.index.ids(), np.arange(1900))
         assert st.verify()["ok"]
+
+
+def _write_big_batch(folder: str) -> None:
+    rng = np.random.default_rng(8)
+    with EpisodicStore.create(folder, dim=DIM, value_shape=VSHAPE, index="ivf") as st:
+        st.write(*batch(rng, 1500))
+        assert len(st) == 1500 and st.index.ntotal == 1500
+
+
+def test_a_forked_child_writes_big_batches_on_an_adding_thread_of_its_own(tmp_path):
+    """The parent has used its adding thread (a write of 1,500 keys); a child forked after
+    it does not have that thread. Expect: the child's own write of 1,500 keys lands (it
+    starts an adding thread of its own instead of waiting on the parent's forever)."""
+    _write_big_batch(str(tmp_path / "parent"))
+    child = multiprocessing.get_context("fork").Process(
+        target=_write_big_batch, args=(str(tmp_path / "child"),)
+    )
+    child.start()
+    child.join(timeout=120)
+    hung = child.is_alive()
+    if hung:
+        child.kill()
+    assert not hung and child.exitcode == 0
