@@ -50,9 +50,7 @@ class Writes:
                 yield self
         except BaseException:
             self._in_transaction = False
-            self.catalog, self.index = Catalog(), KeyIndex(self.spec)
-            self._catalog_version = self._index_version = -1
-            self._sync()
+            self._reload_caches()
             raise
         finally:
             self._in_transaction = False
@@ -118,9 +116,13 @@ class Writes:
             if join_add is not None:
                 self._undo_add(join_add, ids)
             raise
-        if join_add is not None:
-            join_add()
         self.meta.update(updates)
+        if join_add is not None:
+            try:
+                join_add()
+            except Exception:  # the rows are committed: catalog and index come from them
+                self._reload_caches()
+                return WriteResult(ids, keep, plan.evict)
         added_keys = None if join_add is not None else keys[keep]
         self._apply_locally(
             plan.evict, ids, added_keys, labels[keep], tasks[keep], exps[keep], pos[keep], version
@@ -149,6 +151,12 @@ class Writes:
         c.exec_driver_sql(
             _INSERT_PAYLOADS, [(i, vals[k].tobytes()) for i, k in zip(ids.tolist(), keep.tolist())]
         )
+
+    def _reload_caches(self) -> None:
+        """Catalog and index read again from the database, the truth."""
+        self.catalog, self.index = Catalog(), KeyIndex(self.spec)
+        self._catalog_version = self._index_version = -1
+        self._sync()
 
     def _undo_add(self, join_add, ids: np.ndarray) -> None:
         """The commit failed: wait for the add beside it and take its keys out again."""

@@ -233,3 +233,31 @@ def test_a_forked_child_writes_big_batches_on_an_adding_thread_of_its_own(tmp_pa
     if hung:
         child.kill()
     assert not hung and child.exitcode == 0
+
+
+def test_an_add_that_fails_after_the_commit_reloads_the_index_from_the_database(
+    tmp_path, monkeypatch
+):
+    """The commit of 1,500 keys lands but their add beside it fails (once). Expect: the
+    write returns (its rows are in the database: a retry would write them twice), and
+    catalog and index, read again from the database, hold every memory."""
+    rng = np.random.default_rng(9)
+    st = EpisodicStore.create(tmp_path / "m", dim=DIM, value_shape=VSHAPE, index="ivf")
+    st.write(*batch(rng, 100))
+    keys, values, labels = batch(rng, 1500)
+    real_add, failures = KeyIndex.add, []
+
+    def add_failing_once(self, ids, new_keys):
+        if not failures and len(ids) == 1500:
+            failures.append(len(ids))
+            raise MemoryError("no room for the lists")
+        return real_add(self, ids, new_keys)
+
+    monkeypatch.setattr(KeyIndex, "add", add_failing_once)
+    result = st.write(keys, values, labels)
+    assert failures == [1500] and len(result.ids) == 1500
+    with st:
+        assert len(st) == 1600
+        np.testing.assert_array_equal(st.index.ids(), np.arange(1600))
+        assert st.search(keys[42], k=1).ids[0, 0] == 142
+        assert st.verify()["ok"]
