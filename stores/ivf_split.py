@@ -75,7 +75,7 @@ def _move_keys(old, new, sizes, first, count, centroids: np.ndarray) -> None:
     l2 = old.metric_type == faiss.METRIC_L2
     norms = (centroids * centroids).sum(axis=1)
     for i in np.flatnonzero(sizes):
-        lists = [j for j in near[i] if j >= 0 and count[j]]
+        lists = [j for j in np.union1d(near[i], [i]) if j >= 0 and count[j]]  # i's own too
         cand = np.concatenate([np.arange(first[j], first[j] + count[j]) for j in lists])
         keys = _keys(inv, int(i), d)
         dots = keys @ centroids[cand].T
