@@ -247,7 +247,7 @@ class KeyIndex:
 
     def id_digest(self) -> tuple[int, int]:
         """(count, ``id_digest``) of the live ids: compares them with the catalog's without
-        sorting ten million ids (0.6 s at 10M; this is 0.1 s)."""
+        sorting them (at 10M the sorts of both sides took 0.72 s; the digests 0.35 s)."""
         live = self._live_ids()
         return len(live), id_digest(live)
 
