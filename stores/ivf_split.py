@@ -30,12 +30,9 @@ def split_lists(old: faiss.IndexIVFFlat, nlist: int, seed: int = 0) -> faiss.Ind
     per_list = max(float(sizes.sum()) / max(nlist, 1), 1.0)
     held = np.flatnonzero(sizes)
     children = [_children(_keys(inv, int(i), d), per_list, seed + int(i)) for i in held]
-    first = np.full(inv.nlist, -1, np.int64)  # list i's children: first[i] .. + count[i]
-    count = np.zeros(inv.nlist, np.int64)
-    offset = 0
-    for i, c in zip(held, children, strict=True):
-        first[i], count[i] = offset, len(c)
-        offset += len(c)
+    count = np.zeros(inv.nlist, np.int64)  # list i's children: first[i] .. + count[i]
+    count[held] = [len(c) for c in children]
+    first = np.cumsum(count) - count
     centroids = np.concatenate(children) if children else np.zeros((1, d), np.float32)
     quantizer = faiss.IndexFlat(d, metric)
     quantizer.add(centroids)

@@ -130,6 +130,12 @@ class CacheSync:
         self.index = KeyIndex(self.spec)
         self._sync()
 
+    def _reload_caches(self) -> None:
+        """Catalog and index read again from the database, the truth."""
+        self.catalog, self.index = Catalog(), KeyIndex(self.spec)
+        self._catalog_version = self._index_version = -1
+        self._sync()
+
     def _append_catalog(self, rows: np.ndarray) -> None:
         self.catalog.append({f: rows[:, i] for i, f in enumerate(Catalog.FIELDS)})
 

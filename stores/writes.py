@@ -14,12 +14,10 @@ import numpy as np
 from sqlalchemy import Connection
 
 from stores import eviction
-from stores.catalog import Catalog
 from stores.errors import (
     MemoryNotFound,
     StoreError,
 )
-from stores.key_index import KeyIndex
 from stores.results import WriteResult
 from stores.sqlite import (
     _COUNT_REPLAYS,
@@ -105,7 +103,8 @@ class Writes:
         }
         if len(plan.evict):
             updates["destructive_version"] = version
-        join_add = self.index.add_beside(ids, keys[keep])  # None: added after the commit
+        kept_keys = keys[keep]
+        join_add = self.index.add_beside(ids, kept_keys)  # None: added after the commit
         try:
             with self._tx() as c:
                 if len(plan.evict):
@@ -123,7 +122,7 @@ class Writes:
             except Exception:  # the rows are committed: catalog and index come from them
                 self._reload_caches()
                 return WriteResult(ids, keep, plan.evict)
-        added_keys = None if join_add is not None else keys[keep]
+        added_keys = None if join_add is not None else kept_keys
         self._apply_locally(
             plan.evict, ids, added_keys, labels[keep], tasks[keep], exps[keep], pos[keep], version
         )
@@ -151,12 +150,6 @@ class Writes:
         c.exec_driver_sql(
             _INSERT_PAYLOADS, [(i, vals[k].tobytes()) for i, k in zip(ids.tolist(), keep.tolist())]
         )
-
-    def _reload_caches(self) -> None:
-        """Catalog and index read again from the database, the truth."""
-        self.catalog, self.index = Catalog(), KeyIndex(self.spec)
-        self._catalog_version = self._index_version = -1
-        self._sync()
 
     def _undo_add(self, join_add, ids: np.ndarray) -> None:
         """The commit failed: wait for the add beside it and take its keys out again."""
