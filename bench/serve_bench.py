@@ -39,12 +39,13 @@ FLAGS = ["--n-classes", "10", "--seed", "0", "--no-tensorboard", "--no-shuffle"]
 
 
 class Server:
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, extra: tuple[str, ...] = ()) -> None:
         self.log_path = Path(f"{out}-{time.monotonic_ns()}.log")
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "lifelong.cli", "serve", "--out", str(out), "--port", "0"]
-                + FLAGS,
+                + FLAGS
+                + list(extra),
                 stdout=log,
                 stderr=log,
                 cwd=ROOT,

@@ -112,6 +112,7 @@ class Agent:
         self.classes_seen = torch.zeros(spec.n_classes, dtype=torch.bool, device=self.device)
         self.last_new_class_step = torch.zeros((), dtype=torch.int64, device=self.device)
         self.steps = self.grad_steps = self.examples = 0
+        self.prototype_cache: tuple | None = None  # prediction.prototypes_now's last answer
         # updates and memories replayed per batch: the config's, unless a compute plan
         # (lifelong.learner.budget) fits them to the time a stream leaves
         self.iters, self.replay_batch = cfg.iters, cfg.replay_batch
@@ -329,6 +330,7 @@ class Agent:
         """Refresh the logits the memories of ``experience`` keep and re-key every memory (a
         task-free stream's boundary is the evaluator's: only the keys are renewed)."""
         agent_memory.end_experience(self, experience)
+        self.prototype_cache = None
 
     def rekey(self) -> None:
         """Recompute every memory's key with the current encoder (it drifts as it learns)."""
@@ -421,6 +423,7 @@ class Agent:
         shapes, memories in the store), so a state that does not fit leaves the agent as
         it was."""
         agent_state.restore(self, state)
+        self.prototype_cache = None
 
 
 @torch.no_grad()

@@ -42,13 +42,20 @@ def predict(agent, x: torch.Tensor, task_id: int | None, adapt: bool) -> torch.T
 
 @torch.no_grad()
 def prototypes_now(agent) -> torch.Tensor | None:
-    """Prototypes at the current weights, for predicting (the model is in eval mode); not
-    kept, so predicting never changes what the agent learns."""
+    """Prototypes at the current weights, for predicting (the model is in eval mode); never
+    part of what the agent learns. Kept until the next step (weights and memories change
+    only in a step or at an experience's end): a served learner answering a run of batches
+    it is too busy to learn embeds its memory once, not once a batch (500 rows each)."""
     n = len(agent.memory)
     if not n:
         return None
+    key = (agent.steps, n, agent.averaging)
+    if agent.prototype_cache is not None and agent.prototype_cache[0] == key:
+        return agent.prototype_cache[1]
     memory = agent.memory
-    return gate.prototypes(agent.model.embed(memory.x[:n]), memory.y[:n], agent.spec.n_classes)
+    protos = gate.prototypes(agent.model.embed(memory.x[:n]), memory.y[:n], agent.spec.n_classes)
+    agent.prototype_cache = (key, protos)
+    return protos
 
 
 def prediction_state(agent) -> dict:

@@ -56,15 +56,20 @@ class StreamClock:
         """A clock revealing ``stream_rate`` batches per plain-replay update."""
         return cls(interval=replay_update_cost(batch_size) / stream_rate)
 
-    def arrive(self) -> bool:
-        """A batch is revealed; True if the learner is free to learn (a batch) now."""
+    def arrive(self, at: float | None = None) -> bool:
+        """A batch is revealed (at its turn: ``at`` is the wall clock's); True if the
+        learner is free to learn (a batch) now."""
         now = self.arrived * self.interval
         self.arrived += 1
         return self.waits or self.busy_until <= now
 
-    def took(self, cost: float, number: int | None = None) -> None:
+    def room(self) -> float | None:
+        """The compute one batch may take: the time between two batches."""
+        return self.interval
+
+    def took(self, cost: float, number: int | None = None, seconds: float = 0.0) -> None:
         """The learner learned, at ``cost``, the batch that just arrived (or, its labels
-        late, batch ``number`` of the stream)."""
+        late, batch ``number`` of the stream); ``seconds`` is the wall clock's."""
         now = (self.arrived - 1) * self.interval
         self.busy_until = now + cost
         self.spent += cost
@@ -109,6 +114,7 @@ class StreamClock:
     def summary(self, agent) -> dict:
         """The protocol's figures, for summary.json."""
         return {
+            "clock": "compute",
             "stream_interval": None if self.waits else self.interval,
             "batches_revealed": self.arrived,
             "batches_learned": len(self.learned),
@@ -116,7 +122,7 @@ class StreamClock:
             "online_accuracy_all_batches": self.online_accuracy(agent),
             "near_future_accuracy": self.near_future_accuracy,
             "compute_used_share": self.spent / (self.arrived * self.interval)
-            if self.arrived and not self.waits
+            if self.arrived and self.interval and not self.waits
             else None,
         }
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from lifelong import metrics
-from lifelong.runner.clock import StreamClock
+from lifelong.runner.wall_clock import clock_from_dict
 from stores.files import write_atomic
 
 
@@ -78,7 +78,7 @@ def publish(cfg, run_dir, progress, agent, status: str) -> tuple[np.ndarray, dic
         }
     )
     if progress.clock is not None:  # the real-time protocol: online accuracy on every batch
-        clock = StreamClock.from_dict(progress.clock).summary(agent)
+        clock = clock_from_dict(progress.clock).summary(agent)
         summary.update(clock, online_accuracy=clock["online_accuracy_all_batches"])
     header = ["after_experience"] + [f"exp_{j}" for j in range(R.shape[1] if len(R) else 0)]
     lines = [",".join(header)] + [

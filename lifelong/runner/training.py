@@ -22,6 +22,7 @@ from lifelong.runner.label_delay import Arrival, PendingLabels
 from lifelong.runner.results import publish
 from lifelong.runner.signals import StopFlag, TestPause
 from lifelong.runner.source import Source
+from lifelong.runner.wall_clock import WallClock, clock_from_dict
 from lifelong.tensorboard_log import Scalars
 from streams import Experience
 
@@ -32,6 +33,10 @@ class RunHooks:
 
     def started(self, agent: Agent, progress: Progress) -> None:
         """The agent is built (and restored), before its first step here."""
+
+    def clock_started(self, clock: StreamClock | None) -> None:
+        """The run's stream clock (None when the stream waits and labels at once), before
+        its first step: where the protocol's counts are read."""
 
     def stepped(self, agent: Agent, progress: Progress) -> None:
         """After every step."""
@@ -79,7 +84,7 @@ class Training:
         self._last_save = time.monotonic()
         self._pause = TestPause()
         self._loss = float("nan")
-        self.clock = _clock(self.cfg, p)
+        self.clock = _clock(self.cfg, p, timed=getattr(self.source.live, "timed", False))
         self.pending = self._pending_labels()
         if p.untrained is None:
             p.untrained = evaluate(agent, self.source.test_sets())
@@ -93,6 +98,7 @@ class Training:
             desc="training",
         )
         self._started = time.perf_counter() - p.train_seconds
+        self.hooks.clock_started(self.clock)
         self._untimed(self.hooks.started, agent, p)
         try:
             while (exp := self._untimed(self.source.get, p.experience)) is not None:
@@ -124,19 +130,25 @@ class Training:
         # record as a task (a served run, sent none, records none: the same run, the same rows)
         task = exp.task_id if agent.spec.task_aware else None
         clock = self.clock
-        for (b, x, y), after in _with_next(self._batches_of(exp), clock is not None):
+        # the batch behind each: near-future accuracy's, where it is there (not a live log)
+        look = clock is not None and not isinstance(clock, WallClock)
+        for (b, x, y, *logged), after in _with_next(self._batches_of(exp), look):
             arrival = Arrival(i, b, clock.arrived if clock else -1, p.position, x, y, task)
             p.position += len(y)
             p.batch = b + 1
             self._bar.update(len(y))
-            ready = arrival if clock is None else self._on_the_clock(clock, arrival, after)
+            if clock is not None:
+                ready = self._on_the_clock(clock, arrival, after, *logged)
+            else:
+                ready = arrival
             if ready is None:  # answered only: the learner was busy, or its labels are late
                 continue
-            before = 0.0
+            before = started = 0.0
             if clock is not None:
-                before = compute_units(agent)
-                if cfg.real_time and cfg.fit_compute:  # its updates, sized to the time it has
-                    budget.apply(agent, *budget.plan(agent, len(ready.y), clock.interval))
+                before, started = compute_units(agent), time.perf_counter()
+                room = clock.room()  # its updates, sized to the time it has
+                if cfg.real_time and cfg.fit_compute and room is not None:
+                    budget.apply(agent, *budget.plan(agent, len(ready.y), room))
             self._loss = agent.observe(
                 ready.x,
                 ready.y,
@@ -146,7 +158,8 @@ class Training:
                 checked=True,
             )
             if clock is not None:
-                clock.took(compute_units(agent) - before, ready.number)
+                seconds = time.perf_counter() - started
+                clock.took(compute_units(agent) - before, ready.number, seconds)
             p.train_seconds = time.perf_counter() - self._started
             if agent.steps % 10 == 0:  # reading the loss waits for the device: not every step
                 loss = float(self._loss)
@@ -168,13 +181,16 @@ class Training:
             return True
         return False
 
-    def _on_the_clock(self, clock: StreamClock, arrival: Arrival, after) -> Arrival | None:
+    def _on_the_clock(
+        self, clock: StreamClock, arrival: Arrival, after, logged: float | None = None
+    ) -> Arrival | None:
         """The batch to learn now that ``arrival`` came (``after``: the batch behind it, or
-        None): predict the one behind it; with late labels, answer the arrival and learn
-        the batch whose labels come now; on a stream that does not wait, learn only when
-        free (a busy learner answers the arrival, and drops labels that come meanwhile)."""
+        None; ``logged``: when a live log took it): predict the one behind it; with late
+        labels, answer the arrival and learn the batch whose labels come now; on a stream
+        that does not wait, learn only when free (a busy learner answers the arrival, and
+        drops labels that come meanwhile)."""
         agent, task = self.agent, arrival.task
-        free = clock.arrive()
+        free = clock.arrive(logged)
         if after is not None:
             self._untimed(clock.look_ahead, agent, after[1], after[2], task)
         if self.pending is None:
@@ -254,9 +270,10 @@ class Training:
 
     def _end_experience(self, i: int, classes) -> None:
         p, agent = self.progress, self.agent
-        if self.clock is not None:  # its end-of-experience learning takes the learner's time
-            self.clock.busy(budget.boundary_cost(agent, i))
+        boundary = budget.boundary_cost(agent, i)
         agent.end_experience(i)
+        if self.clock is not None:  # its end-of-experience learning takes the learner's time
+            self.clock.busy(boundary)
         p.train_seconds = time.perf_counter() - self._started
         row = self._untimed(evaluate, agent, self.source.test_sets())
         p.rows.append(row)
@@ -361,13 +378,16 @@ def _with_next(items, look: bool):
         yield previous, None
 
 
-def _clock(cfg: RunConfig, p: Progress) -> StreamClock | None:
+def _clock(cfg: RunConfig, p: Progress, timed: bool = False) -> StreamClock | None:
     """The clock of a stream that does not wait, or that labels late: as checkpointed, or
-    new; None when the stream waits and labels at once."""
+    new (in seconds where the stream's batches carry the time they came: a served run's);
+    None when the stream waits and labels at once."""
     if not (cfg.real_time or cfg.label_delay):
         return None
     if p.clock is not None:
-        return StreamClock.from_dict(p.clock)
+        return clock_from_dict(p.clock)
+    if timed and cfg.real_time:
+        return WallClock(interval=0.0)
     clock = StreamClock.for_run(cfg.batch_size, cfg.stream_rate)
     clock.waits, clock.delayed = not cfg.real_time, cfg.label_delay > 0
     return clock

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import sys
 from pathlib import Path
@@ -56,16 +57,17 @@ def add_parser(sub, formatter) -> None:
         help="the folder's ingest log is not its checkpoint's (deleted, or an older copy): "
         "move the log and what was learned from it to RUN/dropped-TIME/ and start afresh",
     )
+    s.add_argument(
+        "--real-time",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a stream that does not wait, on the real clock: a batch logged while the "
+        "learner is still learning an earlier one is answered (online accuracy) and not "
+        "learned, and with --fit-compute each update is sized to the measured time between "
+        "batches; keeps the queue short under load (default: off, every batch learned)",
+    )
     add_config_flags(
-        s,
-        leave_out=(
-            "stream",
-            "experiences",
-            "real_time",
-            "stream_rate",
-            "label_delay",
-            "fit_compute",
-        ),
+        s, leave_out=("stream", "experiences", "real_time", "stream_rate", "label_delay")
     )
     s.set_defaults(func=serve_command)
 

@@ -97,6 +97,7 @@ class Record:
     position: int
     x: np.ndarray | None
     y: np.ndarray | None
+    received: float = 0.0  # when it was logged (seconds since the epoch): the wall clock's arrival
 
 
 KIND_NAMES = {
@@ -108,7 +109,9 @@ KIND_NAMES = {
 
 
 def record_of(r, x: bytes | None) -> Record:
-    return Record(r.seq, r.kind, r.experience, r.task_id, r.position, array(x), array(r.y))
+    return Record(
+        r.seq, r.kind, r.experience, r.task_id, r.position, array(x), array(r.y), r.received
+    )
 
 
 def receipt_of(row, duplicate: bool = False) -> Receipt:

@@ -58,11 +58,16 @@ class Publisher(RunHooks):
         self.loss: float | None = None  # smoothed training loss; none read yet
         self._last = time.perf_counter()
         self._agent = self._progress = None
+        self.clock = None  # real time's stream clock, if the run has one
+        self._view_revealed = -1  # the clock's batches revealed at the last view
         self._view_step = self._weights_step = -1  # the steps last published
         self._weights_at = 0.0
 
     def parent_gone(self) -> bool:
         return os.getppid() != self.parent
+
+    def clock_started(self, clock) -> None:
+        self.clock = clock
 
     def started(self, agent, progress) -> None:
         self._agent, self._progress = agent, progress
@@ -77,7 +82,8 @@ class Publisher(RunHooks):
         agent, progress = self._agent, self._progress
         if agent is None:
             return
-        if agent.steps != self._view_step:
+        revealed = self.clock.arrived if self.clock is not None else -1
+        if agent.steps != self._view_step or revealed != self._view_revealed:
             self._view(agent, progress)
         if agent.steps != self._weights_step and time.monotonic() - self._weights_at >= 0.5:
             self._weights(agent, progress)
@@ -151,6 +157,15 @@ class Publisher(RunHooks):
             "published_step": agent.steps,
             "time": time.time(),
         }
+        if self.clock is not None:  # real time: every batch answered, some learned
+            self._view_revealed = self.clock.arrived
+            view["online_accuracy"] = self.clock.online_accuracy(agent)
+            view["real_time"] = {
+                "batches_revealed": self.clock.arrived,
+                "batches_learned": len(self.clock.learned),
+                "learned_share": self.clock.learned_share,
+                "seconds_between_batches": getattr(self.clock, "gap_seconds", None),
+            }
         write_atomic(self.folder / VIEW, json.dumps(metrics.json_ready(view)), durable=False)
 
     def say(self, status: str, error: str | None = None) -> None:

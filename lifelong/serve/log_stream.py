@@ -36,6 +36,7 @@ class LogStream:
         self.should_stop = should_stop
         self.poll = poll
         self.name = "serve"
+        self.timed = True  # its batches carry when they were logged: real time's wall clock
         self.scenario = "class"
         self.ledger = None  # the log itself is the ledger: append-only, in the run folder
         self.taken_here = 0  # experiences ended in this process
@@ -91,8 +92,9 @@ class LogStream:
         return Experience(i, x[: len(y)], y, x[:0], y[:0], first.task_id, ())
 
     def batches(self, exp: Experience, start: int, size: int) -> Iterator:
-        """(b, x, y) for steps ``start``, ``start + 1``, ... of the experience, waiting for
-        batches as they are logged; returns at its end record (or when asked to stop)."""
+        """(b, x, y, logged) for steps ``start``, ``start + 1``, ... of the experience,
+        waiting for batches as they are logged (``logged``: when, in seconds since the
+        epoch); returns at its end record (or when asked to stop)."""
         after, b = self.log.first_of(exp.id), 0
         while True:
             found = self.log.read(after, 16)
@@ -113,7 +115,7 @@ class LogStream:
                 x, y = torch.from_numpy(r.x), torch.from_numpy(r.y)
                 for k in range(0, len(y), size):
                     if b >= start:
-                        yield b, x[k : k + size], y[k : k + size]
+                        yield b, x[k : k + size], y[k : k + size], r.received
                     b += 1
 
     def known(self) -> list[Experience]:

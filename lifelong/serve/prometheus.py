@@ -52,6 +52,22 @@ def prometheus_text(service: Service) -> str:
             _or_nan(late.arrival_accuracy),
         ),
     ]
+    timed = view.get("real_time")
+    if timed:  # a stream that does not wait: batches answered while the learner was busy
+        rows += [
+            (
+                "batches_revealed_total",
+                "counter",
+                "batches taken from the log",
+                timed["batches_revealed"],
+            ),
+            (
+                "batches_learned_total",
+                "counter",
+                "batches the learner was free to learn",
+                timed["batches_learned"],
+            ),
+        ]
     out = []
     for name, kind, text, value in rows:
         out += [f"# HELP lifelong_{name} {text}", f"# TYPE lifelong_{name} {kind}"]

@@ -150,6 +150,7 @@ async function refresh() {
     byId("rate").textContent = run.examples_per_second === null ? "-" : Math.round(run.examples_per_second);
     byId("experiences").textContent = run.experiences_ended;
     byId("online").textContent = fmt3(run.online_accuracy);
+    byId("learned-share").textContent = run.real_time ? fmt3(run.real_time.learned_share) : "-";
     const s = run.summary || {};
     byId("average").textContent = fmt3(s.average_accuracy);
     byId("forgetting").textContent = fmt3(s.forgetting_chaudhry2018);
