@@ -74,22 +74,8 @@ def scheduled_stream(
     order), split where the task changes on a task-incremental stream; test sets are those
     of the experience the batches came from (unused: every method is evaluated on the
     original stream's test sets)."""
-    order_of = _OrderConfig(seed=seed, shuffle=shuffle)
-    built: dict[int, tuple] = {}
-
-    def experience(e: int) -> tuple:
-        """Experience ``e`` and our runner's order of its examples (the last one kept: a
-        window reaches back one experience at most)."""
-        if e not in built:
-            exp = stream.build(e)
-            built.clear()
-            built[e] = (exp, learning_order(order_of, e, exp.n_train))
-        return built[e]
-
-    def batch(e: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
-        exp, order = experience(e)
-        idx = order[b * batch_size : (b + 1) * batch_size]
-        return exp.x_train[idx], exp.y_train[idx]
+    batch = _Batches(stream, batch_size, seed, shuffle)
+    experience = batch.experience
 
     pieces: list[list[tuple[int, int]]] = []
     windows: list[list[int]] = []
@@ -109,6 +95,53 @@ def scheduled_stream(
         return dataclasses.replace(last, id=k, x_train=torch.cat(xs), y_train=torch.cat(ys))
 
     return dataclasses.replace(stream, n_experiences=len(pieces), build=build), windows
+
+
+def answers_due(
+    stream: Stream, learned: Learned, batch_size: int, seed: int, shuffle: bool
+) -> list[list[tuple[int, torch.Tensor, torch.Tensor, int]]]:
+    """For each window of a stream that does not wait (labels at once), the batches the
+    strategy was too busy to learn, each with how many of the window's learned batches came
+    before it: (learned before it, x, y, task id), for ``avalanche_online``'s answers."""
+    batch = _Batches(stream, batch_size, seed, shuffle)
+    due = []
+    for i, pairs in enumerate(learned):
+        if any(e != i for e, _ in pairs):
+            raise ValueError("answers_due: a window learned another experience's batch (delay)")
+        exp, _ = batch.experience(i)
+        task = int(exp.task_id or 0) if stream.task_aware else 0
+        taken = {b for _, b in pairs}
+        mine, before = [], 0
+        for b in range(-(-exp.n_train // batch_size)):
+            if b in taken:
+                before += 1
+            else:
+                mine.append((before, *batch(i, b), task))
+        due.append(mine)
+    return due
+
+
+class _Batches:
+    """Batch ``b`` of experience ``e`` as our runner forms it (its seeded order), the last
+    experience built kept: a window reaches back one experience at most."""
+
+    def __init__(self, stream: Stream, batch_size: int, seed: int, shuffle: bool) -> None:
+        self.stream, self.batch_size = stream, batch_size
+        self.order_of = _OrderConfig(seed=seed, shuffle=shuffle)
+        self.built: dict[int, tuple] = {}
+
+    def experience(self, e: int) -> tuple:
+        """Experience ``e`` and our runner's order of its examples."""
+        if e not in self.built:
+            exp = self.stream.build(e)
+            self.built.clear()
+            self.built[e] = (exp, learning_order(self.order_of, e, exp.n_train))
+        return self.built[e]
+
+    def __call__(self, e: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        exp, order = self.experience(e)
+        idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+        return exp.x_train[idx], exp.y_train[idx]
 
 
 @dataclasses.dataclass

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from lifelong import metrics
+from lifelong.baseline_model import accuracies, baseline_model
 from lifelong.compare_outputs import write_outputs
 from lifelong.config import ConfigError, RunConfig
 from lifelong.learner import compute
 from lifelong.learner.methods import method_class
-from lifelong.learner.models import build_model
 from lifelong.strategies import BASELINES, make_strategy
 
 # our agent as configured, with La-MAML's learned rates, and both at Avalanche's compute (one
@@ -90,68 +90,6 @@ def _order(name: str) -> tuple:
     return (METHODS.index(name) if name in METHODS else len(METHODS), 0.0)
 
 
-_CURRENT_TASK = object()  # a multi-head model called without task labels (see baseline_model)
-
-
-def baseline_model(stream, hidden: int) -> torch.nn.Module:
-    """The network an Avalanche strategy trains: our MLP, and on a task-incremental stream
-    the same body under Avalanche's multi-head classifier (a head per task, grown as tasks
-    arrive, each masked to its task's classes), the like-for-like of our agent's task masks.
-    One shared head would make them tell apart classes that are never asked of them."""
-    mlp = build_model("mlp", stream.input_shape, stream.n_classes, hidden)
-    if not stream.task_aware:
-        return mlp
-    from avalanche.models import MultiHeadClassifier, MultiTaskModule
-
-    class MultiHeadMLP(MultiTaskModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.features = mlp.features
-            # every head as wide as the label space, so a replay batch of mixed tasks stacks
-            self.classifier = MultiHeadClassifier(hidden, initial_out_features=stream.n_classes)
-            self.max_class_label = stream.n_classes  # the width a mixed batch's output takes
-            self.current_task = 0
-
-        def adaptation(self, experience) -> None:
-            super().adaptation(experience)
-            self.current_task = int(experience.task_label)
-
-        def forward(self, x: torch.Tensor, task_labels=_CURRENT_TASK) -> torch.Tensor:
-            # Avalanche's DER computes its buffer's logits with model(x), with no task
-            # labels, on the experience being trained: that experience's head answers them.
-            # None keeps Avalanche's meaning (every head's output, which LwF asks for).
-            if task_labels is _CURRENT_TASK:
-                task_labels = self.current_task
-            return super().forward(x, task_labels)
-
-        def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
-            return self.classifier(self.features(x), task_label)
-
-    return MultiHeadMLP()
-
-
-@torch.no_grad()
-def _accuracies(model, experiences, device) -> list[float]:
-    """Accuracy on each test set; a multi-head model answers with the task's head, and a task
-    it has no head for yet has no answer (NaN)."""
-    from avalanche.models import MultiTaskModule
-
-    model.eval()
-    out = []
-    for e in experiences:
-        x, y = e.x_test.to(device), e.y_test.to(device)
-        if isinstance(model, MultiTaskModule):
-            if str(e.task_id) not in model.classifier.classifiers:
-                out.append(float("nan"))
-                continue
-            logits = model(x, int(e.task_id))
-        else:
-            logits = model(x)
-        out.append(float((logits.argmax(1) == y).float().mean()))
-    model.train()
-    return out
-
-
 def run_baseline(
     name: str,
     stream_name: str,
@@ -160,14 +98,17 @@ def run_baseline(
     cfg: RunConfig,
     options: dict | None = None,
     learned: list[list[tuple[int, int]]] | None = None,
+    online: bool = True,
 ) -> dict:
     """One Avalanche strategy through the stream; the accuracy matrix and training time.
     ``learned``: under real time or late labels, the batches it learns in each experience's
-    window (``avalanche_schedule.schedule``); it trains on those alone."""
+    window (``avalanche_schedule.schedule``); it trains on those alone. ``online``: measure
+    its online accuracy (``avalanche_online``; not under late labels), off its clocks."""
     import warnings
 
     import streams
-    from lifelong.avalanche_schedule import scheduled_stream
+    from lifelong.avalanche_online import online_plugin
+    from lifelong.avalanche_schedule import answers_due, scheduled_stream
     from lifelong.learner.device import resolve_device
 
     torch.set_num_threads(1)
@@ -176,7 +117,11 @@ def run_baseline(
     experiences = list(stream)  # the test sets: whole under every protocol
     revealed = sum(e.n_train for e in experiences)
     windows = [[i] for i in range(len(experiences))]
+    answers = online_plugin(name) if online and not cfg.label_delay else None
+    due = [[] for _ in experiences]  # by window: the batches it was too busy for
     if learned is not None:
+        if answers is not None:
+            due = answers_due(stream, learned, cfg.batch_size, seed, cfg.shuffle)
         stream, windows = scheduled_stream(stream, learned, cfg.batch_size, seed, cfg.shuffle)
     # recorded and dropped: Avalanche 0.6 re-enables its deprecation warnings on every call of
     # a deprecated function (its own replay plugin calls one), so an "ignore" filter loses
@@ -187,24 +132,33 @@ def run_baseline(
         strategy = make_strategy(
             name, model, max(len(train), 1), memory, cfg.batch_size, cfg, options or {}, device
         )
-        rows, untrained, seconds = [], _accuracies(model, experiences, device), 0.0
+        rows, untrained, seconds = [], accuracies(model, experiences, device), 0.0
         units = []  # each window's cost per batch, in the stream clock's unit
         with compute.AvalancheMeter(model) as meter:
+            if answers is not None:
+                strategy.plugins.append(answers)
+                answers.unmetered = meter.paused
             for w, pieces in enumerate(windows):  # no piece: nothing learned in its time
                 before = meter.units
+                if answers is not None:
+                    answers.start_window(due[w])
                 for k in pieces:
                     t = time.perf_counter()
                     with meter.metering():
                         strategy.train(train[k])
                         _synchronize(device)
                     seconds += time.perf_counter() - t
+                if answers is not None:
+                    answers.finish_window(strategy.model, device)
                 # our runner's batches (a piece may join two experiences' partial last ones)
                 if learned is not None:
                     batches = len(learned[w])
                 else:
                     batches = -(-len(train[w].dataset) // cfg.batch_size)
                 units.append((meter.units - before) / max(batches, 1))
-                rows.append(_accuracies(strategy.model, experiences, device))
+                rows.append(accuracies(strategy.model, experiences, device))
+    if answers is not None:  # its answers were made inside its training: not its time
+        seconds -= answers.seconds
     n = sum(e.n_train for e in stream) if learned is not None else revealed
     flops = compute.forward_flops(model, stream.input_shape)
     result = {
@@ -214,6 +168,9 @@ def run_baseline(
         "untrained": untrained,
         "seconds": seconds,
         "samples_per_second": n / seconds if seconds else None,
+        # each incoming example labelled right before its first update (None: not measured)
+        "online_accuracy": answers.accuracy if answers is not None else None,
+        "online_seen": answers.seen if answers is not None else None,
         "gradient_steps_per_example": meter.steps / max(n, 1),
         "flops_per_example": compute.flops_per_example(
             meter.trained_rows, meter.forward_rows, flops, n

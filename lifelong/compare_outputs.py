@@ -30,7 +30,9 @@ def aggregate(results: list[dict]) -> list[dict]:
         for k in keys:
             v = np.array([r.get(k) for r in rs], float)  # results from before: no FLOPs
             row[k], row[k + "_std"] = float(v.mean()), float(v.std())
-        # measures some rows lack: online ones are ours only; real-time ones, real-time rows'
+        # measures some rows lack: online accuracy Cumulative's, GDumb's and, under late
+        # labels, every Avalanche strategy's; near-future ours only; real-time ones, real-time
+        # rows'
         for k in ("online_accuracy", "min_acc", *OPTIONAL):
             v = np.array([r.get(k) for r in rs], float)
             known = v[~np.isnan(v)]
@@ -57,7 +59,7 @@ def markdown_table(rows: list[dict]) -> str:
 
         def ms(k, fmt, r=r):
             if r.get(k) is None:
-                return "-"  # the online measure: ours only (Avalanche's loop hides it)
+                return "-"  # not measured for this method (see avalanche_online)
             return metrics.mean_std(r[k], r[k + "_std"], r["seeds"], fmt)
 
         cells = f" {ms('near_future_accuracy', '.3f')} | {ms('learned_share', '.2f')} |"

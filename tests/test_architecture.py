@@ -21,6 +21,8 @@ RUN = {
     "lifelong.strategies",
     "lifelong.real_time",
     "lifelong.avalanche_schedule",
+    "lifelong.avalanche_online",
+    "lifelong.baseline_model",
     "lifelong.stability_gap",
     "lifelong.memory_pictures",
     "lifelong.tensorboard_log",

@@ -84,6 +84,15 @@ class AvalancheMeter:
         finally:
             self._on = False
 
+    @contextlib.contextmanager
+    def paused(self):
+        """Uncounted inside: a measurement made in the strategy's loop (its online answers)."""
+        on, self._on = self._on, False
+        try:
+            yield
+        finally:
+            self._on = on
+
 
 def plot_accuracy_against_compute(rows: list[dict], title: str, path) -> None:
     """Average accuracy against gradient steps and FLOPs per incoming example, one point

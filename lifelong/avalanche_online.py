@@ -1,0 +1,108 @@
+"""Online accuracy for an Avalanche strategy: each incoming example labelled by the model
+right before the strategy first learns it, as our agent's online accuracy counts.
+
+Avalanche's loop is its own, but it calls its plugins before every training iteration with
+the minibatch in hand: the plugin predicts that minibatch's incoming rows there, before the
+update. Which rows are incoming: all of them, except under Avalanche's Replay, whose loader
+puts the experience's rows first and the replayed ones after (``ReplayDataLoader``); the
+plugin counts the experience's rows down as they pass, so a replayed row is never counted.
+A strategy whose minibatches are not the stream as it comes has no online accuracy here:
+Cumulative (every past experience again) and GDumb (its buffer, from scratch).
+
+On a stream that does not wait, the batches a strategy was too busy to learn are answered
+too, each by the model after the iterations its window had made when the batch arrived
+(``answers_due``); the window's batches are in Avalanche's shuffled order, so that model may
+have learned from batches of the window that came after (never the answered batch itself:
+it is not learned). Labels that come late would need the answer on arrival of a batch the
+window's shuffle may already have trained on, so under ``--label-delay`` Avalanche's online
+accuracy is not measured, and near-future accuracy is ours only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import torch
+
+NOT_ONLINE = ("cumulative", "gdumb")  # their minibatches are not the stream as it arrives
+
+Due = tuple[int, torch.Tensor, torch.Tensor, int]  # (iterations before it, x, y, task)
+
+
+def online_plugin(name: str):
+    """The plugin for strategy ``name``, or None where online accuracy has no meaning."""
+    if name in NOT_ONLINE:
+        return None
+    from avalanche.core import SupervisedPlugin
+
+    class OnlineAnswers(SupervisedPlugin):
+        """Counts right answers to incoming rows before each update, and to the batches
+        due in the current window."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.correct = self.seen = 0
+            self.remaining = 0  # the experience's rows not yet seen in a minibatch
+            self.iterations = 0  # training iterations made in the current window
+            self.due: list[Due] = []
+            self.seconds = 0.0  # spent answering: not the strategy's training time
+            self.unmetered = contextlib.nullcontext  # the compute meter's pause, if metered
+
+        def start_window(self, due: list[Due]) -> None:
+            self.iterations, self.due = 0, sorted(due, key=lambda d: d[0])
+
+        def finish_window(self, model, device) -> None:
+            """Answer what is still due, with the window's final model."""
+            self._answer_due(model, device, upto=None)
+
+        def before_training_exp(self, strategy, **kwargs) -> None:
+            self.remaining = len(strategy.adapted_dataset)
+
+        def before_training_iteration(self, strategy, **kwargs) -> None:
+            started = time.perf_counter()
+            with self.unmetered():
+                self._answer_due(strategy.model, strategy.device, upto=self.iterations)
+                n = min(self.remaining, strategy.train_mb_size, len(strategy.mb_y))
+                self.remaining -= n
+                x, y, t = strategy.mb_x[:n], strategy.mb_y[:n], strategy.mb_task_id[:n]
+                self.correct += _hits(strategy.model, x, y, t)
+                self.seen += n
+            self.iterations += 1
+            self.seconds += time.perf_counter() - started
+
+        def _answer_due(self, model, device, upto: int | None) -> None:
+            while self.due and (upto is None or self.due[0][0] <= upto):
+                _, x, y, task = self.due.pop(0)
+                t = torch.full((len(y),), task, dtype=torch.int64, device=device)
+                self.correct += _hits(model, x.to(device), y.to(device), t)
+                self.seen += len(y)
+
+        @property
+        def accuracy(self) -> float | None:
+            return self.correct / self.seen if self.seen else None
+
+    return OnlineAnswers()
+
+
+@torch.no_grad()
+def _hits(model, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> int:
+    """Right answers of ``model`` (eval mode, then back): a multi-head model answers with
+    each row's task head, and a task it has no head for yet gets no right answer."""
+    from avalanche.models import MultiTaskModule, avalanche_forward
+
+    if not len(y):
+        return 0
+    if isinstance(model, MultiTaskModule):
+        known = {int(k) for k in model.classifier.classifiers}
+        keep = torch.tensor([int(v) in known for v in t.tolist()], device=y.device)
+        x, y, t = x[keep], y[keep], t[keep]
+        if not len(y):
+            return 0
+    was_training = model.training
+    model.eval()
+    try:
+        logits = avalanche_forward(model, x, t)
+    finally:
+        model.train(was_training)
+    return int((logits.argmax(1) == y).sum())
