@@ -136,7 +136,7 @@ def avalanche(name: str, kind, shape, n, device) -> dict:
     from avalanche.benchmarks import dataset_benchmark
     from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dataset as tds
 
-    from lifelong.strategies import make_strategy
+    from lifelong.compare.strategies import make_strategy
 
     torch.manual_seed(0)
     model = build_model(kind, shape, CLASSES, 100).to(device)

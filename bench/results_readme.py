@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lifelong.compare_outputs import markdown_table
+from lifelong.compare.outputs import markdown_table
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "results"
 STREAMS = {

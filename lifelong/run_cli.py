@@ -205,7 +205,8 @@ def report_command(args) -> int:
 
 
 def compare_command(args) -> int:
-    from lifelong import compare, compare_outputs
+    from lifelong import compare
+    from lifelong.compare import outputs as compare_outputs
 
     cfg = RunConfig.load(args.config) if args.config else RunConfig()
     cfg.experiences, cfg.progress = args.experiences, args.progress

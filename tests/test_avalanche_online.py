@@ -1,4 +1,4 @@
-"""Online accuracy for Avalanche's strategies (``lifelong/avalanche_online.py``): every
+"""Online accuracy for Avalanche's strategies (``lifelong/compare/online.py``): every
 incoming example answered once, right before its first update, never a replayed row; on a
 stream that does not wait, the batches a strategy was too busy for answered too; measuring
 changes nothing the strategy learns. Real Avalanche strategies on scikit-learn's digits."""
@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import streams
-from lifelong.avalanche_schedule import answers_due, batches_per_experience, schedule
-from lifelong.baseline_model import baseline_model
 from lifelong.compare import run_baseline
+from lifelong.compare.baseline_model import baseline_model
+from lifelong.compare.schedule import answers_due, batches_per_experience, schedule
 from lifelong.config import RunConfig
 
 CFG = RunConfig(experiences=3, progress=False)
@@ -61,7 +61,7 @@ def test_batches_a_busy_strategy_skipped_are_answered_too():
         taken = sorted(b for _, b in pairs)
         assert len(taken) + len(answers) == sizes[i]
         for before, x, y, _ in answers:
-            assert len(x) == len(y) > 0
+            assert len(x) == len(y) > 0 and 0 <= before <= len(taken)
         assert [a[0] for a in answers] == sorted(a[0] for a in answers)
     assert due[0][0][0] == 1  # batch 0 learned; batch 1 came with one learned before it
     r = run_baseline("replay", "split-digits", 1, 50, CFG, learned=learned)

@@ -78,7 +78,7 @@ def test_avalanche_schedule_learns_what_our_runner_learns_in_each_window(tmp_pat
     """The schedule compare gives Avalanche under label delay is the rule our runner keeps:
     in each experience's window, the batches whose labels came in it (stream numbers)."""
     import streams
-    from lifelong.avalanche_schedule import batches_per_experience, schedule
+    from lifelong.compare.schedule import batches_per_experience, schedule
 
     run(cfg(label_delay=7), tmp_path / "late", echo=quiet)
     _, ends = summary_and_ends(tmp_path / "late")
@@ -109,7 +109,7 @@ def test_a_late_window_on_a_task_stream_trains_each_task_apart():
     multi-head strategy trains as its own experience, under its own task; on a class stream
     the window is one experience holding both experiences' classes."""
     import streams
-    from lifelong.avalanche_schedule import batches_per_experience, schedule, scheduled_stream
+    from lifelong.compare.schedule import batches_per_experience, schedule, scheduled_stream
 
     for name, pieces_in_window_1 in (("split-task-digits", 2), ("split-digits", 1)):
         stream = streams.get_stream(name, experiences=3, seed=1)

@@ -97,7 +97,7 @@ class AvalancheMeter:
 def plot_accuracy_against_compute(rows: list[dict], title: str, path) -> None:
     """Average accuracy against gradient steps and FLOPs per incoming example, one point
     per method (mean over seeds, error bar one std); the default agent at several budgets
-    (``ours@S``, and ``ours`` at its own) as one line. ``rows``: ``compare_outputs.aggregate``'s."""
+    (``ours@S``, and ``ours`` at its own) as one line. ``rows``: ``compare.outputs.aggregate``'s."""
     import matplotlib
 
     matplotlib.use("Agg")

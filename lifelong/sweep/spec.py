@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lifelong.compare import parse_seeds
+from lifelong.compare.strategies import BASELINES, check_options
 from lifelong.config import ConfigError, RunConfig
-from lifelong.strategies import BASELINES, check_options
 
 MAX_TRIALS = 10_000  # past this a sweep is refused unless --max-trials lifts it
 RESERVED = ("stream", "seed", "memory", "follow", "progress", "tensorboard", "device")

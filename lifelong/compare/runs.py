@@ -1,8 +1,7 @@
-"""``lifelong compare``: our agent against Avalanche 0.6 strategies, on the very same tensors.
-
-Every method gets the same stream (our registry's tensors, adapted to Avalanche), the same
-MLP, batch size, single pass and memory budget. Accuracy matrices are computed by one
-function for everyone, so the metrics differ only by what the methods learned.
+"""Every (method, seed) of a comparison: our agent by our runner, each Avalanche strategy
+through its own loop, on the same stream and MLP; results merged with a folder's earlier
+ones and written by ``outputs``. Accuracy matrices are computed by one function for
+everyone, so the metrics differ only by what the methods learned.
 """
 
 from __future__ import annotations
@@ -17,12 +16,12 @@ import numpy as np
 import torch
 
 from lifelong import metrics
-from lifelong.baseline_model import accuracies, baseline_model
-from lifelong.compare_outputs import write_outputs
+from lifelong.compare.baseline_model import accuracies, baseline_model
+from lifelong.compare.outputs import write_outputs
+from lifelong.compare.strategies import BASELINES, make_strategy
 from lifelong.config import ConfigError, RunConfig
 from lifelong.learner import compute
 from lifelong.learner.methods import method_class
-from lifelong.strategies import BASELINES, make_strategy
 
 # our agent as configured, with La-MAML's learned rates, and both at Avalanche's compute (one
 # update per incoming batch of 10, replaying 10 memories); at one update a batch the plain
@@ -102,13 +101,13 @@ def run_baseline(
 ) -> dict:
     """One Avalanche strategy through the stream; the accuracy matrix and training time.
     ``learned``: under real time or late labels, the batches it learns in each experience's
-    window (``avalanche_schedule.schedule``); it trains on those alone. ``online``: measure
-    its online accuracy (``avalanche_online``; not under late labels), off its clocks."""
+    window (``schedule.schedule``); it trains on those alone. ``online``: measure
+    its online accuracy (``online``; not under late labels), off its clocks."""
     import warnings
 
     import streams
-    from lifelong.avalanche_online import online_plugin
-    from lifelong.avalanche_schedule import answers_due, scheduled_stream
+    from lifelong.compare.online import online_plugin
+    from lifelong.compare.schedule import answers_due, scheduled_stream
     from lifelong.learner.device import resolve_device
 
     torch.set_num_threads(1)
@@ -181,7 +180,7 @@ def run_baseline(
         "compute_units_per_batch": units,  # by experience (its window, when scheduled)
     }
     if learned is not None:
-        from lifelong.avalanche_schedule import batches_per_experience, learned_share
+        from lifelong.compare.schedule import batches_per_experience, learned_share
 
         result["learned_share"] = learned_share(
             learned, batches_per_experience(experiences, cfg.batch_size)
@@ -265,7 +264,7 @@ def compare(
     out.mkdir(parents=True, exist_ok=True)
     waiting = replace(cfg, real_time=False)
     todo = [(m, stream_name, s, memory, waiting, out, None) for s in seeds for m in methods]
-    from lifelong.real_time import late_label_jobs, real_time_jobs
+    from lifelong.compare.real_time import late_label_jobs, real_time_jobs
 
     todo = late_label_jobs(todo, waiting, is_ours)  # every method given the same delay
     delay = cfg.label_delay

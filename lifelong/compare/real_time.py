@@ -1,7 +1,7 @@
 """The jobs of ``compare``'s protocols beyond the waiting stream: a stream that does not wait
 (``--real-time``) and labels that come late (``--label-delay``). Our agent keeps their rule
 inside its own loop; each Avalanche strategy gets it as a schedule fixed before its loop runs
-(``lifelong/avalanche_schedule.py``). Its cost per batch, which decides what it has the time
+(``lifelong/compare/schedule.py``). Its cost per batch, which decides what it has the time
 to learn, is what the meter counted in each window of its run on the waiting stream (same
 seed and delay: replay costs more once its buffer holds something).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from lifelong.avalanche_schedule import batches_per_experience, schedule
+from lifelong.compare.schedule import batches_per_experience, schedule
 from lifelong.runner.clock import StreamClock
 
 

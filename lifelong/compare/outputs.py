@@ -59,7 +59,7 @@ def markdown_table(rows: list[dict]) -> str:
 
         def ms(k, fmt, r=r):
             if r.get(k) is None:
-                return "-"  # not measured for this method (see avalanche_online)
+                return "-"  # not measured for this method (see compare/online.py)
             return metrics.mean_std(r[k], r[k + "_std"], r["seeds"], fmt)
 
         cells = f" {ms('near_future_accuracy', '.3f')} | {ms('learned_share', '.2f')} |"

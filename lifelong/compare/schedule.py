@@ -102,7 +102,7 @@ def answers_due(
 ) -> list[list[tuple[int, torch.Tensor, torch.Tensor, int]]]:
     """For each window of a stream that does not wait (labels at once), the batches the
     strategy was too busy to learn, each with how many of the window's learned batches came
-    before it: (learned before it, x, y, task id), for ``avalanche_online``'s answers."""
+    before it: (learned before it, x, y, task id), for ``online``'s answers."""
     batch = _Batches(stream, batch_size, seed, shuffle)
     due = []
     for i, pairs in enumerate(learned):
