@@ -18,8 +18,10 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from stores import ivf_assign
 from stores.errors import StoreError
 from stores.index_file import read_index_file, write_index_file
+from stores.ivf_assign import ListAssigner
 from stores.ivf_split import split_lists
 
 KINDS = ("flat", "hnsw", "ivf", "ivfpq")
@@ -126,6 +128,7 @@ class KeyIndex:
         self._deferred = False  # inside bulk(): IVF training waits for its end
         self.needs_rebuild = False  # IVF-PQ grown 4x: retrain from the database's keys
         self.catalog_snapshot: np.ndarray | None = None  # the catalog saved with a loaded file
+        self._assigner: ListAssigner | None = None  # files keys in an IVF with many lists
 
     # -- construction -------------------------------------------------------------------
     def _new_exact(self) -> faiss.Index:
@@ -163,6 +166,7 @@ class KeyIndex:
         self.index = split_lists(self.index, self._nlist(n))
         self.index.set_direct_map_type(faiss.DirectMap.Hashtable)
         self.trained_size = n
+        self._assigner = None
 
     def training_size(self, n: int) -> int:
         """Keys to train an IVF index for n keys on: 64 per list, as k-means wants."""
@@ -187,6 +191,7 @@ class KeyIndex:
         ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
         self.index, self.trained_ivf, self.trained_size = ivf, True, n
         self.needs_rebuild = False
+        self._assigner = None
 
     def _ivf_ids(self) -> np.ndarray:
         """Every id stored in the IVF lists."""
@@ -206,7 +211,17 @@ class KeyIndex:
     def add(self, ids: np.ndarray, keys: np.ndarray) -> None:
         if len(ids) == 0:
             return
-        self.index.add_with_ids(np.ascontiguousarray(keys, np.float32), ids.astype(np.int64))
+        keys = np.ascontiguousarray(keys, np.float32)
+        ids = np.ascontiguousarray(ids, np.int64)
+        # IVF-Flat only: an IVF-PQ code is a residual of the list it is in, and verify
+        # re-encodes keys with their nearest list (sa_encode) to compare codes exactly
+        flat_lists = self.trained_ivf and self.spec.kind == "ivf"
+        if flat_lists and self.index.nlist >= ivf_assign.MIN_LISTS:
+            if self._assigner is None:  # the centroids' groups: once per set of lists
+                self._assigner = ivf_assign.assigner_for(self.index)
+            ivf_assign.add_assigned(self.index, self._assigner, ids, keys)
+        else:
+            self.index.add_with_ids(keys, ids)
         if not self._deferred:
             self._maybe_train_ivf()
 
