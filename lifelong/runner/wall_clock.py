@@ -14,7 +14,8 @@ same plan serves a stream whose rate is only known by watching it. Decisions dep
 the machine's speed and the clients' timing, and so are not reproducible run to run; what
 a run learned is recorded (``learned_batches`` at each experience end) and its clock is
 checkpointed, and a learner restarted after a crash takes the batches that came while it
-was down as a stream that did not wait would: it answers them.
+was down as a stream that did not wait would: it learns the first and, busy with it,
+answers the rest.
 """
 
 from __future__ import annotations
