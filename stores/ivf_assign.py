@@ -23,10 +23,13 @@ SEED = 0
 
 
 class ListAssigner:
-    """The nearest list of each key, by way of the centroids' own groups."""
+    """Files keys in ``ivf``'s lists, each in the nearest by way of the centroids' own
+    groups; made anew whenever ``ivf``'s lists change (its owner drops it then)."""
 
-    def __init__(self, centroids: np.ndarray, metric: int) -> None:
-        n, d = centroids.shape
+    def __init__(self, ivf: faiss.IndexIVF) -> None:
+        self.ivf = ivf  # held: its flat quantizer is the fallback and gives the centroids
+        n, d, metric = ivf.nlist, ivf.d, ivf.metric_type
+        centroids = ivf.quantizer.reconstruct_n(0, n)
         groups = max(1, min(int(2 * np.sqrt(n)), n))
         self.quantizer = faiss.IndexFlat(d, metric)  # kept: the IVF only points at it
         self.index = faiss.IndexIVFFlat(self.quantizer, d, groups, metric)
@@ -35,8 +38,6 @@ class ListAssigner:
         self.index.train(centroids)
         self.index.add(centroids)  # ids 0..n-1: the lists
         self.index.nprobe = min(PROBE, groups)
-        self.exact = faiss.IndexFlat(d, metric)
-        self.exact.add(centroids)
 
     def assign(self, keys: np.ndarray) -> np.ndarray:
         """The list of each key (int64); a key whose probed groups were all empty is
@@ -45,19 +46,13 @@ class ListAssigner:
         lists = lists.ravel()
         lost = np.flatnonzero(lists < 0)
         if len(lost):
-            lists[lost] = self.exact.search(keys[lost], 1)[1].ravel()
+            lists[lost] = self.ivf.quantizer.search(keys[lost], 1)[1].ravel()
         return np.ascontiguousarray(lists, np.int64)
 
-
-def assigner_for(ivf: faiss.IndexIVF) -> ListAssigner | None:
-    """An assigner over ``ivf``'s centroids, or None where it has too few lists to need one."""
-    if ivf.nlist < MIN_LISTS:
-        return None
-    return ListAssigner(ivf.quantizer.reconstruct_n(0, ivf.nlist), ivf.metric_type)
-
-
-def add_assigned(ivf: faiss.IndexIVF, assigner: ListAssigner, ids, keys) -> None:
-    """Add keys with ids to the lists the assigner chose (FAISS's own add, less its
-    assignment: codes, ids and the direct map are updated as ``add_with_ids`` does)."""
-    lists = assigner.assign(keys)
-    ivf.add_core(len(keys), faiss.swig_ptr(keys), faiss.swig_ptr(ids), faiss.swig_ptr(lists))
+    def add(self, ids: np.ndarray, keys: np.ndarray) -> None:
+        """Add keys (float32) with ids (int64), both contiguous, to the lists chosen here
+        (FAISS's own add, less its assignment: codes, ids and the direct map are updated as
+        ``add_with_ids`` does)."""
+        lists = self.assign(keys)  # held until add_core returns: it reads them by pointer
+        n, x, xids = len(keys), faiss.swig_ptr(keys), faiss.swig_ptr(ids)
+        self.ivf.add_core(n, x, xids, faiss.swig_ptr(lists))

@@ -21,7 +21,6 @@ import numpy as np
 from stores import ivf_assign
 from stores.errors import StoreError
 from stores.index_file import read_index_file, write_index_file
-from stores.ivf_assign import ListAssigner
 from stores.ivf_split import split_lists
 
 KINDS = ("flat", "hnsw", "ivf", "ivfpq")
@@ -128,7 +127,7 @@ class KeyIndex:
         self._deferred = False  # inside bulk(): IVF training waits for its end
         self.needs_rebuild = False  # IVF-PQ grown 4x: retrain from the database's keys
         self.catalog_snapshot: np.ndarray | None = None  # the catalog saved with a loaded file
-        self._assigner: ListAssigner | None = None  # files keys in an IVF with many lists
+        self._assigner: ivf_assign.ListAssigner | None = None  # files keys in many IVF lists
 
     # -- construction -------------------------------------------------------------------
     def _new_exact(self) -> faiss.Index:
@@ -218,8 +217,8 @@ class KeyIndex:
         flat_lists = self.trained_ivf and self.spec.kind == "ivf"
         if flat_lists and self.index.nlist >= ivf_assign.MIN_LISTS:
             if self._assigner is None:  # the centroids' groups: once per set of lists
-                self._assigner = ivf_assign.assigner_for(self.index)
-            ivf_assign.add_assigned(self.index, self._assigner, ids, keys)
+                self._assigner = ivf_assign.ListAssigner(self.index)
+            self._assigner.add(ids, keys)
         else:
             self.index.add_with_ids(keys, ids)
         if not self._deferred:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from stores import ivf_assign
-from stores.ivf_assign import ListAssigner, add_assigned
+from stores.ivf_assign import ListAssigner
 from tests.test_ivf_split import digits, recall_at_10
 
 
@@ -31,12 +31,12 @@ def test_keys_filed_through_the_groups_land_where_the_flat_quantizer_puts_them(m
     keys = digits()
     ids = np.arange(len(keys), dtype=np.int64) * 3 + 7
     ours, theirs = trained(keys, 120, metric), trained(keys, 120, metric)
-    assigner = ListAssigner(ours.quantizer.reconstruct_n(0, ours.nlist), metric)
+    assigner = ListAssigner(ours)
     nearest = ours.quantizer.search(keys, 1)[1][:, 0]
     assert (assigner.assign(keys) == nearest).mean() >= 0.97
-    again = ListAssigner(ours.quantizer.reconstruct_n(0, ours.nlist), metric)
+    again = ListAssigner(trained(keys, 120, metric))
     np.testing.assert_array_equal(again.assign(keys), assigner.assign(keys))
-    add_assigned(ours, assigner, ids, keys)
+    assigner.add(ids, keys)
     theirs.add_with_ids(keys, ids)
     assert ours.ntotal == len(keys)
     np.testing.assert_array_equal(np.stack([ours.reconstruct(int(i)) for i in ids]), keys)

@@ -29,7 +29,11 @@ Learned = list[list[tuple[int, int]]]  # by window: the (experience, batch) pair
 
 def batches_per_experience(stream: Stream, batch_size: int) -> list[int]:
     """How many batches our runner forms of each experience."""
-    return [-(-e.n_train // batch_size) for e in stream]
+    return [_batch_count(e.n_train, batch_size) for e in stream]
+
+
+def _batch_count(n: int, batch_size: int) -> int:
+    return -(-n // batch_size)
 
 
 def schedule(
@@ -112,7 +116,7 @@ def answers_due(
         task = int(exp.task_id or 0) if stream.task_aware else 0
         taken = {b for _, b in pairs}
         mine, before = [], 0
-        for b in range(-(-exp.n_train // batch_size)):
+        for b in range(_batch_count(exp.n_train, batch_size)):
             if b in taken:
                 before += 1
             else:
