@@ -200,6 +200,7 @@ import sys, numpy as np
 sys.path.insert(0, sys.argv[2])
 from stores import EpisodicStore
 st = EpisodicStore.open(sys.argv[1])
+st.settle()  # writes wait for a mapped index's copy: the kill is to land among writes
 rng = np.random.default_rng(5)
 print("ready", flush=True)
 while True:
@@ -215,22 +216,27 @@ from stores import EpisodicStore
 t = time.perf_counter()
 st = EpisodicStore.open(sys.argv[1])
 took = time.perf_counter() - t
+st.settle()  # a mapped index file: its owned copy loaded and checked on a thread
+settled = time.perf_counter() - t
 assert st.verify(sample=100)["ok"]
 st.close()
-print(took)
+print(took, settled)
 """
 
 
-def timed_open(folder: Path) -> float:
-    """Seconds to open the store in a new process: what a restarted program pays, not a
-    process that already holds the bench's indexes (at 10M they squeeze the page cache)."""
+def timed_open(folder: Path) -> tuple[float, float]:
+    """Seconds to open the store in a new process (what a restarted program pays, not a
+    process that already holds the bench's indexes: at 10M they squeeze the page cache),
+    and until its index is loaded and checked (a large IVF file opens mapped and loads its
+    copy on a thread; the first change of the index waits for that)."""
     out = subprocess.run(
         [sys.executable, "-c", OPENER, str(folder), str(ROOT)],
         capture_output=True,
         text=True,
         check=True,
     )
-    return float(out.stdout.split()[-1])
+    took, settled = out.stdout.split()[-2:]
+    return float(took), float(settled)
 
 
 def open_after_kill(folder: Path, seconds: float = 3.0) -> float:
@@ -243,7 +249,7 @@ def open_after_kill(folder: Path, seconds: float = 3.0) -> float:
     time.sleep(seconds)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    return timed_open(folder)
+    return timed_open(folder)[0]
 
 
 def bench_sample(st, n: int) -> list[dict]:
@@ -294,11 +300,17 @@ def bench_size(n: int, workdir: Path, kinds: list[str]) -> list[dict]:
         }
     )
 
-    took = timed_open(folder)
+    took, settled = timed_open(folder)
     t = time.perf_counter()
     st = EpisodicStore.open(folder)
     took_here = time.perf_counter() - t
-    for op, secs in (("new process", took), ("this process, as before 2026-12-06", took_here)):
+    st.settle()  # searches are timed on the loaded copy, with both cores free
+    opens = (
+        ("new process", took, "<= 2 s"),
+        ("this process, as before 2026-12-06", took_here, "<= 2 s"),
+        ("new process, until its index is loaded and checked", settled, ""),
+    )
+    for op, secs, target in opens:
         rows.append(
             {
                 "n": n,
@@ -306,7 +318,7 @@ def bench_size(n: int, workdir: Path, kinds: list[str]) -> list[dict]:
                 "store": f"{secs:.2f} s",
                 "bare": "",
                 "ratio": "",
-                "target": "<= 2 s",
+                "target": target,
                 "value": secs,
             }
         )

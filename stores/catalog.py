@@ -32,7 +32,8 @@ class Catalog:
 
     @classmethod
     def from_columns(cls, columns: np.ndarray) -> Catalog:
-        """A catalog over ``(fields, n)`` int64 columns sorted by id (a saved snapshot)."""
+        """A catalog over ``(fields, n)`` int64 columns sorted by id (a saved snapshot; read
+        only, as a mapped one is: the first change copies them)."""
         out = cls()
         out._buf, out._n = np.ascontiguousarray(columns, np.int64), columns.shape[1]
         out._views()
@@ -71,7 +72,10 @@ class Catalog:
         keep = ~np.isin(self.cols["id"], ids)
         kept = self._buf[:, : self._n][:, keep]
         self._n = kept.shape[1]
-        self._buf[:, : self._n] = kept
+        if self._buf.flags.writeable:
+            self._buf[:, : self._n] = kept
+        else:  # columns mapped read-only from the index file (``from_columns``)
+            self._buf = kept
         self._views()
 
     def rows_of(self, ids: np.ndarray) -> np.ndarray:

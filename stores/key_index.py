@@ -10,22 +10,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from stores import ivf_assign
+from stores import ivf_assign, mapped_index
 from stores.errors import StoreError
 from stores.index_file import read_index_file, write_index_file
+from stores.index_spec import IVF_KINDS, Coverage, IndexSpec
 from stores.ivf_split import split_lists
 
-KINDS = ("flat", "hnsw", "ivf", "ivfpq")
-IVF_KINDS = ("ivf", "ivfpq")
-METRICS = ("l2", "ip")
+__all__ = ["IVF_KINDS", "Coverage", "IndexSpec", "KeyIndex", "id_digest"]
+
 OVERLAP_MIN = 1000  # keys in a write whose index add runs beside its commit
 
 
@@ -62,58 +62,6 @@ def _adding_thread() -> ThreadPoolExecutor:
     return _adders[pid]
 
 
-@dataclass
-class IndexSpec:
-    """How to index keys; recorded in the store so every process builds the same thing."""
-
-    dim: int
-    metric: str = "l2"
-    kind: str = "flat"
-    hnsw_m: int = 32
-    ef_construction: int = 80
-    ef_search: int = 64
-    nlist: int = 0  # IVF lists; 0 = about 4*sqrt(n) when trained
-    nprobe: int = 16
-    train_min: int = 10_000  # IVF trains once this many keys exist; exact search before
-    # IVF-PQ: each key kept as pq_m bytes (0: dim/4, 32 for 128-d keys, 16x smaller than the
-    # floats); a search takes refine x k candidates and ranks them by their stored keys
-    pq_m: int = 0
-    refine: int = 4
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise StoreError(f"unknown index kind {self.kind!r}; expected one of {KINDS}")
-        if self.metric not in METRICS:
-            raise StoreError(f"unknown metric {self.metric!r}; expected one of {METRICS}")
-        if self.dim <= 0:
-            raise StoreError(f"key dimension must be positive, got {self.dim}")
-        if self.kind == "ivfpq" and self.dim % self.code_bytes:
-            raise StoreError(
-                f"pq_m must divide the key dimension {self.dim}, got {self.code_bytes}"
-            )
-        if self.refine < 1:
-            raise StoreError(f"refine must be at least 1, got {self.refine}")
-
-    @property
-    def code_bytes(self) -> int:
-        """IVF-PQ's bytes per key."""
-        return self.pq_m or max(1, self.dim // 4)
-
-    @property
-    def faiss_metric(self) -> int:
-        return faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
-
-
-@dataclass
-class Coverage:
-    """Which database state an index reflects: the data version and the largest id."""
-
-    version: int = 0
-    max_id: int = -1
-    tombstones: list[int] = field(default_factory=list)
-    store_id: str | None = None  # which store's database (a copy of another's is not this one)
-
-
 class KeyIndex:
     """Add, remove and search keys by memory id; save and load atomically."""
 
@@ -128,6 +76,43 @@ class KeyIndex:
         self.needs_rebuild = False  # IVF-PQ grown 4x: retrain from the database's keys
         self.catalog_snapshot: np.ndarray | None = None  # the catalog saved with a loaded file
         self._assigner: ivf_assign.ListAssigner | None = None  # files keys in many IVF lists
+        # a mapped index file's owned copy, loading on a thread (``stores.mapped_index``)
+        self._settling: mapped_index.Settling | None = None
+
+    # -- a mapped index file --------------------------------------------------------------
+    def settle(self, wait: bool = True) -> None:
+        """Swap the mapped index for its owned copy once loaded (at once with ``wait``);
+        ``IndexFileDamaged`` where the file failed a check, on every call until replaced."""
+        loading = self._settling
+        if loading is None or not (wait or loading.done()):
+            return
+        self.index = loading.result()
+        self._settling = self._assigner = None
+
+    def cancel_loading(self) -> None:
+        """Stop loading a mapped file's copy (its store closes): the thread ends at its next
+        step, and the index stays the mapped one."""
+        if self._settling is not None:
+            self._settling.cancel()
+
+    @property
+    def settling(self) -> bool:
+        """Whether the index is still the mapped file, its owned copy loading."""
+        return self._settling is not None
+
+    def _owned(self) -> faiss.Index:
+        """The index, owned: mapped lists cannot change (FAISS aborts the process)."""
+        if self._settling is not None:
+            self.settle(wait=True)
+        return self.index
+
+    def _by_id(self) -> faiss.Index:
+        """The owned index with the id map removes and reconstructs need (not in the files
+        of large indexes: it is built from the lists when first needed)."""
+        index = self._owned()
+        if self.trained_ivf:
+            mapped_index.ensure_direct_map(index)
+        return index
 
     # -- construction -------------------------------------------------------------------
     def _new_exact(self) -> faiss.Index:
@@ -177,6 +162,9 @@ class KeyIndex:
     def train(self, sample: np.ndarray, n: int) -> None:
         """Make this an empty IVF (or IVF-PQ) index for about n keys, trained on ``sample``."""
         spec, nlist = self.spec, self._nlist(n)
+        if self._settling is not None:  # replaced: the file's copy is not wanted
+            self._settling.cancel()
+            self._settling = None
         quantizer = faiss.IndexFlat(spec.dim, spec.faiss_metric)
         if spec.kind == "ivfpq":  # 8 bits a sub-quantizer: 256 centroids each
             m, metric = spec.code_bytes, spec.faiss_metric
@@ -194,13 +182,7 @@ class KeyIndex:
 
     def _ivf_ids(self) -> np.ndarray:
         """Every id stored in the IVF lists."""
-        inv = self.index.invlists
-        ids = [
-            faiss.rev_swig_ptr(inv.get_ids(i), inv.list_size(i))
-            for i in range(inv.nlist)
-            if inv.list_size(i)
-        ]  # views of the lists; concatenate copies them
-        return np.concatenate(ids).astype(np.int64, copy=False) if ids else np.empty(0, np.int64)
+        return _list_ids(self.index)
 
     # -- mutation -------------------------------------------------------------------------
     @property
@@ -210,6 +192,7 @@ class KeyIndex:
     def add(self, ids: np.ndarray, keys: np.ndarray) -> None:
         if len(ids) == 0:
             return
+        self._owned()
         keys = np.ascontiguousarray(keys, np.float32)
         ids = np.ascontiguousarray(ids, np.int64)
         # IVF-Flat only: an IVF-PQ code is a residual of the list it is in, and verify
@@ -233,6 +216,7 @@ class KeyIndex:
         its commit."""
         if len(ids) < OVERLAP_MIN or self.spec.kind == "hnsw":
             return None
+        self._owned()  # here, not on the adding thread: the swap is this thread's
         return _adding_thread().submit(self.add, ids, keys).result
 
     @contextlib.contextmanager
@@ -253,7 +237,7 @@ class KeyIndex:
         if self.spec.kind == "hnsw":
             self.tombstones.update(int(i) for i in ids)
         else:
-            self.index.remove_ids(np.asarray(ids, np.int64))
+            self._by_id().remove_ids(np.asarray(ids, np.int64))
 
     def ids(self) -> np.ndarray:
         """Every live id in the index, sorted."""
@@ -282,8 +266,9 @@ class KeyIndex:
         return keys
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        index = self._by_id() if len(ids) else self.index
         return (
-            np.stack([self.index.reconstruct(int(i)) for i in ids])
+            np.stack([index.reconstruct(int(i)) for i in ids])
             if len(ids)
             else (np.empty((0, self.spec.dim), np.float32))
         )
@@ -335,17 +320,35 @@ class KeyIndex:
             "trained_size": self.trained_size,
             "spec": self.spec.__dict__,
         }
-        write_index_file(path, self.index, header, catalog)
+        index = self._owned()
+        lists = mapped_index.list_bytes(index) if self.trained_ivf else 0
+        restore = None
+        if lists >= mapped_index.MAPPED_MIN_BYTES:
+            restore = mapped_index.without_direct_map(index)
+        try:
+            write_index_file(path, index, header, catalog, lists)
+        finally:
+            if restore is not None:
+                restore()
         self.coverage = coverage
 
     @classmethod
-    def load(cls, path: Path, spec: IndexSpec) -> KeyIndex:
+    def load(cls, path: Path, spec: IndexSpec, mapped: bool = False) -> KeyIndex:
         """Read a saved index; StoreError naming the file if it is missing, cut short, alien
         or holds something FAISS cannot read (a crafted body behind a valid header). The
-        catalog saved with it, if any, is ``catalog_snapshot`` (else None)."""
-        index, header, catalog = read_index_file(path)
+        catalog saved with it, if any, is ``catalog_snapshot`` (else None). ``mapped``: a
+        large IVF index is mapped, not read, and settles later (``stores.mapped_index``)."""
+        opened = mapped_index.map_index_file(path, _check_ids) if mapped else None
+        if opened is not None:
+            index, header, catalog = opened.index, opened.header, opened.catalog
+        else:
+            index, header, catalog = read_index_file(path)
         try:
-            return cls._adopt(path, index, header, catalog, spec)
+            out = cls._adopt(path, index, header, catalog, spec)
+            if opened is not None:
+                out._settling = opened.settling
+                weakref.finalize(out, opened.settling.cancel)  # replaced before it settled
+            return out
         except StoreError:
             raise
         except Exception as exc:  # a header may lack keys; an id map may be unreadable
@@ -378,3 +381,21 @@ class KeyIndex:
         if spec.kind == "hnsw":
             faiss.downcast_index(out.index.index).hnsw.efSearch = spec.ef_search
         return out
+
+
+def _list_ids(index: faiss.Index) -> np.ndarray:
+    """Every id stored in an IVF index's lists."""
+    inv = index.invlists
+    ids = [
+        faiss.rev_swig_ptr(inv.get_ids(i), inv.list_size(i))
+        for i in range(inv.nlist)
+        if inv.list_size(i)
+    ]  # views of the lists; concatenate copies them
+    return np.concatenate(ids).astype(np.int64, copy=False) if ids else np.empty(0, np.int64)
+
+
+def _check_ids(owned: faiss.Index, catalog_ids: np.ndarray) -> None:
+    """A mapped file's loaded index holds exactly its catalog's ids (run on its thread)."""
+    live = _list_ids(owned)
+    if (len(live), id_digest(live)) != (len(catalog_ids), id_digest(catalog_ids)):
+        raise StoreError("its index and its catalog hold different ids")

@@ -37,6 +37,7 @@ class Maintenance:
         Everything is read in one read transaction (one snapshot of the database), and a
         reader's catalog and index are brought to that same snapshot first, so a writer
         committing meanwhile causes no false differences."""
+        self._settle_index(wait=True)  # the copy it compares: loaded and checked
         problems: list[str] = []
         counts = {"memories": 0, "index_entries": 0}
         db_ids = None

@@ -146,7 +146,7 @@ class EpisodicStore(CacheSync, Writes, Reads, Maintenance):
         self._seen_data_version: int | None = None  # readers: SQLite's data_version last seen
         self._saved_rows = 0
         self._load_index_file()
-        self._sync()
+        self._catch_up()
         self._check_loaded_index()
 
     @classmethod
@@ -304,6 +304,8 @@ class EpisodicStore(CacheSync, Writes, Reads, Maintenance):
                 stacklevel=2,
             )
         finally:
+            if hasattr(self, "index"):
+                self.index.cancel_loading()
             if hasattr(self, "_conn"):
                 self._conn.close()
                 del self._conn

@@ -20,6 +20,7 @@ from stores.errors import (
 )
 from stores.folder import DB_NAME, INDEX_NAME
 from stores.key_index import IVF_KINDS, Coverage, KeyIndex, id_digest
+from stores.mapped_index import IndexFileDamaged
 from stores.sqlite import _CATALOG_ROWS, _KEY_ROWS, _KEYS_OF_RAW_ORDERED
 
 
@@ -35,7 +36,7 @@ class CacheSync:
             return
         self._index_file_rejected = True  # until it proves itself
         try:
-            saved = KeyIndex.load(self.path / INDEX_NAME, self.spec)
+            saved = KeyIndex.load(self.path / INDEX_NAME, self.spec, mapped=True)
         except StoreError as exc:
             warnings.warn(f"{exc}; rebuilding the index from {DB_NAME}", stacklevel=3)
             return
@@ -57,10 +58,44 @@ class CacheSync:
             self.catalog = Catalog.from_columns(snapshot)
             self._catalog_version = cov.version
 
+    def _catch_up(self) -> None:
+        """The open's first ``_sync``: a mapped index file that fails its checks while it
+        catches up is replaced by a rebuild, as a file that fails them on open is."""
+        try:
+            self._sync()
+        except IndexFileDamaged as exc:
+            self._index_file_failed(exc)
+
+    def settle(self) -> None:
+        """Wait until a mapped index file's owned copy is loaded and checked (or, where it
+        failed a check, rebuilt). Nothing needs it: a change waits by itself; a benchmark
+        that times searches, or a caller that wants the loading thread's CPU back, calls it."""
+        self._settle_index(wait=True)
+
+    def _settle_index(self, wait: bool) -> None:
+        """Swap in a mapped index file's loaded copy once it is ready (at once with
+        ``wait``: before the index changes); see ``stores.mapped_index``."""
+        try:
+            self.index.settle(wait)
+        except IndexFileDamaged as exc:
+            self._index_file_failed(exc)
+
+    def _index_file_failed(self, exc: IndexFileDamaged) -> None:
+        """A mapped index file failed a check its loading thread made: rebuild catalog and
+        index from the database (the truth), and a writer replaces the file."""
+        warnings.warn(f"{exc}; rebuilding the index from {DB_NAME}", stacklevel=3)
+        self._index_from_file = False
+        self._reload_caches()
+        if not self.readonly:
+            self.index.coverage = Coverage(version=-1)
+            self.save_index()
+
     def _check_loaded_index(self) -> None:
-        """After catching up, a loaded index must hold exactly the database's ids."""
+        """After catching up, a loaded index must hold exactly the database's ids (a mapped
+        one's loading thread compares them with the file's catalog)."""
         held = self.catalog.ids
-        if self._index_from_file and self.index.id_digest() != (len(held), id_digest(held)):
+        check = self._index_from_file and not self.index.settling
+        if check and self.index.id_digest() != (len(held), id_digest(held)):
             warnings.warn(
                 f"index file {self.path / INDEX_NAME} disagrees with {DB_NAME}; rebuilding it",
                 stacklevel=3,
@@ -150,12 +185,13 @@ class CacheSync:
             return
         self._seen_data_version = seen  # a commit after this line moves it again
         if self._committed_version() != self._catalog_version:
-            self._sync()
+            self._catch_up()
 
     def _check_writable(self) -> None:
         if self.readonly:
             raise ReadOnlyStore(f"{self._where()} was opened read-only")
 
     def _maybe_refresh(self) -> None:
+        self._settle_index(wait=False)
         if self.readonly:
             self.refresh()

@@ -39,6 +39,7 @@ class Writes:
         or none, with one commit instead of one each. If any fails, the database rolls back
         and the store's catalog and index are rebuilt from it."""
         self._check_writable()
+        self._settle_index(wait=True)  # mapped index lists cannot change
         if self._in_transaction:  # nested: part of the outer one
             yield self
             return
@@ -73,6 +74,7 @@ class Writes:
         caller that runs its own write policy (the agent's RAM memory) and writes what it kept.
         """
         self._check_writable()
+        self._settle_index(wait=True)  # mapped index lists cannot change
         evict = self._existing_ids(evict) if evict is not None else np.empty(0, np.int64)
         keys = keys_array(keys, self.spec.dim)
         n = keys.shape[0]
@@ -194,6 +196,7 @@ class Writes:
     def delete(self, ids) -> None:
         """Delete memories by id from the database and the index together."""
         self._check_writable()
+        self._settle_index(wait=True)  # mapped index lists cannot change
         ids = self._existing_ids(ids)
         version = self.meta["version"] + 1
         with self._tx() as c:
@@ -220,6 +223,7 @@ class Writes:
     def rekey(self, ids, keys) -> None:
         """Replace the keys of many memories at once (the encoder drifted)."""
         self._check_writable()
+        self._settle_index(wait=True)  # mapped index lists cannot change
         ids = int_column(ids, len(np.atleast_1d(ids)), "ids", allow_none=False)
         keys = keys_array(keys, self.spec.dim)
         if len(ids) != len(keys):
