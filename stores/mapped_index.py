@@ -109,9 +109,9 @@ def map_index_file(path: Path, check_ids: Callable[[faiss.Index, np.ndarray], No
             raise Damaged("its lists disagree with its header")
         rows, fields = int(header["catalog_rows"]), int(header["catalog_fields"])
         offset = catalog_offset(header)
+        # aligned (``catalog_pad``, written with ``list_bytes``): numpy would copy it whole
+        # on every searchsorted otherwise
         catalog = np.memmap(f, np.int64, "r", offset=offset, shape=(fields, rows))
-        if catalog.ctypes.data % 8:  # a file written before the catalog was aligned
-            catalog = np.array(catalog)
         loader = open(same_file, "rb")  # noqa: SIM115 (its own offset, the same file)
     except Damaged as exc:
         f.close()
