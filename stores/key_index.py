@@ -102,8 +102,7 @@ class KeyIndex:
 
     def _owned(self) -> faiss.Index:
         """The index, owned: mapped lists cannot change (FAISS aborts the process)."""
-        if self._settling is not None:
-            self.settle(wait=True)
+        self.settle(wait=True)
         return self.index
 
     def _by_id(self) -> faiss.Index:
@@ -162,9 +161,8 @@ class KeyIndex:
     def train(self, sample: np.ndarray, n: int) -> None:
         """Make this an empty IVF (or IVF-PQ) index for about n keys, trained on ``sample``."""
         spec, nlist = self.spec, self._nlist(n)
-        if self._settling is not None:  # replaced: the file's copy is not wanted
-            self._settling.cancel()
-            self._settling = None
+        self.cancel_loading()  # replaced: the file's copy is not wanted
+        self._settling = None
         quantizer = faiss.IndexFlat(spec.dim, spec.faiss_metric)
         if spec.kind == "ivfpq":  # 8 bits a sub-quantizer: 256 centroids each
             m, metric = spec.code_bytes, spec.faiss_metric
@@ -322,14 +320,9 @@ class KeyIndex:
         }
         index = self._owned()
         lists = mapped_index.list_bytes(index) if self.trained_ivf else 0
-        restore = None
-        if lists >= mapped_index.MAPPED_MIN_BYTES:
-            restore = mapped_index.without_direct_map(index)
-        try:
+        large = lists >= mapped_index.MAPPED_MIN_BYTES
+        with mapped_index.without_direct_map(index) if large else contextlib.nullcontext():
             write_index_file(path, index, header, catalog, lists)
-        finally:
-            if restore is not None:
-                restore()
         self.coverage = coverage
 
     @classmethod

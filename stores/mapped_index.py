@@ -14,9 +14,10 @@ is reported then, and the store rebuilds its index from the database as an open 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -49,17 +50,17 @@ def list_bytes(index: faiss.Index) -> int:
     return int(index.ntotal) * (int(index.code_size) + 8)
 
 
-def without_direct_map(index: faiss.Index) -> Callable[[], None]:
-    """Make FAISS write ``index`` with no id map (its hashtable, 160 MB at 10M, would be
-    parsed on every open) while the index keeps it in RAM; call the result to restore it.
-    The map is rebuilt from the lists when a remove or a reconstruct first needs it."""
+@contextlib.contextmanager
+def without_direct_map(index: faiss.Index) -> Iterator[None]:
+    """Inside, FAISS writes ``index`` with no id map (its hashtable, 160 MB at 10M, would be
+    parsed on every open) while the index keeps it in RAM. A loaded copy rebuilds the map
+    from its lists when a remove or a reconstruct first needs it."""
     kept = index.direct_map.type
     index.direct_map.type = faiss.DirectMap.NoMap  # the field only: the table is kept
-
-    def restore() -> None:
+    try:
+        yield
+    finally:
         index.direct_map.type = kept
-
-    return restore
 
 
 def ensure_direct_map(index: faiss.Index) -> None:
@@ -105,7 +106,7 @@ def map_index_file(path: Path, check_ids: Callable[[faiss.Index, np.ndarray], No
             raise Damaged("the index's head fails its checksum")
         same_file = f"/proc/self/fd/{f.fileno()}"
         index = _map_faiss(same_file)
-        if int(index.ntotal) * (int(index.code_size) + 8) != int(header["list_bytes"]):
+        if list_bytes(index) != int(header["list_bytes"]):
             raise Damaged("its lists disagree with its header")
         rows, fields = int(header["catalog_rows"]), int(header["catalog_fields"])
         offset = catalog_offset(header)
