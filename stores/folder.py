@@ -9,6 +9,7 @@ from pathlib import Path
 from stores.errors import StoreError, StoreLocked
 
 DB_NAME, INDEX_NAME, LOCK_NAME = "memory.sqlite", "keys.faiss", "writer.lock"
+VALUES_NAME = "values.bin"
 
 
 def try_lock(path: Path) -> int | None:

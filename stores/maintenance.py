@@ -15,16 +15,25 @@ from stores.errors import (
     StoreError,
 )
 from stores.files import fsync_path, temp_file
-from stores.folder import DB_NAME, INDEX_NAME, LOCK_NAME, release_lock, take_writer_lock
+from stores.folder import (
+    DB_NAME,
+    INDEX_NAME,
+    LOCK_NAME,
+    VALUES_NAME,
+    release_lock,
+    take_writer_lock,
+)
 from stores.key_index import Coverage, IndexSpec, KeyIndex
 from stores.schema import Memory, Meta
 from stores.sqlite import (
     _KEYS_OF,
     _TABLES,
+    _VALUES_OF_RAW,
     _missing_tables,
     check_snapshot,
     write_snapshot,
 )
+from stores.value_file import MAX_IDS
 
 
 class Maintenance:
@@ -102,7 +111,19 @@ class Maintenance:
             stored = self.index.as_stored(stored.reshape(len(pick), -1))
             if not np.allclose(self.index.reconstruct(pick), stored):
                 problems.append("index keys differ from database keys")
+            self._verify_value_file(s, pick[:MAX_IDS], problems)
         return db_ids
+
+    def _verify_value_file(self, s: Connection, ids: np.ndarray, problems: list[str]) -> None:
+        """Values the file vouches for must be the database's (a slot it cannot vouch for is
+        only a cache miss)."""
+        if self.value_file is None:
+            return
+        rows, found = self.value_file.get(ids)
+        got = dict(s.exec_driver_sql(_VALUES_OF_RAW, (json.dumps(ids.tolist()),)).all())
+        wrong = [int(i) for i, row in zip(ids[found], rows[found]) if got[int(i)] != row.tobytes()]
+        if wrong:
+            problems.append(f"{VALUES_NAME} holds other values than the database for {wrong[:10]}")
 
     def _index_file_state(self, db_ids: np.ndarray | None = None) -> tuple[str, str | None]:
         """(what the saved index file is, a problem with it or None), against the database
@@ -240,7 +261,7 @@ class Maintenance:
                 f.flush()
                 os.fsync(f.fileno())
             try:  # a stale journal beside the new database would be replayed into it
-                for name in (DB_NAME + "-wal", DB_NAME + "-shm", INDEX_NAME):
+                for name in (DB_NAME + "-wal", DB_NAME + "-shm", INDEX_NAME, VALUES_NAME):
                     (folder / name).unlink(missing_ok=True)
                 os.replace(tmp, folder / DB_NAME)
             finally:

@@ -12,11 +12,12 @@ from stores.errors import (
     StoreChanged,
     StoreError,
 )
-from stores.folder import DB_NAME, INDEX_NAME
+from stores.folder import DB_NAME, INDEX_NAME, VALUES_NAME
 from stores.results import Batch, SearchResult
 from stores.sampling import balanced_rows
 from stores.sqlite import _KEYS_OF_RAW, _RECORDS_OF, _VALUES_OF_RAW
 from stores.validate import check_where, keys_array
+from stores.value_file import MAX_IDS
 
 EXACT_FILTER_LIMIT = 50_000  # filtered ANN searches over fewer candidates are done exactly
 SAMPLE_POLICIES = ("uniform", "class-balanced", "task-balanced")
@@ -47,12 +48,30 @@ class Reads:
         )
 
     def _values(self, ids: np.ndarray) -> np.ndarray:
+        """Values of ids (all stored): from the value file where it vouches for them (a
+        draw's reads go to the disk together), the rest from the database in one statement."""
+        vf = self.value_file
+        if vf is None or not 0 < len(ids) <= MAX_IDS:
+            rows = self._value_rows(ids)
+        else:
+            rows, found = vf.get(ids)
+            if not found.all():
+                rows = rows.copy()
+                missing = ids[~found]
+                rows[~found] = self._value_rows(missing)
+                if not self.readonly:  # the writer mends the file
+                    vf.put(missing, rows[~found])
+        flat = rows.reshape(-1).view(self.value_dtype)
+        return flat.reshape(len(ids), *self.value_shape).copy()  # writable, like any array
+
+    def _value_rows(self, ids: np.ndarray) -> np.ndarray:
+        """Values of ids from the database, as rows of bytes."""
         unique = np.unique(ids)
         got = dict(self._driver().execute(_VALUES_OF_RAW, (json.dumps(unique.tolist()),)))
         if len(got) < len(unique):
             raise StoreChanged("memories vanished while reading; call refresh() and retry")
-        flat = np.frombuffer(b"".join(got[int(i)] for i in ids), self.value_dtype)
-        return flat.reshape(len(ids), *self.value_shape).copy()  # writable, like any array
+        flat = np.frombuffer(b"".join(got[int(i)] for i in ids), np.uint8)
+        return flat.reshape(len(ids), int(np.prod(self.value_shape)) * self.value_dtype.itemsize)
 
     def records(self, ids) -> list[dict]:
         """Every stored field but key and value, for display and export."""
@@ -158,7 +177,7 @@ class Reads:
         self._maybe_refresh()
         files = {}
         if self.path is not None:
-            for name in (DB_NAME, DB_NAME + "-wal", INDEX_NAME):
+            for name in (DB_NAME, DB_NAME + "-wal", INDEX_NAME, VALUES_NAME):
                 p = self.path / name
                 files[name] = p.stat().st_size if p.exists() else 0
         return {
@@ -180,4 +199,8 @@ class Reads:
                 ("none" if t == -1 else t): n for t, n in self.catalog.counts("task").items()
             },
             "files_bytes": files,
+            # reads of a few values since open: served by the value file, or by the database
+            "value_reads": None
+            if self.value_file is None
+            else {"file": self.value_file.hits, "database": self.value_file.misses},
         }

@@ -5,6 +5,9 @@ Layout of a store folder::
     memory.sqlite   every memory (``memories``: key, label, counters; ``payloads``: the
                     value) and the store's settings (SQLAlchemy ORM, WAL journal)
     keys.faiss      the key index with a header saying which database version it covers
+    values.bin      the values again, by offset: a cache read when a few are wanted
+                    (``value_file.py``), each slot checked, any it cannot vouch for read
+                    from the database
     writer.lock     held (flock) by the one process allowed to write
 
 One process writes, any number read. On open the index file is trusted only as far as its
@@ -36,7 +39,7 @@ from stores.errors import (
     StoreCorrupt,
     StoreError,
 )
-from stores.folder import DB_NAME, release_lock, take_writer_lock
+from stores.folder import DB_NAME, VALUES_NAME, release_lock, take_writer_lock
 from stores.key_index import IndexSpec, KeyIndex
 from stores.maintenance import Maintenance
 from stores.reads import Reads
@@ -54,6 +57,7 @@ from stores.sqlite import (
     write_snapshot,
 )
 from stores.sync import CacheSync
+from stores.value_file import ValueFile
 from stores.writes import Writes
 
 __all__ = [
@@ -92,6 +96,7 @@ class EpisodicStore(CacheSync, Writes, Reads, Maintenance):
         self.path = path
         self.readonly = readonly
         self._lock_fd: int | None = None
+        self.value_file: ValueFile | None = None
         self._in_transaction = False  # inside transaction(): writes join it, nothing commits
         if path is None:
             url, kw = "sqlite://", {"poolclass": StaticPool}
@@ -145,6 +150,7 @@ class EpisodicStore(CacheSync, Writes, Reads, Maintenance):
         self._index_max_id = -1
         self._seen_data_version: int | None = None  # readers: SQLite's data_version last seen
         self._saved_rows = 0
+        self.value_file = self._open_value_file()
         self._load_index_file()
         self._catch_up()
         self._check_loaded_index()
@@ -210,6 +216,17 @@ class EpisodicStore(CacheSync, Writes, Reads, Maintenance):
         if (Path(path) / DB_NAME).is_file():
             return cls.open(path)
         return cls.create(path, **create_args)
+
+    def _open_value_file(self) -> ValueFile | None:
+        if self.path is None or "store_id" not in self.meta:  # stores from before store_id
+            return None
+        return ValueFile.open(
+            self.path / VALUES_NAME,
+            store_id=self.meta["store_id"],
+            nbytes=int(np.prod(self.value_shape)) * self.value_dtype.itemsize,
+            capacity=self.capacity,
+            writable=not self.readonly,
+        )
 
     def _take_writer_lock(self) -> None:
         if self.path is not None:
@@ -306,6 +323,8 @@ class EpisodicStore(CacheSync, Writes, Reads, Maintenance):
         finally:
             if hasattr(self, "index"):
                 self.index.cancel_loading()
+            if self.value_file is not None:
+                self.value_file.close()
             if hasattr(self, "_conn"):
                 self._conn.close()
                 del self._conn

@@ -106,6 +106,8 @@ class Writes:
         if len(plan.evict):
             updates["destructive_version"] = version
         kept_keys = keys[keep]
+        if self.value_file is not None:  # before the commit: a committed id's slot is ready
+            self.value_file.put(ids, vals[keep])
         join_add = self.index.add_beside(ids, kept_keys)  # None: added after the commit
         try:
             with self._tx() as c:
@@ -181,6 +183,8 @@ class Writes:
         if len(evicted):
             self.catalog.remove(evicted)
             self.index.remove(evicted)
+            if self.value_file is not None:
+                self.value_file.forget(evicted)
         if len(ids):
             self._append_catalog(np.stack([ids, labels, tasks, exps, pos], axis=1))
             if keys is not None:  # None: the write added them beside its commit
