@@ -285,7 +285,8 @@ def bench_sample(st, n: int) -> list[dict]:
     for policy in ("uniform", "class-balanced", "uniform, values from the database"):
         st.value_file = None if "database" in policy else value_file  # the A/B: file or SQL
         before = st.stats()["value_reads"] or {"file": 0, "database": 0}
-        ss = time_calls(lambda i, p=policy.split(",")[0]: st.sample(64, p, rng=srng), 300)
+        drawn = policy.split(",")[0]
+        ss = time_calls(lambda i, p=drawn: st.sample(64, p, rng=srng), 300)
         rs = time_calls(lambda i: ring_sample(), 300)
         after = st.stats()["value_reads"]
         served = "" if after is None else f", {after['file'] - before['file']:,} from the file"

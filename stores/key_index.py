@@ -95,6 +95,11 @@ class KeyIndex:
         if self._settling is not None:
             self._settling.cancel()
 
+    def loaded(self) -> bool:
+        """Whether no copy of a mapped file is still being read (safe from any thread)."""
+        loading = self._settling
+        return loading is None or loading.done()
+
     @property
     def settling(self) -> bool:
         """Whether the index is still the mapped file, its owned copy loading."""

@@ -154,6 +154,8 @@ class EpisodicStore(CacheSync, Writes, Reads, Maintenance):
         self._load_index_file()
         self._catch_up()
         self._check_loaded_index()
+        if self.value_file is not None:  # after the index copy: they share the disk
+            self.value_file.read_ahead(after=self.index.loaded)
 
     @classmethod
     def create(

@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +32,7 @@ import xxhash
 HEADER_BYTES = 4096
 SLOTS_PER_CAPACITY = 4
 MAX_IDS = 4096  # larger reads (an export, a bulk fetch) go to the database in one statement
+READ_AHEAD_CHUNK = 8 << 20
 _FORMAT = "lifelong-values/1"
 
 
@@ -47,6 +51,9 @@ class ValueFile:
         self.slots = slots
         self.record_bytes = 16 + nbytes  # id (int64), check (uint64), value
         self.hits = self.misses = 0  # reads served, and sent to the database
+        self.read_ahead_s: float | None = None  # how long reading the file in took, once done
+        self._stop = threading.Event()
+        self._reader: threading.Thread | None = None
 
     @classmethod
     def open(
@@ -134,10 +141,56 @@ class ValueFile:
                 length = min(len(run) * self.record_bytes, end - start)
                 os.pwrite(self._fd, bytes(length), start)
 
+    def read_ahead(self, after: Callable[[], bool] = lambda: True) -> None:
+        """Read the whole file into the page cache on a thread, once ``after()`` says so
+        (polled; at most a minute), where it fits in three quarters of the memory then
+        available: a draw then finds its values in RAM (0.15 ms for 64 at 2M) instead of
+        on the disk (0.7 ms for 64 reads side by side on this machine's disk). The cache is
+        the kernel's to drop again; nothing stays in this process."""
+        self._reader = threading.Thread(
+            target=self._read_in, args=(after,), name="values read ahead", daemon=True
+        )
+        self._reader.start()
+
+    def _read_in(self, after: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 60
+        while not after() and time.monotonic() < deadline:
+            if self._stop.wait(0.05):
+                return
+        size = os.fstat(self._fd).st_size
+        if size > available_memory() * 3 // 4:
+            return
+        # plain reads into one buffer: the kernel's WILLNEED advice over a whole file was
+        # heeded for 192 MB of 1.5 GB here; reads fill the cache at 1.6 GB/s, 0.25 s of CPU
+        start, buffer = time.perf_counter(), bytearray(READ_AHEAD_CHUNK)
+        for offset in range(0, size, READ_AHEAD_CHUNK):
+            if self._stop.is_set():
+                return
+            try:
+                os.preadv(self._fd, [buffer], offset)
+            except OSError:  # a disk error: draws still read (and check) slot by slot
+                return
+        self.read_ahead_s = time.perf_counter() - start
+
     def close(self) -> None:
+        self._stop.set()
+        if self._reader is not None:
+            self._reader.join()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def available_memory() -> int:
+    """Bytes the kernel says it could give without swapping (0 where it does not say)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def _read_header(fd: int) -> dict | None:

@@ -32,8 +32,9 @@ def _store(path, n=2_000, per_batch=250, **create):
     return st, written
 
 
-def _reads(st) -> dict:
-    return st.stats()["value_reads"]
+def _reads(st) -> dict | None:
+    reads = st.stats()["value_reads"]
+    return None if reads is None else {k: reads[k] for k in ("file", "database")}
 
 
 def test_draws_and_fetches_are_served_by_the_file_with_the_written_values(tmp_path):
@@ -116,13 +117,13 @@ def test_a_reader_uses_the_writers_file_and_reads_without_one(tmp_path):
     (tmp_path / "s" / VALUES_NAME).unlink()
     with EpisodicStore.open(tmp_path / "s", readonly=True) as reader:
         assert np.array_equal(reader.fetch(ids).values, np.stack([written[i] for i in ids]))
-        assert _reads(reader) is None
+        assert reader.stats()["value_reads"] is None
     assert not (tmp_path / "s" / VALUES_NAME).exists()
 
 
 def test_with_a_capacity_the_file_stays_bounded_and_values_stay_right(tmp_path):
-    """Capacity 10 under reservoir eviction, 4,000 memories offered 10 at a time: ids pass the file's 40
-    slots, so later ids take over slots of memories still held.
+    """Capacity 10 under reservoir eviction, 4,000 memories offered 10 at a time: ids pass
+    the file's 40 slots, so later ids take over slots of memories still held.
     Expect: values.bin no larger than its 40 slots; every memory held reads back as
     written, twice (the second time after the writer wrote back what it missed)."""
     st, written = _store(tmp_path / "s", n=4_000, per_batch=10, capacity=10)
@@ -155,3 +156,16 @@ def test_deleted_values_are_zeroed_and_a_rolled_back_write_is_overwritten(tmp_pa
     assert np.array_equal(st.fetch(out.ids).values, values)
     assert _reads(st)["database"] == 0
     st.close()
+
+
+def test_an_open_reads_the_file_in_ahead_and_a_close_stops_it(tmp_path):
+    """A store reopened. What the page cache then holds is the kernel's affair, so only the
+    thread's own account is checked.
+    Expect: the read-ahead thread finishes and says how long it took; closing joins it."""
+    st, _ = _store(tmp_path / "s")
+    st.close()
+    st = EpisodicStore.open(tmp_path / "s")
+    st.value_file._reader.join(timeout=60)
+    assert st.stats()["value_reads"]["read_ahead_s"] >= 0
+    st.close()
+    assert not st.value_file._reader.is_alive()
