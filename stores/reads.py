@@ -59,7 +59,7 @@ class Reads:
                 rows = rows.copy()
                 missing = ids[~found]
                 rows[~found] = self._value_rows(missing)
-                if not self.readonly:  # the writer mends the file
+                if not (self.readonly or self._in_transaction):  # committed values only
                     vf.put(missing, rows[~found])
         flat = rows.reshape(-1).view(self.value_dtype)
         return flat.reshape(len(ids), *self.value_shape).copy()  # writable, like any array

@@ -98,6 +98,7 @@ class EpisodicStore(CacheSync, Writes, Reads, Maintenance):
         self._lock_fd: int | None = None
         self.value_file: ValueFile | None = None
         self._in_transaction = False  # inside transaction(): writes join it, nothing commits
+        self._values_to_file: list[tuple[np.ndarray, np.ndarray]] = []  # until it commits
         if path is None:
             url, kw = "sqlite://", {"poolclass": StaticPool}
         elif readonly:

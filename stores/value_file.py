@@ -4,12 +4,15 @@ At ten million memories the payloads (7.8 GB of MNIST) no longer stay in the pag
 beside the index, and a draw of 64 memories is 64 cold reads. SQLite makes them one B-tree
 descent after another (sample(64) took 6 ms at 10M). Here a value sits at an offset computed
 from its id: every read of a draw is announced to the kernel at once (``WILLNEED``) before
-the first is waited for, and the disk serves them side by side.
+the first is waited for, and after an open the whole file is read into the page cache on a
+thread where it fits.
 
 The file is a cache, never the truth. A slot holds its memory's id and an XXH3 check of
-(store, id, value) before the value; a slot that fails (never written, taken by another id,
+(store, id, value) before the value, and is written only after the commit of its value (a
+write that rolls back gives its ids again). So a slot that passes its check holds that id's
+committed value, which never changes; one that fails (never written, taken by another id,
 torn by a crash, a file of another store) is read from the database instead, and the writer
-writes it back. So the file needs no fsync, no recovery and no header beyond whose it is.
+writes it back. The file needs no fsync, no recovery and no header beyond whose it is.
 
 A memory's slot is its id where the store has no capacity (ids only grow: each slot is
 written once), and its id modulo four times the capacity where it has one, so the file stays

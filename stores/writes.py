@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Self
@@ -18,6 +19,7 @@ from stores.errors import (
     MemoryNotFound,
     StoreError,
 )
+from stores.folder import VALUES_NAME
 from stores.results import WriteResult
 from stores.sqlite import (
     _COUNT_REPLAYS,
@@ -44,6 +46,7 @@ class Writes:
             yield self
             return
         self._in_transaction = True
+        self._values_to_file = []
         try:
             with self._conn.begin():
                 yield self
@@ -53,6 +56,9 @@ class Writes:
             raise
         finally:
             self._in_transaction = False
+            pending, self._values_to_file = self._values_to_file, []
+        for ids, values in pending:  # committed: now the file may vouch for them
+            self._values_into_file(ids, values)
 
     def write(
         self,
@@ -106,8 +112,6 @@ class Writes:
         if len(plan.evict):
             updates["destructive_version"] = version
         kept_keys = keys[keep]
-        if self.value_file is not None:  # before the commit: a committed id's slot is ready
-            self.value_file.put(ids, vals[keep])
         join_add = self.index.add_beside(ids, kept_keys)  # None: added after the commit
         try:
             with self._tx() as c:
@@ -120,6 +124,10 @@ class Writes:
                 self._undo_add(join_add, ids)
             raise
         self.meta.update(updates)
+        if self._in_transaction:
+            self._values_to_file.append((ids, vals[keep]))
+        else:
+            self._values_into_file(ids, vals[keep])
         if join_add is not None:
             try:
                 join_add()
@@ -154,6 +162,21 @@ class Writes:
         c.exec_driver_sql(
             _INSERT_PAYLOADS, [(i, vals[k].tobytes()) for i, k in zip(ids.tolist(), keep.tolist())]
         )
+
+    def _values_into_file(self, ids: np.ndarray, values: np.ndarray) -> None:
+        """Committed values into the value file. Never before the commit: a write that
+        rolls back gives its ids again, and a slot must never vouch for a value that was
+        not committed. A kill before this line leaves slots that read as misses."""
+        if self.value_file is None:
+            return
+        try:
+            self.value_file.put(ids, values)
+        except OSError as exc:  # the write landed; a slot not written is a miss, not a lie
+            warnings.warn(
+                f"{self._where()}: values not copied into {VALUES_NAME} ({exc.strerror}); "
+                "they are read from the database",
+                stacklevel=3,
+            )
 
     def _undo_add(self, join_add, ids: np.ndarray) -> None:
         """The commit failed: wait for the add beside it and take its keys out again."""

@@ -169,3 +169,40 @@ def test_an_open_reads_the_file_in_ahead_and_a_close_stops_it(tmp_path):
     assert st.stats()["value_reads"]["read_ahead_s"] >= 0
     st.close()
     assert not st.value_file._reader.is_alive()
+
+
+def test_values_reach_the_file_only_once_committed(tmp_path, monkeypatch):
+    """Three ways a slot could be written for values that did not land: a transaction that
+    fails after its write; a read inside a transaction (of its own uncommitted write); a
+    copy into the file that fails after the commit (a full disk, simulated).
+    Expect: the file holds nothing of the failed transaction; the one that commits copies
+    its values in at its end; the failing copy is a warning, the write lands and reads
+    right from the database, then from the file once written back."""
+    st, written = _store(tmp_path / "s", n=250)
+    rng = np.random.default_rng(7)
+    path = tmp_path / "s" / VALUES_NAME
+    size = path.stat().st_size
+    with pytest.raises(RuntimeError), st.transaction():
+        out = st.write(*batch(rng, 40))
+        st.fetch(out.ids)  # read back inside: from the database, not written back
+        raise RuntimeError("the caller fails after its write")
+    assert path.stat().st_size == size
+    keys, values, labels = batch(rng, 40)
+    with st.transaction():
+        out = st.write(keys, values, labels)
+        assert path.stat().st_size == size
+    assert np.array_equal(st.fetch(out.ids).values, values)
+    assert _reads(st) == {"file": 40, "database": 40}  # the read inside the first
+
+    def disk_full(*_):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(st.value_file, "put", disk_full)
+    keys, values, labels = batch(rng, 30)
+    with pytest.warns(UserWarning, match="No space left"):
+        out = st.write(keys, values, labels)
+    monkeypatch.undo()
+    assert np.array_equal(st.fetch(out.ids).values, values)
+    assert np.array_equal(st.fetch(out.ids).values, values)
+    assert _reads(st) == {"file": 40 + 30, "database": 40 + 30}
+    st.close()
