@@ -175,6 +175,11 @@ class ValueFile:
                 return
         self.read_ahead_s = time.perf_counter() - start
 
+    def wait_read_ahead(self) -> None:
+        """Until the open's read into the page cache is done (or was not wanted)."""
+        if self._reader is not None:
+            self._reader.join()
+
     def close(self) -> None:
         self._stop.set()
         if self._reader is not None:

@@ -165,7 +165,7 @@ def test_an_open_reads_the_file_in_ahead_and_a_close_stops_it(tmp_path):
     st, _ = _store(tmp_path / "s")
     st.close()
     st = EpisodicStore.open(tmp_path / "s")
-    st.value_file._reader.join(timeout=60)
+    st.value_file.wait_read_ahead()
     assert st.stats()["value_reads"]["read_ahead_s"] >= 0
     st.close()
     assert not st.value_file._reader.is_alive()
