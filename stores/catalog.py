@@ -58,7 +58,9 @@ class Catalog:
         """Add rows whose ids are all larger than any present (ids only grow)."""
         new = np.stack([np.asarray(rows[f], np.int64) for f in self.FIELDS])
         m = new.shape[1]
-        if self._n + m > self._buf.shape[1]:
+        if not m:  # nothing new (a rebuild of the index alone): a mapped buffer stays as is
+            return
+        if self._n + m > self._buf.shape[1] or not self._buf.flags.writeable:
             grown = np.empty(
                 (len(self.FIELDS), max(2 * self._buf.shape[1], self._n + m, 64)), np.int64
             )

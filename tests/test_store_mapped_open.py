@@ -104,6 +104,22 @@ def test_a_write_waits_for_the_loaded_copy_and_never_touches_the_mapped_lists(
         assert len(st.index.ids()) == len(ids) + 5
 
 
+def test_a_store_opened_mapped_can_be_reindexed(tmp_path, small_is_large):
+    """Open mapped (the catalog a read-only map of the file), then reindex as IVF-PQ and back
+    to IVF: the rebuild reads the catalog's rows again with nothing new to add (this raised
+    "assignment destination is read-only" on the mapped catalog).
+    Expect: both rebuilds hold every id; a write after lands; verify ok."""
+    ids = make_store(tmp_path / "m")
+    with EpisodicStore.open(tmp_path / "m") as st:
+        st.reindex("ivfpq")
+        np.testing.assert_array_equal(np.sort(st.index.ids()), ids)
+        st.reindex("ivf")
+        np.testing.assert_array_equal(np.sort(st.index.ids()), ids)
+        new = st.write(*clustered(np.random.default_rng(3), 5)).ids
+        assert len(st) == len(ids) + 5 and new[0] > ids[-1]
+        assert st.verify(sample=200)["ok"]
+
+
 def test_a_reader_opened_mapped_catches_up_with_its_writer(tmp_path, small_is_large):
     """A reader opens mapped beside a writer that then writes 200 memories. Expect: the
     reader's next search finds them (its copy settled, the rows added) and its catalog holds
