@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import faiss
@@ -52,17 +53,24 @@ class Reads:
         draw's reads go to the disk together), the rest from the database in one statement."""
         vf = self.value_file
         if vf is None or not 0 < len(ids) <= MAX_IDS:
-            rows = self._value_rows(ids)
-        else:
+            return self._as_values(self._value_rows(ids))
+        try:
             rows, found = vf.get(ids)
-            if not found.all():
-                rows = rows.copy()
-                missing = ids[~found]
-                rows[~found] = self._value_rows(missing)
-                if not (self.readonly or self._in_transaction):  # committed values only
+        except OSError:  # a cache that cannot be read: the database answers
+            return self._as_values(self._value_rows(ids))
+        if not found.all():
+            rows = rows.copy()
+            missing = ids[~found]
+            rows[~found] = self._value_rows(missing)
+            if not (self.readonly or self._in_transaction):  # committed values only
+                with contextlib.suppress(OSError):  # unmended: read from the database again
                     vf.put(missing, rows[~found])
-        flat = rows.reshape(-1).view(self.value_dtype)
-        return flat.reshape(len(ids), *self.value_shape).copy()  # writable, like any array
+        return self._as_values(rows)
+
+    def _as_values(self, rows: np.ndarray) -> np.ndarray:
+        """Rows of bytes as the store's values: writable, like any array."""
+        flat = np.ascontiguousarray(rows).reshape(-1).view(self.value_dtype)
+        return flat.reshape(len(rows), *self.value_shape).copy()
 
     def _value_rows(self, ids: np.ndarray) -> np.ndarray:
         """Values of ids from the database, as rows of bytes."""

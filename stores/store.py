@@ -229,6 +229,7 @@ class EpisodicStore(CacheSync, Writes, Reads, Maintenance):
             nbytes=int(np.prod(self.value_shape)) * self.value_dtype.itemsize,
             capacity=self.capacity,
             writable=not self.readonly,
+            next_id=self.meta["next_id"],
         )
 
     def _take_writer_lock(self) -> None:

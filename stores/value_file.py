@@ -60,10 +60,19 @@ class ValueFile:
 
     @classmethod
     def open(
-        cls, path: Path, *, store_id: str, nbytes: int, capacity: int | None, writable: bool
+        cls,
+        path: Path,
+        *,
+        store_id: str,
+        nbytes: int,
+        capacity: int | None,
+        writable: bool,
+        next_id: int = 0,
     ) -> ValueFile | None:
         """The file at ``path``; a writer creates it, or starts it again when it belongs to
-        another store or layout. None for a reader where there is no usable one."""
+        another store or layout, and drops slots of ids not committed yet (``next_id`` on:
+        a power cut can lose commits whose slots the disk kept). None for a reader where
+        there is no usable one."""
         header = {"format": _FORMAT, "store": store_id, "value_bytes": nbytes}
         header["slots"] = slot_count(capacity)
         flags = (os.O_RDWR | os.O_CREAT) if writable else os.O_RDONLY
@@ -79,7 +88,11 @@ class ValueFile:
             os.pwrite(fd, json.dumps(header).encode().ljust(HEADER_BYTES, b" "), 0)
         if hasattr(os, "posix_fadvise"):  # no readahead: a draw's neighbours are not wanted
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
-        return cls(fd, seed=int(store_id[:16], 16), nbytes=nbytes, slots=header["slots"])
+        file = cls(fd, seed=int(store_id[:16], 16), nbytes=nbytes, slots=header["slots"])
+        end = int(file._offsets(np.array([next_id]))[0])
+        if writable and file.slots is None and os.fstat(fd).st_size > end:
+            os.ftruncate(fd, end)
+        return file
 
     def _offsets(self, ids: np.ndarray) -> np.ndarray:
         slots = ids if self.slots is None else ids % self.slots

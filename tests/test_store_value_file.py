@@ -206,3 +206,28 @@ def test_values_reach_the_file_only_once_committed(tmp_path, monkeypatch):
     assert np.array_equal(st.fetch(out.ids).values, values)
     assert _reads(st) == {"file": 40 + 30, "database": 40 + 30}
     st.close()
+
+
+def test_slots_of_ids_not_committed_are_dropped_and_an_unreadable_file_is_passed_by(
+    tmp_path, monkeypatch
+):
+    """Slots written for ids the database does not hold (as a power cut that loses the last
+    commits but not the file's pages would leave); then a file whose reads fail (EIO).
+    Expect: the writer's next open cuts the file back to the committed ids, and the ids
+    given again read back as written then; reads that fail go to the database."""
+    st, _ = _store(tmp_path / "s", n=500)
+    ghost = np.random.default_rng(3).random((20, NBYTES // 4)).astype(np.float32)
+    st.value_file.put(np.arange(500, 520), ghost)
+    st.close()
+    with EpisodicStore.open(tmp_path / "s") as st:
+        assert (tmp_path / "s" / VALUES_NAME).stat().st_size == HEADER_BYTES + 500 * RECORD
+        keys, values, labels = batch(np.random.default_rng(4), 20)
+        out = st.write(keys, values, labels)
+        assert out.ids.tolist() == list(range(500, 520))
+        assert np.array_equal(st.fetch(out.ids).values, values)
+
+        def eio(*_):
+            raise OSError(5, "Input/output error")
+
+        monkeypatch.setattr(st.value_file, "get", eio)
+        assert np.array_equal(st.fetch(out.ids).values, values)
