@@ -60,6 +60,8 @@ from stores.sync import CacheSync
 from stores.value_file import ValueFile
 from stores.writes import Writes
 
+HEX = frozenset("0123456789abcdef")
+
 __all__ = [
     "Batch",
     "EpisodicStore",
@@ -221,11 +223,14 @@ class EpisodicStore(CacheSync, Writes, Reads, Maintenance):
         return cls.create(path, **create_args)
 
     def _open_value_file(self) -> ValueFile | None:
-        if self.path is None or "store_id" not in self.meta:  # stores from before store_id
+        """The values by offset (``value_file.py``); None in RAM, for a store from before
+        store ids, or one whose id is not the hex a store is made with."""
+        store_id = str(self.meta.get("store_id", ""))
+        if self.path is None or len(store_id) < 16 or not all(c in HEX for c in store_id):
             return None
         return ValueFile.open(
             self.path / VALUES_NAME,
-            store_id=self.meta["store_id"],
+            store_id=store_id,
             nbytes=int(np.prod(self.value_shape)) * self.value_dtype.itemsize,
             capacity=self.capacity,
             writable=not self.readonly,
