@@ -92,6 +92,7 @@ class ValueFile:
         end = int(file._offsets(np.array([next_id]))[0])
         if writable and file.slots is None and os.fstat(fd).st_size > end:
             os.ftruncate(fd, end)
+            os.fsync(fd)  # durable before those ids are given again
         return file
 
     def _offsets(self, ids: np.ndarray) -> np.ndarray:
