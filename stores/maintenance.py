@@ -119,7 +119,11 @@ class Maintenance:
         only a cache miss)."""
         if self.value_file is None:
             return
-        rows, found = self.value_file.get(ids)
+        try:
+            rows, found = self.value_file.get(ids)
+        except OSError as exc:
+            problems.append(f"{VALUES_NAME} unreadable ({exc.strerror}); values come from SQLite")
+            return
         got = dict(s.exec_driver_sql(_VALUES_OF_RAW, (json.dumps(ids.tolist()),)).all())
         wrong = [int(i) for i, row in zip(ids[found], rows[found]) if got[int(i)] != row.tobytes()]
         if wrong:

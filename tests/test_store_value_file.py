@@ -214,7 +214,8 @@ def test_slots_of_ids_not_committed_are_dropped_and_an_unreadable_file_is_passed
     """Slots written for ids the database does not hold (as a power cut that loses the last
     commits but not the file's pages would leave); then a file whose reads fail (EIO).
     Expect: the writer's next open cuts the file back to the committed ids, and the ids
-    given again read back as written then; reads that fail go to the database."""
+    given again read back as written then; reads that fail go to the database, and verify
+    names the file."""
     st, _ = _store(tmp_path / "s", n=500)
     ghost = np.random.default_rng(3).random((20, NBYTES // 4)).astype(np.float32)
     st.value_file.put(np.arange(500, 520), ghost)
@@ -231,3 +232,5 @@ def test_slots_of_ids_not_committed_are_dropped_and_an_unreadable_file_is_passed
 
         monkeypatch.setattr(st.value_file, "get", eio)
         assert np.array_equal(st.fetch(out.ids).values, values)
+        report = st.verify(sample=100)
+        assert any("values.bin unreadable" in p for p in report["problems"]), report
