@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import streams
 from lifelong.config import ConfigError, RunConfig
+from lifelong.learner.agent import Agent
 from lifelong.runner import run
 from lifelong.runner.clock import StreamClock, replay_update_cost
 from tests.run_helpers import matrix, quiet, stop_at
@@ -240,3 +242,25 @@ def test_a_run_killed_under_the_clock_resumes_to_the_same_numbers(tmp_path):
     assert events_without_timing(tmp_path / "killed") == events_without_timing(tmp_path / "ref")
     timed = summary_of(tmp_path / "ref")
     assert summary_of(tmp_path / "killed")["learned_share"] == timed["learned_share"] < 1
+
+
+def test_a_new_tasks_first_batch_is_answered_among_its_own_classes(tmp_path, monkeypatch):
+    """Task-incremental, three tasks of 3-4 classes: each task's classes come with the task
+    when its experience starts (as Avalanche's multi-head classifier gets them), not from its
+    batches' labels. Expect: when each task's first batch arrives, the agent's mask for that
+    task is exactly the task's classes (before: no mask, so all ten, and a busy learner
+    answered a new task's first batches with old classes)."""
+    seen: dict[int, list[int] | None] = {}
+    observe = Agent.observe
+
+    def spy(self, x, y, *, task_id=None, **kw):
+        if task_id is not None and task_id not in seen:
+            row = self.masks.row(task_id)
+            seen[task_id] = None if row is None else row.nonzero().flatten().tolist()
+        return observe(self, x, y, task_id=task_id, **kw)
+
+    monkeypatch.setattr(Agent, "observe", spy)
+    run(cfg(stream="split-task-digits", experiences=3), tmp_path / "r", echo=quiet)
+    stream = streams.get_stream("split-task-digits", experiences=3, seed=2)
+    assert seen == {e.task_id: sorted(e.classes) for e in stream}
+    assert all(len(classes) < 10 for classes in seen.values())

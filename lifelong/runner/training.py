@@ -129,6 +129,9 @@ class Training:
         # and domain-incremental ones number every experience 0, which the memory would
         # record as a task (a served run, sent none, records none: the same run, the same rows)
         task = exp.task_id if agent.spec.task_aware else None
+        if task is not None and exp.classes:  # a task's classes come with it, as Avalanche's
+            # heads get them: its first batches are answered among them, not among all
+            agent.masks.note(task, torch.as_tensor(exp.classes, device=agent.device))
         clock = self.clock
         # the batch behind each: near-future accuracy's, where it is there (not a live log)
         look = clock is not None and not isinstance(clock, WallClock)
