@@ -88,7 +88,7 @@ class Maintenance:
             problems.append(
                 f"payloads missing for memories {lost}; payloads without a memory {extra}"
             )
-        width = int(np.prod(self.value_shape)) * self.value_dtype.itemsize
+        width = self.value_nbytes
         bad = s.exec_driver_sql(
             "SELECT count(*) FROM payloads WHERE length(value) != ?", (width,)
         ).scalar()

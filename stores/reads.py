@@ -68,9 +68,8 @@ class Reads:
         return self._as_values(rows)
 
     def _as_values(self, rows: np.ndarray) -> np.ndarray:
-        """Rows of bytes as the store's values: writable, like any array."""
-        flat = np.ascontiguousarray(rows).reshape(-1).view(self.value_dtype)
-        return flat.reshape(len(rows), *self.value_shape).copy()
+        """Rows of bytes as the store's values: one copy, writable, like any array."""
+        return np.array(rows).view(self.value_dtype).reshape(len(rows), *self.value_shape)
 
     def _value_rows(self, ids: np.ndarray) -> np.ndarray:
         """Values of ids from the database, as rows of bytes."""
@@ -79,7 +78,7 @@ class Reads:
         if len(got) < len(unique):
             raise StoreChanged("memories vanished while reading; call refresh() and retry")
         flat = np.frombuffer(b"".join(got[int(i)] for i in ids), np.uint8)
-        return flat.reshape(len(ids), int(np.prod(self.value_shape)) * self.value_dtype.itemsize)
+        return flat.reshape(len(ids), self.value_nbytes)
 
     def records(self, ids) -> list[dict]:
         """Every stored field but key and value, for display and export."""

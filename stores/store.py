@@ -129,6 +129,7 @@ class EpisodicStore(CacheSync, Writes, Reads, Maintenance):
             self.spec = IndexSpec(**self.meta["index"])
             self.value_shape = tuple(self.meta["value_shape"])
             self.value_dtype = np.dtype(self.meta["value_dtype"])
+            self.value_nbytes = int(np.prod(self.value_shape)) * self.value_dtype.itemsize
             self.capacity: int | None = self.meta["capacity"]
         except (DatabaseError, OperationalError) as exc:
             self.close(save=False)
@@ -231,7 +232,7 @@ class EpisodicStore(CacheSync, Writes, Reads, Maintenance):
         return ValueFile.open(
             self.path / VALUES_NAME,
             store_id=store_id,
-            nbytes=int(np.prod(self.value_shape)) * self.value_dtype.itemsize,
+            nbytes=self.value_nbytes,
             capacity=self.capacity,
             writable=not self.readonly,
             next_id=self.meta["next_id"],
