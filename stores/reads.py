@@ -209,9 +209,5 @@ class Reads:
             # reads of a few values since open: served by the value file, or by the database
             "value_reads": None
             if self.value_file is None
-            else {
-                "file": self.value_file.hits,
-                "database": self.value_file.misses,
-                "read_ahead_s": self.value_file.read_ahead_s,  # None until read in (or never)
-            },
+            else {"file": self.value_file.hits, "database": self.value_file.misses},
         }
