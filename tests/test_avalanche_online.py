@@ -40,6 +40,8 @@ def test_each_incoming_example_is_answered_once_before_its_update(name):
     frozen = run_baseline(name, "split-digits", 0, 50, CFG, options={"lr": 1e-9})
     assert frozen["online_seen"] == n
     assert frozen["online_accuracy"] == pytest.approx(frozen_accuracy("split-digits", 0), abs=2e-3)
+    # near-future: every minibatch but the first, by weights as frozen
+    assert frozen["near_future_accuracy"] == pytest.approx(frozen["online_accuracy"], abs=1e-2)
     measured = run_baseline(name, "split-digits", 0, 50, CFG)
     unmeasured = run_baseline(name, "split-digits", 0, 50, CFG, online=False)
     assert measured["matrix"] == unmeasured["matrix"]
@@ -68,6 +70,7 @@ def test_batches_a_busy_strategy_skipped_are_answered_too():
     assert r["online_seen"] == sum(e.n_train for e in stream)
     assert 0.0 < r["online_accuracy"] < 1.0
     assert r["learned_share"] == pytest.approx(sum(map(len, learned)) / sum(sizes))
+    assert r["near_future_accuracy"] is None  # its minibatches skip the batches it was busy for
 
 
 def test_no_online_accuracy_where_it_has_no_meaning():
@@ -80,3 +83,33 @@ def test_no_online_accuracy_where_it_has_no_meaning():
     sizes = batches_per_experience(streams.get_stream("split-digits", experiences=3), 10)
     r = run_baseline("replay", "split-digits", 0, 50, late, learned=schedule(sizes, delay=3))
     assert r["online_accuracy"] is None and np.isfinite(np.array(r["matrix"])[-1]).all()
+
+
+def test_near_future_answers_each_minibatch_with_the_weights_of_two_minibatches_back():
+    """As minibatch t - 1 arrives the model that learned up to t - 2 predicts minibatch t:
+    the plugin answers t with the weights it met at t - 1. A scripted model that, when
+    minibatch t arrives, predicts class t, and minibatches labelled t - 1: every near-future
+    answer is right (the weights of one arrival back said t - 1), every online answer wrong,
+    and the live weights are put back each time."""
+    from types import SimpleNamespace
+
+    from lifelong.compare.online import online_plugin
+
+    model = torch.nn.Linear(4, 8)
+    plugin = online_plugin("naive", near_future=True)
+    strategy = SimpleNamespace(model=model, device=torch.device("cpu"), train_mb_size=5)
+    strategy.adapted_dataset = range(5 * 7)
+    plugin.before_training_exp(strategy)
+    for t in range(7):
+        with torch.no_grad():  # what "learning up to t - 1" made of the model
+            model.weight.zero_()
+            model.bias.copy_(torch.nn.functional.one_hot(torch.tensor(t), 8).float())
+        live = {k: v.clone() for k, v in model.state_dict().items()}
+        strategy.mb_x = torch.randn(5, 4)
+        strategy.mb_y = torch.full((5,), max(t - 1, 0))
+        strategy.mb_task_id = torch.zeros(5, dtype=torch.int64)
+        plugin.before_training_iteration(strategy)
+        assert all(torch.equal(v, live[k]) for k, v in model.state_dict().items())
+    assert plugin.near_seen == 5 * 6  # every minibatch but the first has one behind it
+    assert plugin.near_future_accuracy == 1.0
+    assert plugin.correct == 5  # online: only minibatch 0 (labelled 0, predicted 0)

@@ -56,7 +56,8 @@ def cfg(**kw) -> RunConfig:
 
 def test_a_stream_slow_enough_is_the_waiting_run_plus_its_measures(tmp_path):
     """Real time with time for every batch learns what the waiting run learns, exactly
-    (predicting ahead changes nothing), and adds the protocol's measures."""
+    (predicting ahead changes nothing), and adds the protocol's measures; near-future
+    accuracy is the waiting run's too (a named stream's next batch is there to predict)."""
     waiting = run(cfg(), tmp_path / "waiting", echo=quiet)
     slow = run(cfg(real_time=True, stream_rate=0.01), tmp_path / "slow", echo=quiet)
     assert np.array_equal(slow.matrix, waiting.matrix)
@@ -65,9 +66,11 @@ def test_a_stream_slow_enough_is_the_waiting_run_plus_its_measures(tmp_path):
     assert s["online_accuracy"] == summary_of(tmp_path / "waiting")["online_accuracy"]
     assert 0.3 < s["near_future_accuracy"] < 1  # learned, yet not the next batch's labels
     assert "learned_share" not in summary_of(tmp_path / "waiting")
+    assert summary_of(tmp_path / "waiting")["near_future_accuracy"] == s["near_future_accuracy"]
     page = (tmp_path / "{}" / "report" / "index.html").as_posix()
     assert "near-future accuracy" in Path(page.format("slow")).read_text()
-    assert "near-future accuracy" not in Path(page.format("waiting")).read_text()
+    assert "near-future accuracy" in Path(page.format("waiting")).read_text()
+    assert "batches learned of those revealed" not in Path(page.format("waiting")).read_text()
 
 
 def test_at_the_default_rate_a_fixed_update_learns_a_share_and_answers_every_batch(tmp_path):

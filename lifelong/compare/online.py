@@ -15,13 +15,21 @@ too, each by the model after the iterations its window had made when the batch a
 have learned from batches of the window that came after (never the answered batch itself:
 it is not learned). Labels that come late would need the answer on arrival of a batch the
 window's shuffle may already have trained on, so under ``--label-delay`` Avalanche's online
-accuracy is not measured, and near-future accuracy is ours only.
+accuracy is not measured.
+
+Near-future accuracy (Hammoud et al., ICCV 2023), on a stream that waits: as minibatch t
+arrives, the model that has learned up to t - 1 predicts minibatch t + 1's incoming rows.
+The plugin cannot see t + 1 at t, so it keeps the weights it met at t (``Behind``) and
+answers t + 1 with them when t + 1 comes; the stream is the strategy's own minibatches, in
+its loader's order, across experiences. Where the stream does not wait the minibatches
+skip the batches a strategy was too busy for, so there it is ours only.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from dataclasses import dataclass
 
 import torch
 
@@ -30,8 +38,33 @@ NOT_ONLINE = ("cumulative", "gdumb")  # their minibatches are not the stream as 
 Due = tuple[int, torch.Tensor, torch.Tensor, int]  # (iterations before it, x, y, task)
 
 
-def online_plugin(name: str):
-    """The plugin for strategy ``name``, or None where online accuracy has no meaning."""
+@dataclass
+class Behind:
+    """A model's weights as they were one minibatch back, and the task heads it had then."""
+
+    state: dict
+    heads: set[int] | None
+
+    @classmethod
+    def of(cls, model) -> Behind:
+        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return cls(state, _heads(model))
+
+    @contextlib.contextmanager
+    def swapped_into(self, model):
+        """``model`` with these weights for the duration (a head added since keeps its own;
+        ``heads`` says it was not there)."""
+        now = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(self.state, strict=False)
+        try:
+            yield model
+        finally:
+            model.load_state_dict(now)
+
+
+def online_plugin(name: str, near_future: bool = False):
+    """The plugin for strategy ``name``, or None where online accuracy has no meaning;
+    ``near_future``: count near-future accuracy too (a stream that waits)."""
     if name in NOT_ONLINE:
         return None
     from avalanche.core import SupervisedPlugin
@@ -47,6 +80,8 @@ def online_plugin(name: str):
             self.iterations = 0  # training iterations made in the current window
             self.due: list[Due] = []
             self.seconds = 0.0  # spent answering: not the strategy's training time
+            self.near_correct = self.near_seen = 0
+            self.behind: Behind | None = None  # the weights met at the last minibatch
             self.unmetered = contextlib.nullcontext  # the compute meter's pause, if metered
 
         def start_window(self, due: list[Due]) -> None:
@@ -68,6 +103,8 @@ def online_plugin(name: str):
                 x, y, t = strategy.mb_x[:n], strategy.mb_y[:n], strategy.mb_task_id[:n]
                 self.correct += _hits(strategy.model, x, y, t)
                 self.seen += n
+                if near_future and n:
+                    self._look_back(strategy.model, x, y, t)
             self.iterations += 1
             self.seconds += time.perf_counter() - started
 
@@ -78,23 +115,46 @@ def online_plugin(name: str):
                 self.correct += _hits(model, x.to(device), y.to(device), t)
                 self.seen += len(y)
 
+        def _look_back(self, model, x, y, t) -> None:
+            """Answer this minibatch as the model of two minibatches back (the arrival of
+            the last one) would have, then keep the weights met now for the next."""
+            if self.behind is not None:
+                with self.behind.swapped_into(model):
+                    self.near_correct += _hits(model, x, y, t, self.behind.heads)
+                self.near_seen += len(y)
+            self.behind = Behind.of(model)
+
         @property
         def accuracy(self) -> float | None:
             return self.correct / self.seen if self.seen else None
 
+        @property
+        def near_future_accuracy(self) -> float | None:
+            return self.near_correct / self.near_seen if self.near_seen else None
+
     return OnlineAnswers()
 
 
+def _heads(model) -> set[int] | None:
+    """The tasks a multi-head model has a head for (None: not multi-head)."""
+    from avalanche.models import MultiTaskModule
+
+    if not isinstance(model, MultiTaskModule):
+        return None
+    return {int(k) for k in model.classifier.classifiers}
+
+
 @torch.no_grad()
-def _hits(model, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> int:
+def _hits(model, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor, heads=None) -> int:
     """Right answers of ``model`` (eval mode, then back): a multi-head model answers with
-    each row's task head, and a task it has no head for yet gets no right answer."""
-    from avalanche.models import MultiTaskModule, avalanche_forward
+    each row's task head, and a task it has no head for yet (``heads``: those it had, where
+    its weights are from before) gets no right answer."""
+    from avalanche.models import avalanche_forward
 
     if not len(y):
         return 0
-    if isinstance(model, MultiTaskModule):
-        known = {int(k) for k in model.classifier.classifiers}
+    known = _heads(model) if heads is None else heads
+    if known is not None:
         keep = torch.tensor([int(v) in known for v in t.tolist()], device=y.device)
         x, y, t = x[keep], y[keep], t[keep]
         if not len(y):

@@ -116,7 +116,8 @@ def run_baseline(
     experiences = list(stream)  # the test sets: whole under every protocol
     revealed = sum(e.n_train for e in experiences)
     windows = [[i] for i in range(len(experiences))]
-    answers = online_plugin(name) if online and not cfg.label_delay else None
+    waits = learned is None  # the stream as its loader makes it: near-future accuracy too
+    answers = online_plugin(name, near_future=waits) if online and not cfg.label_delay else None
     due = [[] for _ in experiences]  # by window: the batches it was too busy for
     if learned is not None:
         if answers is not None:
@@ -170,6 +171,7 @@ def run_baseline(
         # each incoming example labelled right before its first update (None: not measured)
         "online_accuracy": answers.accuracy if answers is not None else None,
         "online_seen": answers.seen if answers is not None else None,
+        "near_future_accuracy": answers.near_future_accuracy if answers is not None else None,
         "gradient_steps_per_example": meter.steps / max(n, 1),
         "flops_per_example": compute.flops_per_example(
             meter.trained_rows, meter.forward_rows, flops, n

@@ -12,7 +12,8 @@ memories, forward and back.
 
 Near-future accuracy (Hammoud et al., ICCV 2023) rides along: as each batch arrives, the
 learner, before learning it, predicts the batch after it, which no label correlation between
-neighbouring batches helps with.
+neighbouring batches helps with. A named stream that waits and labels at once keeps a clock
+for that measure alone (``measures_only``): nothing of it decides what is learned.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class StreamClock:
     answered_seen: int = 0
     near_correct: int = 0  # predictions of the batch after the arriving one
     near_seen: int = 0
-    waits: bool = False  # the stream waits (a clock kept for label delay's answers alone)
+    waits: bool = False  # the stream waits (a clock kept for the measures and late labels)
     delayed: bool = False  # labels come late: every batch is answered as it arrives
 
     @classmethod
@@ -73,7 +74,8 @@ class StreamClock:
         now = (self.arrived - 1) * self.interval
         self.busy_until = now + cost
         self.spent += cost
-        self.learned.append(self.arrived - 1 if number is None else number)
+        if not self.measures_only:  # there, every batch: not worth a list the stream long
+            self.learned.append(self.arrived - 1 if number is None else number)
 
     def busy(self, cost: float) -> None:
         """Work between batches (an experience's end): the learner is busy for ``cost``
@@ -91,6 +93,12 @@ class StreamClock:
         """The learner's prediction of the batch after the arriving one."""
         self.near_correct += _hits(agent, x, y, task_id)
         self.near_seen += len(y)
+
+    @property
+    def measures_only(self) -> bool:
+        """A clock of a stream that waits and labels at once: it counts near-future
+        accuracy, and every batch is learned as it comes (nothing else to record)."""
+        return self.waits and not self.delayed
 
     @property
     def learned_share(self) -> float | None:
@@ -112,7 +120,10 @@ class StreamClock:
         return correct / seen if seen else None
 
     def summary(self, agent) -> dict:
-        """The protocol's figures, for summary.json."""
+        """The protocol's figures, for summary.json (a stream that waits and labels at once:
+        near-future accuracy alone)."""
+        if self.measures_only:
+            return {"near_future_accuracy": self.near_future_accuracy}
         return {
             "clock": "compute",
             "stream_interval": None if self.waits else self.interval,
@@ -124,6 +135,23 @@ class StreamClock:
             "compute_used_share": self.spent / (self.arrived * self.interval)
             if self.arrived and self.interval and not self.waits
             else None,
+        }
+
+    def record(self, ends: list[dict]) -> dict:
+        """An experience end's account of the clock (``ends``: the earlier ones): the stream's
+        batch numbers learned in it, and the counts so far (cumulative, as the online counts
+        are)."""
+        if self.measures_only:
+            return {"near_correct": self.near_correct, "near_seen": self.near_seen}
+        before = ends[-1]["batches_learned"] if ends else 0
+        return {
+            "learned_batches": self.learned[before:],
+            "batches_revealed": self.arrived,
+            "batches_learned": len(self.learned),
+            "answered_correct": self.answered_correct,
+            "answered_seen": self.answered_seen,
+            "near_correct": self.near_correct,
+            "near_seen": self.near_seen,
         }
 
     def to_dict(self) -> dict:

@@ -22,7 +22,7 @@ from lifelong.runner.label_delay import Arrival, PendingLabels
 from lifelong.runner.results import publish
 from lifelong.runner.signals import StopFlag, TestPause
 from lifelong.runner.source import Source
-from lifelong.runner.wall_clock import WallClock, clock_from_dict
+from lifelong.runner.wall_clock import WallClock, clock_for_run
 from lifelong.tensorboard_log import Scalars
 from streams import Experience
 
@@ -84,7 +84,10 @@ class Training:
         self._last_save = time.monotonic()
         self._pause = TestPause()
         self._loss = float("nan")
-        self.clock = _clock(self.cfg, p, timed=getattr(self.source.live, "timed", False))
+        # a named stream's run from its start (not an older run's checkpoint made without one)
+        named = self.source.live is None and not p.ends and p.position == 0
+        timed = getattr(self.source.live, "timed", False)
+        self.clock = clock_for_run(self.cfg, p.clock, named, timed)
         self.pending = self._pending_labels()
         if p.untrained is None:
             p.untrained = evaluate(agent, self.source.test_sets())
@@ -294,7 +297,7 @@ class Training:
             "online_seen": agent.online_seen,
         }
         if self.clock is not None:  # which of its batches the learner had the time to learn
-            end.update(_clock_record(self.clock, p.ends))
+            end.update(self.clock.record(p.ends))
         self.log.write(end)
         p.ends.append(end)
         p.experience, p.batch = i + 1, 0
@@ -379,33 +382,3 @@ def _with_next(items, look: bool):
         previous = item
     if previous is not sentinel:
         yield previous, None
-
-
-def _clock(cfg: RunConfig, p: Progress, timed: bool = False) -> StreamClock | None:
-    """The clock of a stream that does not wait, or that labels late: as checkpointed, or
-    new (in seconds where the stream's batches carry the time they came: a served run's);
-    None when the stream waits and labels at once."""
-    if not (cfg.real_time or cfg.label_delay):
-        return None
-    if p.clock is not None:
-        return clock_from_dict(p.clock)
-    if timed and cfg.real_time:
-        return WallClock(interval=0.0)
-    clock = StreamClock.for_run(cfg.batch_size, cfg.stream_rate)
-    clock.waits, clock.delayed = not cfg.real_time, cfg.label_delay > 0
-    return clock
-
-
-def _clock_record(clock: StreamClock, ends: list[dict]) -> dict:
-    """An experience end's account of the clock: the stream's batch numbers learned in it,
-    and the counts so far (cumulative, as the online counts are)."""
-    before = ends[-1]["batches_learned"] if ends else 0
-    return {
-        "learned_batches": clock.learned[before:],
-        "batches_revealed": clock.arrived,
-        "batches_learned": len(clock.learned),
-        "answered_correct": clock.answered_correct,
-        "answered_seen": clock.answered_seen,
-        "near_correct": clock.near_correct,
-        "near_seen": clock.near_seen,
-    }

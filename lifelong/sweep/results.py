@@ -17,7 +17,7 @@ METRICS = (
     "forgetting_chaudhry2018",
     "bwt_lopezpaz2017",
     "online_accuracy",
-    "near_future_accuracy",  # real_time = true trials (ours) only
+    "near_future_accuracy",  # trials on named streams (a followed folder has none)
     "learned_share",
     "samples_per_second",
     "train_seconds",
