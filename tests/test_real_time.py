@@ -130,7 +130,7 @@ def test_the_compute_plan_fits_the_update_to_the_time_and_counts_as_the_agent_do
         x, y = e.x_train[b : b + 10], e.y_train[b : b + 10]
         plan = budget.plan(agent, 10, interval)
         expected = budget.cost_of(agent, 10, *plan)
-        assert expected <= interval or plan == (1, 1)
+        assert expected <= interval
         agent.iters, agent.replay_batch = plan
         before = compute_units(agent)
         agent.observe(x, y)
@@ -138,6 +138,34 @@ def test_the_compute_plan_fits_the_update_to_the_time_and_counts_as_the_agent_do
         seen.add(plan)
     assert (1, 10) in seen and (1, 6) in seen  # a full update; one beside the average's watch
     assert budget.plan(agent, 10, 10_000) == (5, 32)  # the stream waits long enough: as set
+
+
+def test_a_stream_too_fast_for_an_update_with_replay_gets_one_and_its_whole_time():
+    """Where even one update replaying a quarter of a batch of memories overruns the time
+    between batches, the plan does not cut the replay to fit (an update of fresh examples
+    alone forgets); it makes an update the batches its overrun misses leave time for: the
+    most replay that fits the whole intervals the least such update takes."""
+    import math
+
+    import streams
+    from lifelong.learner import budget
+    from tests.test_agent import make_agent
+
+    stream = streams.get_stream("split-digits", experiences=1, seed=0)
+    agent = make_agent(stream, memory=40)
+    e = stream[0]
+    fast = replay_update_cost(10) / 4  # rate 4: 15, where 10 incoming alone cost 30
+    assert budget.plan(agent, 10, fast) == (1, 0)  # no memories yet: the batch alone
+    agent.observe(e.x_train[:2], e.y_train[:2])
+    assert budget.least_replay(agent, 10) == 2 and budget.plan(agent, 10, fast) == (1, 2)
+    agent.observe(e.x_train[2:40], e.y_train[2:40])
+    least = budget.least_replay(agent, 10)
+    assert least == 3 and budget.least_replay(agent, 4) == 1
+    whole = math.ceil(budget.cost_of(agent, 10, 1, least) / fast) * fast
+    updates, replayed = budget.plan(agent, 10, fast)
+    assert updates == 1 and replayed > least
+    cost = [budget.cost_of(agent, 10, 1, r) for r in (replayed, replayed + 1)]
+    assert cost[0] <= whole < cost[1]
 
 
 def test_fitting_the_compute_learns_more_of_a_fast_stream(tmp_path):
