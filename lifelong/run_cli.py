@@ -98,6 +98,13 @@ def add_parser(sub, formatter) -> None:
         "arrival and learns late; each Avalanche strategy trains on the batches whose labels "
         "came in each experience's time (default: 0)",
     )
+    c.add_argument(
+        "--eval-every",
+        type=int,
+        metavar="N",
+        help="every method evaluated on every test set every N updates too, not only at "
+        "experience ends: min-ACC and WC-ACC then see the stability gap (default: 0)",
+    )
     c.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     c.set_defaults(func=compare_command)
 
@@ -217,6 +224,8 @@ def compare_command(args) -> int:
         cfg.stream_rate = args.stream_rate
     if args.label_delay is not None:
         cfg.label_delay = args.label_delay
+    if args.eval_every is not None:
+        cfg.eval_every = args.eval_every
     cfg.validate()
     methods = list(compare.METHODS) if args.methods == "all" else args.methods.split(",")
     if compare.is_user_method(cfg.method):  # --config runs a user's method: say so, not "ours"

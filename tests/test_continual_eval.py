@@ -49,3 +49,38 @@ def test_eval_every_refines_min_acc_from_the_curve_points(tmp_path):
         -min(p[2] for g in gap["boundaries"] for p in g["points"])
     )
     assert "stability_gap" not in write_report(tmp_path / "ends")  # ends only: no gap to see
+
+
+def test_compare_eval_every_refines_every_methods_min_acc(tmp_path):
+    """compare --eval-every: our agent's min-ACC is its run's (the curve points), and an
+    Avalanche strategy's is refined the same way by a plugin in its loop evaluating every
+    N iterations (one per minibatch), off its time and meter: the same matrix and compute
+    as unmeasured, and a min-ACC that can only be lower than its experience ends give."""
+    from lifelong.cli import main
+    from lifelong.compare import run_baseline
+
+    out = tmp_path / "c"
+    args = ["compare", "--stream", "split-digits", "--experiences", "3", "--seeds", "0"]
+    args += ["--methods", "ours,replay", "--memory", "60", "--eval-every", "4"]
+    assert main([*args, "--out", str(out), "--no-progress"]) == 0
+    runs = {r["method"]: r for r in json.loads((out / "results.json").read_text())["runs"]}
+    alone = dict(stream="split-digits", experiences=3, seed=0, memory=60, progress=False)
+    ran = run(RunConfig(**alone, eval_every=4), tmp_path / "o", echo=quiet)
+    assert runs["ours"]["min_acc"] == pytest.approx(ran.summary["min_acc"], abs=1e-9)
+    for r in runs.values():
+        ends = metrics.summary(r["matrix"])
+        assert r["min_acc"] <= ends["min_acc"] and r["wc_acc"] <= ends["wc_acc"] + 1e-9
+    assert runs["replay"]["min_acc"] < metrics.summary(runs["replay"]["matrix"])["min_acc"]
+
+    cfg = RunConfig(experiences=3, progress=False)
+    seen = run_baseline("naive", "split-digits", 0, 60, RunConfig(**alone, eval_every=4))
+    plain = run_baseline("naive", "split-digits", 0, 60, cfg, online=False)
+    assert seen["matrix"] == plain["matrix"]
+    assert seen["compute_units_per_batch"] == plain["compute_units_per_batch"]
+    import streams
+
+    minibatches = sum(
+        -(-e.n_train // 10) for e in streams.get_stream("split-digits", experiences=3)
+    )
+    assert seen["evaluations"] == minibatches // 4
+    assert "evaluations" not in plain and "min_acc" not in plain  # the matrix's, in compare

@@ -106,6 +106,7 @@ def run_baseline(
     import warnings
 
     import streams
+    from lifelong.compare.continual_eval import continual_eval_plugin
     from lifelong.compare.online import online_plugin
     from lifelong.compare.schedule import answers_due, scheduled_stream
     from lifelong.learner.device import resolve_device
@@ -119,6 +120,8 @@ def run_baseline(
     waits = learned is None  # the stream as its loader makes it: near-future accuracy too
     answers = online_plugin(name, near_future=waits) if online and not cfg.label_delay else None
     due = [[] for _ in experiences]  # by window: the batches it was too busy for
+    every = cfg.eval_every
+    evals = continual_eval_plugin(every, experiences, device) if every else None
     if learned is not None:
         if answers is not None:
             due = answers_due(stream, learned, cfg.batch_size, seed, cfg.shuffle)
@@ -135,11 +138,14 @@ def run_baseline(
         rows, untrained, seconds = [], accuracies(model, experiences, device), 0.0
         units = []  # each window's cost per batch, in the stream clock's unit
         with compute.AvalancheMeter(model) as meter:
-            if answers is not None:
-                strategy.plugins.append(answers)
-                answers.unmetered = meter.paused
+            for plugin in (answers, evals):
+                if plugin is not None:
+                    strategy.plugins.append(plugin)
+                    plugin.unmetered = meter.paused
             for w, pieces in enumerate(windows):  # no piece: nothing learned in its time
                 before = meter.units
+                if evals is not None:
+                    evals.window = w
                 if answers is not None:
                     answers.start_window(due[w])
                 for k in pieces:
@@ -157,8 +163,11 @@ def run_baseline(
                     batches = -(-len(train[w].dataset) // cfg.batch_size)
                 units.append((meter.units - before) / max(batches, 1))
                 rows.append(accuracies(strategy.model, experiences, device))
-    if answers is not None:  # its answers were made inside its training: not its time
-        seconds -= answers.seconds
+                if evals is not None:
+                    evals.seen(rows[-1])
+    for plugin in (answers, evals):  # made inside its training, not its time
+        if plugin is not None:
+            seconds -= plugin.seconds
     n = sum(e.n_train for e in stream) if learned is not None else revealed
     flops = compute.forward_flops(model, stream.input_shape)
     result = {
@@ -181,6 +190,10 @@ def run_baseline(
         "compute_units_per_example": meter.units / max(n, 1),
         "compute_units_per_batch": units,  # by experience (its window, when scheduled)
     }
+    if evals is not None:  # min-ACC and WC-ACC refined by every evaluation, not only the ends
+        result["min_acc"] = metrics.min_acc(evals.lowest, len(rows))
+        result["wc_acc"] = metrics.wc_acc(np.array(rows, float), evals.lowest)
+        result["evaluations"] = evals.points
     if learned is not None:
         from lifelong.compare.schedule import batches_per_experience, learned_share
 
@@ -220,10 +233,13 @@ def run_ours(
         "flops_per_example": res.summary["flops_per_example"],
         "online_accuracy": res.summary["online_accuracy"],
         **{k: res.summary[k] for k in REAL_TIME_KEYS if k in res.summary},
+        # refined by its --eval-every points (without them, the matrix's, as everyone's)
+        **({k: res.summary[k] for k in REFINED} if c.eval_every else {}),
     }
 
 
 REAL_TIME_KEYS = ("learned_share", "near_future_accuracy")  # a real-time run's own measures
+REFINED = ("min_acc", "wc_acc")  # continual evaluation's, finer than the matrix's
 
 
 def _one(job: tuple) -> dict:
@@ -304,7 +320,8 @@ def _run_all(todo: list[tuple], jobs: int, address: str | None, out: Path, desc:
     )
     for r in results:
         R = np.array(r["matrix"], float)
-        r.update(metrics.summary(R, r["untrained"]))
+        refined = {k: r[k] for k in REFINED if k in r}  # with --eval-every
+        r.update(metrics.summary(R, r["untrained"]), **refined)
     return results
 
 
