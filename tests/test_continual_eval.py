@@ -51,7 +51,7 @@ def test_eval_every_refines_min_acc_from_the_curve_points(tmp_path):
     assert "stability_gap" not in write_report(tmp_path / "ends")  # ends only: no gap to see
 
 
-def test_compare_eval_every_refines_every_methods_min_acc(tmp_path):
+def test_compare_eval_every_refines_every_methods_min_acc(tmp_path, capsys):
     """compare --eval-every: our agent's min-ACC is its run's (the curve points), and an
     Avalanche strategy's is refined the same way by a plugin in its loop evaluating every
     N iterations (one per minibatch), off its time and meter: the same matrix and compute
@@ -63,7 +63,9 @@ def test_compare_eval_every_refines_every_methods_min_acc(tmp_path):
     args = ["compare", "--stream", "split-digits", "--experiences", "3", "--seeds", "0"]
     args += ["--methods", "ours,replay", "--memory", "60", "--eval-every", "4"]
     assert main([*args, "--out", str(out), "--no-progress"]) == 0
-    runs = {r["method"]: r for r in json.loads((out / "results.json").read_text())["runs"]}
+    record = json.loads((out / "results.json").read_text())
+    assert record["eval_every"] == 4  # the json says how its min-ACC was measured
+    runs = {r["method"]: r for r in record["runs"]}
     alone = dict(stream="split-digits", experiences=3, seed=0, memory=60, progress=False)
     ran = run(RunConfig(**alone, eval_every=4), tmp_path / "o", echo=quiet)
     assert runs["ours"]["min_acc"] == pytest.approx(ran.summary["min_acc"], abs=1e-9)
@@ -71,6 +73,14 @@ def test_compare_eval_every_refines_every_methods_min_acc(tmp_path):
         ends = metrics.summary(r["matrix"])
         assert r["min_acc"] <= ends["min_acc"] and r["wc_acc"] <= ends["wc_acc"] + 1e-9
     assert runs["replay"]["min_acc"] < metrics.summary(runs["replay"]["matrix"])["min_acc"]
+    # rows from experience ends are not mixed into a folder of refined ones, and the
+    # refusal comes before any run (our run folder is not redone)
+    plain_args = [a for a in args if a not in ("--eval-every", "4")]
+    ours_summary = out / "ours-seed0" / "summary.json"
+    before = ours_summary.stat().st_mtime_ns
+    assert main([*plain_args, "--out", str(out), "--no-progress"]) == 2
+    assert "evaluated every 4 updates, not" in capsys.readouterr().err
+    assert ours_summary.stat().st_mtime_ns == before
 
     cfg = RunConfig(experiences=3, progress=False)
     seen = run_baseline("naive", "split-digits", 0, 60, RunConfig(**alone, eval_every=4))

@@ -76,10 +76,16 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def write_outputs(
-    results: list[dict], stream_name: str, memory: int, out: Path, label_delay: int = 0
+    results: list[dict],
+    stream_name: str,
+    memory: int,
+    out: Path,
+    label_delay: int = 0,
+    eval_every: int = 0,
 ) -> None:
     """results.json/.csv, table.md and the plots of one compare (``label_delay``: how many
-    batches late every method's labels came)."""
+    batches late every method's labels came; ``eval_every``: every how many updates each
+    method was evaluated, 0 for experience ends alone)."""
     import csv
 
     import matplotlib
@@ -92,6 +98,7 @@ def write_outputs(
         "stream": stream_name,
         "memory": memory,
         "label_delay": label_delay,
+        "eval_every": eval_every,
         "runs": results,
         "summary": rows,
         "speed_ratios": speed_ratios(results),

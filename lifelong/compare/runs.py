@@ -285,17 +285,18 @@ def compare(
     from lifelong.compare.real_time import late_label_jobs, real_time_jobs
 
     todo = late_label_jobs(todo, waiting, is_ours)  # every method given the same delay
-    delay = cfg.label_delay
-    results = _run_all(todo, jobs, address, out, "compare")
-    results = _merged_with_earlier(results, stream_name, memory, delay, out)
-    write_outputs(results, stream_name, memory, out, delay)
+    delay, every = cfg.label_delay, cfg.eval_every or 0
+    protocol = (stream_name, memory, delay, every)
+    where = out / REAL_TIME
+    earlier = _earlier_runs(out, protocol)  # a folder of another protocol: refused up front
+    earlier_timed = _earlier_runs(where, protocol) if cfg.real_time else []
+    results = _merged(_run_all(todo, jobs, address, out, "compare"), earlier)
+    write_outputs(results, stream_name, memory, out, delay, every)
     if cfg.real_time:  # the same methods and seeds again, on a stream that does not wait
-        where = out / REAL_TIME
         where.mkdir(exist_ok=True)
         todo = real_time_jobs(todo, results, replace(cfg, real_time=True), where, is_ours)
-        timed = _run_all(todo, jobs, address, out, "real time")
-        timed = _merged_with_earlier(timed, stream_name, memory, delay, where)
-        write_outputs(timed, stream_name, memory, where, delay)
+        timed = _merged(_run_all(todo, jobs, address, out, "real time"), earlier_timed)
+        write_outputs(timed, stream_name, memory, where, delay, every)
     return results
 
 
@@ -325,33 +326,43 @@ def _run_all(todo: list[tuple], jobs: int, address: str | None, out: Path, desc:
     return results
 
 
-def _merged_with_earlier(
-    results: list[dict], stream_name: str, memory: int, delay: int, out: Path
-) -> list[dict]:
-    """This compare's runs and the earlier ones in ``out`` it did not redo: a compare of
-    fewer methods into the same folder keeps the other rows. A folder of another stream,
-    memory or label delay is refused, not mixed."""
+def _earlier_runs(out: Path, protocol: tuple[str, int, int, int]) -> list[dict]:
+    """The runs an earlier compare left in ``out``, which a compare of fewer methods into the
+    same folder keeps. A folder of another stream, memory, label delay or evaluation
+    interval (``protocol``) is refused, not mixed: rows whose min-ACC came from experience
+    ends beside rows refined every N updates would not compare."""
     path = out / "results.json"
     if not path.exists():
-        return results
+        return []
     try:
         earlier = json.loads(path.read_text())
     except ValueError:
-        return results  # unreadable: this compare's results replace it
-    theirs = (earlier.get("stream"), earlier.get("memory"), earlier.get("label_delay", 0))
-    if theirs != (stream_name, memory, delay):
+        return []  # unreadable: this compare's results replace it
+    theirs = (
+        earlier.get("stream"),
+        earlier.get("memory"),
+        earlier.get("label_delay", 0),
+        earlier.get("eval_every", 0),
+    )
+    if theirs != protocol:
         raise ConfigError(
             f"{out} holds a compare of {_described(*theirs)}, not "
-            f"{_described(stream_name, memory, delay)}; use another --out"
+            f"{_described(*protocol)}; use another --out"
         )
+    return earlier.get("runs", [])
+
+
+def _merged(results: list[dict], earlier: list[dict]) -> list[dict]:
+    """This compare's runs and the earlier ones it did not redo, in the table's order."""
     redone = {(r["method"], r["seed"]) for r in results}
-    kept = [r for r in earlier.get("runs", []) if (r["method"], r["seed"]) not in redone]
+    kept = [r for r in earlier if (r["method"], r["seed"]) not in redone]
     return sorted(kept + results, key=lambda r: (_order(r["method"]), r["seed"]))
 
 
-def _described(stream_name: str, memory: int, delay: int) -> str:
+def _described(stream_name: str, memory: int, delay: int, every: int) -> str:
     late = f" with labels {delay} batches late" if delay else ""
-    return f"{stream_name} at memory {memory}{late}"
+    evaluated = f" evaluated every {every} updates" if every else " evaluated at experience ends"
+    return f"{stream_name} at memory {memory}{late}{evaluated}"
 
 
 def parse_seeds(text: str) -> list[int]:
