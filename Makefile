@@ -10,7 +10,7 @@ STREAM ?= split-mnist5k
 SEED   ?= 0
 JOBS   ?= 1
 
-.PHONY: install run test test-gpu bench-gpu test-fast browser serve bench-serve bench-sweep faults lint bench bench-store bench-agent bench-step bench-startup compare results results-real-time results-label-delay heldout ablation clean
+.PHONY: install run test test-gpu bench-gpu test-fast browser serve bench-serve bench-sweep faults lint bench bench-store bench-agent bench-step bench-startup compare results results-real-time results-label-delay results-continual-eval heldout ablation clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -106,6 +106,14 @@ results-label-delay: $(STAMP)  # every method's labels 10 batches late (docs/res
 	  $(BIN)/lifelong compare --stream $$s --seeds 0-4 --memory 500 --jobs $(JOBS) \
 	    --label-delay 10 --methods $(LATE_METHODS) --out runs/results-ld/$$s || exit 1; \
 	  $(BIN)/python bench/publish_results.py runs/results-ld/$$s || exit 1; \
+	done
+
+CLASS_INCREMENTAL ?= split-mnist5k split-digits blurry-mnist5k
+results-continual-eval: $(STAMP)  # min-ACC from evaluations every 10 updates (docs/results/eval-every-10-*)
+	for s in $(CLASS_INCREMENTAL); do \
+	  $(BIN)/lifelong compare --stream $$s --seeds 0-4 --memory 500 --jobs $(JOBS) \
+	    --methods ours,der++ --eval-every 10 --real-time --out runs/results-ce/$$s || exit 1; \
+	  $(BIN)/python bench/publish_results.py runs/results-ce/$$s || exit 1; \
 	done
 
 heldout: $(STAMP)  # the goals where nothing was tuned (docs/results/heldout.md)

@@ -3,11 +3,14 @@
     python bench/publish_results.py runs/results/split-mnist5k
     python bench/publish_results.py --real-time-only runs/results-rt/split-mnist5k
     python bench/publish_results.py runs/results-ld/split-mnist5k
+    python bench/publish_results.py runs/results-ce/split-mnist5k
 
 writes docs/results/compare-STREAM.{json,md,png} and compute-STREAM.png, and from a
 ``compare --real-time`` folder real-time-STREAM.{json,md,png} (its ``real-time/`` rows);
 ``--real-time-only`` leaves the waiting protocol's files as they are. A ``compare
---label-delay D`` folder is published as label-delay-D-STREAM.{json,md,png} alone.
+--label-delay D`` folder is published as label-delay-D-STREAM.{json,md,png} alone, a
+``compare --eval-every N`` one as eval-every-N-STREAM.* (and eval-every-N-real-time-STREAM.*
+from its ``real-time/`` rows): their min-ACC is another measure than the tables' own.
 """
 
 from __future__ import annotations
@@ -28,6 +31,17 @@ def publish(folder: Path, waiting: bool = True) -> None:
         for part, ext in (("results", "json"), ("table", "md"), ("comparison", "png")):
             shutil.copy(folder / f"{part}.{ext}", DOCS / f"label-delay-{delay}-{stream}.{ext}")
         print(f"published {stream}'s rows at label delay {delay} to {DOCS}")
+        return
+    every = record.get("eval_every", 0)
+    if every:  # min-ACC from evaluations every N updates: files of its own
+        for sub, name in (
+            ("", f"eval-every-{every}"),
+            ("real-time", f"eval-every-{every}-real-time"),
+        ):
+            if (folder / sub / "results.json").exists():
+                for part, ext in (("results", "json"), ("table", "md"), ("comparison", "png")):
+                    shutil.copy(folder / sub / f"{part}.{ext}", DOCS / f"{name}-{stream}.{ext}")
+        print(f"published {stream}'s rows evaluated every {every} updates to {DOCS}")
         return
     timed = folder / "real-time"
     if timed.is_dir():
