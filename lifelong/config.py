@@ -91,6 +91,11 @@ class RunConfig:
         "real time: size each batch's updates and replay to the time the stream leaves, up "
         "to --iters and --replay-batch (off: those always, skipping what they overrun)",
     )
+    near_future: bool = opt(
+        True,
+        "near-future accuracy: as each batch arrives, predict the one after it (named "
+        "streams; one prediction a batch, off the training time; off: not measured)",
+    )
     ace: bool = opt(False, "ER-ACE: the incoming loss only sees its own batch's classes")
     distill: float = opt(1.0, "DER: weight of matching memories' logits from when written (MSE)")
     refresh_logits: bool = opt(True, "with distill: renew an experience's logits at its end")

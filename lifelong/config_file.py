@@ -22,6 +22,7 @@ SECTIONS = {
         "stream_rate",
         "label_delay",
         "fit_compute",
+        "near_future",
         "eval_every",
         "checkpoint_every",
         "checkpoint_seconds",

@@ -73,6 +73,20 @@ def test_a_stream_slow_enough_is_the_waiting_run_plus_its_measures(tmp_path):
     assert "batches learned of those revealed" not in Path(page.format("waiting")).read_text()
 
 
+def test_near_future_accuracy_can_be_left_unmeasured_and_learning_is_the_same(tmp_path):
+    """--no-near-future: no look-ahead prediction a batch (the measure's whole cost: one
+    prediction with the memory's prototypes), nothing else changed, waiting or not."""
+    measured = run(cfg(), tmp_path / "measured", echo=quiet)
+    bare = run(cfg(near_future=False), tmp_path / "bare", echo=quiet)
+    assert np.array_equal(bare.matrix, measured.matrix)
+    assert "near_future_accuracy" not in summary_of(tmp_path / "bare")
+    online = summary_of(tmp_path / "bare")["online_accuracy"]
+    assert online == summary_of(tmp_path / "measured")["online_accuracy"]
+    timed = run(cfg(real_time=True, near_future=False), tmp_path / "timed", echo=quiet)
+    s = summary_of(tmp_path / "timed")
+    assert s["near_future_accuracy"] is None and s["learned_share"] < 1
+
+
 def test_at_the_default_rate_a_fixed_update_learns_a_share_and_answers_every_batch(tmp_path):
     out = tmp_path / "rt"
     result = run(cfg(real_time=True, fit_compute=False), out, echo=quiet)

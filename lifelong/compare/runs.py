@@ -118,7 +118,11 @@ def run_baseline(
     revealed = sum(e.n_train for e in experiences)
     windows = [[i] for i in range(len(experiences))]
     waits = learned is None  # the stream as its loader makes it: near-future accuracy too
-    answers = online_plugin(name, near_future=waits) if online and not cfg.label_delay else None
+    answers = (
+        online_plugin(name, near_future=waits and cfg.near_future)
+        if online and not cfg.label_delay
+        else None
+    )
     due = [[] for _ in experiences]  # by window: the batches it was too busy for
     every = cfg.eval_every
     evals = continual_eval_plugin(every, experiences, device) if every else None

@@ -137,7 +137,7 @@ class Training:
             agent.masks.note(task, torch.as_tensor(exp.classes, device=agent.device))
         clock = self.clock
         # the batch behind each: near-future accuracy's, where it is there (not a live log)
-        look = clock is not None and not isinstance(clock, WallClock)
+        look = clock is not None and not isinstance(clock, WallClock) and cfg.near_future
         for (b, x, y, *logged), after in _with_next(self._batches_of(exp), look):
             arrival = Arrival(i, b, clock.arrived if clock else -1, p.position, x, y, task)
             p.position += len(y)

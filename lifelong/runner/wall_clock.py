@@ -92,15 +92,15 @@ def clock_for_run(cfg, checkpointed: dict | None, named: bool, timed: bool) -> S
     """A run's clock: as checkpointed, or new: in seconds where a served stream's batches
     carry the time they came (real time); in compute where the stream does not wait or
     labels late; for near-future accuracy alone on a named stream that waits and labels at
-    once (its next batch is there to predict; a live one's is not). None otherwise, and for
-    a run resumed from a checkpoint made without one."""
+    once (its next batch is there to predict; a live one's is not), unless that measure is
+    off. None otherwise, and for a run resumed from a checkpoint made without one."""
     if checkpointed is not None:
         return clock_from_dict(checkpointed)
     if timed and cfg.real_time:
         return WallClock(interval=0.0)
     clock = StreamClock.for_run(cfg.batch_size, cfg.stream_rate)
     clock.waits, clock.delayed = not cfg.real_time, cfg.label_delay > 0
-    return clock if (cfg.real_time or cfg.label_delay or named) else None
+    return clock if (cfg.real_time or cfg.label_delay or (named and cfg.near_future)) else None
 
 
 def clock_from_dict(data: dict) -> StreamClock:
