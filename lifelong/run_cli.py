@@ -105,6 +105,14 @@ def add_parser(sub, formatter) -> None:
         help="every method evaluated on every test set every N updates too, not only at "
         "experience ends: min-ACC and WC-ACC then see the stability gap (default: 0)",
     )
+    c.add_argument(
+        "--no-near-future",
+        dest="near_future",
+        action="store_false",
+        default=None,
+        help="no method's near-future accuracy (each measures it where the stream waits: "
+        "one more prediction a batch, off the training time)",
+    )
     c.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     c.set_defaults(func=compare_command)
 
@@ -226,6 +234,8 @@ def compare_command(args) -> int:
         cfg.label_delay = args.label_delay
     if args.eval_every is not None:
         cfg.eval_every = args.eval_every
+    if args.near_future is not None:
+        cfg.near_future = args.near_future
     cfg.validate()
     methods = list(compare.METHODS) if args.methods == "all" else args.methods.split(",")
     if compare.is_user_method(cfg.method):  # --config runs a user's method: say so, not "ours"

@@ -113,3 +113,21 @@ def test_near_future_answers_each_minibatch_with_the_weights_of_two_minibatches_
     assert plugin.near_seen == 5 * 6  # every minibatch but the first has one behind it
     assert plugin.near_future_accuracy == 1.0
     assert plugin.correct == 5  # online: only minibatch 0 (labelled 0, predicted 0)
+
+
+def test_compare_without_near_future_measures_it_for_no_method(tmp_path):
+    """compare --no-near-future: no method's near-future accuracy (ours keeps no clock, no
+    plugin keeps weights back), online accuracy still there, the table without the column."""
+    import json
+
+    from lifelong.cli import main
+
+    out = tmp_path / "c"
+    args = ["compare", "--stream", "split-digits", "--experiences", "2", "--seeds", "0"]
+    args += ["--methods", "ours,naive", "--memory", "60", "--no-near-future"]
+    assert main([*args, "--out", str(out), "--no-progress"]) == 0
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert {r["method"] for r in runs} == {"ours", "naive"}
+    for r in runs:
+        assert r.get("near_future_accuracy") is None and r["online_accuracy"] > 0.3
+    assert "near-future" not in (out / "table.md").read_text()

@@ -82,7 +82,7 @@ def test_near_future_accuracy_can_be_left_unmeasured_and_learning_is_the_same(tm
     assert "near_future_accuracy" not in summary_of(tmp_path / "bare")
     online = summary_of(tmp_path / "bare")["online_accuracy"]
     assert online == summary_of(tmp_path / "measured")["online_accuracy"]
-    timed = run(cfg(real_time=True, near_future=False), tmp_path / "timed", echo=quiet)
+    run(cfg(real_time=True, near_future=False), tmp_path / "timed", echo=quiet)
     s = summary_of(tmp_path / "timed")
     assert s["near_future_accuracy"] is None and s["learned_share"] < 1
 
