@@ -10,7 +10,7 @@ STREAM ?= split-mnist5k
 SEED   ?= 0
 JOBS   ?= 1
 
-.PHONY: install run test test-gpu bench-gpu test-fast browser serve bench-serve bench-sweep faults lint bench bench-store bench-agent bench-step bench-startup compare results results-real-time results-label-delay results-continual-eval heldout ablation clean
+.PHONY: install run test test-gpu bench-gpu test-fast browser serve bench-serve bench-sweep faults lint bench bench-store bench-agent bench-step bench-startup compare results results-real-time results-label-delay results-continual-eval heldout heldout-real-time ablation clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -118,6 +118,9 @@ results-continual-eval: $(STAMP)  # min-ACC from evaluations every 10 updates (d
 
 heldout: $(STAMP)  # the goals where nothing was tuned (docs/results/heldout.md)
 	$(BIN)/python bench/heldout.py --jobs 2
+
+heldout-real-time: $(STAMP)  # #27's real-time goals where nothing was tuned (docs/results/heldout-real-time.md)
+	$(BIN)/python bench/heldout_real_time.py --jobs 2
 
 ablation: $(STAMP)  # what each ingredient of the default adds (docs/results/ablation.md)
 	$(BIN)/python bench/ablation.py --jobs 2
