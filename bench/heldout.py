@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from results_readme import DOCS, HEADER, goal_row
+from results_readme import HEADER, goal_row, written_table
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKS = [  # (stream, seeds)
@@ -43,19 +43,13 @@ def run_checks(jobs: int) -> None:
 
 
 def table() -> str:
-    lines, records = [HEADER], {}
+    summaries = {}
     for stream, seeds in CHECKS:
         path = folder(stream, seeds) / "results.json"
         if not path.exists():
             sys.exit(f"heldout: no results at {path}; run `python bench/heldout.py` first")
-        summary = json.loads(path.read_text())["summary"]
-        records[f"{stream} seeds {seeds}"] = summary
-        lines.append(goal_row(f"{stream}, seeds {seeds}", summary))
-    DOCS.mkdir(parents=True, exist_ok=True)
-    (DOCS / "heldout.json").write_text(json.dumps(records, indent=1) + "\n")
-    text = "\n".join(lines) + "\n"
-    (DOCS / "heldout.md").write_text(text)
-    return text
+        summaries[f"{stream}, seeds {seeds}"] = json.loads(path.read_text())["summary"]
+    return written_table("heldout", HEADER, summaries, goal_row)
 
 
 if __name__ == "__main__":

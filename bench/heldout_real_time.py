@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from results_readme import DOCS, cell
+from results_readme import cell, written_table
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKS = [  # (stream, seeds)
@@ -69,21 +69,14 @@ def real_time_row(name: str, summary: list[dict]) -> str:
 
 
 def table(checks: list[tuple[str, str]]) -> str:
-    lines, records = [HEADER], {}
+    summaries = {}
     for stream, seeds in checks:
         path = folder(stream, seeds) / "real-time" / "results.json"
-        if not path.exists():
-            continue
-        summary = json.loads(path.read_text())["summary"]
-        records[f"{stream} seeds {seeds}"] = summary
-        lines.append(real_time_row(f"{stream}, seeds {seeds}", summary))
-    if not records:
+        if path.exists():
+            summaries[f"{stream}, seeds {seeds}"] = json.loads(path.read_text())["summary"]
+    if not summaries:
         sys.exit("heldout_real_time: no results yet; run `python bench/heldout_real_time.py`")
-    DOCS.mkdir(parents=True, exist_ok=True)
-    (DOCS / "heldout-real-time.json").write_text(json.dumps(records, indent=1) + "\n")
-    text = "\n".join(lines) + "\n"
-    (DOCS / "heldout-real-time.md").write_text(text)
-    return text
+    return written_table("heldout-real-time", HEADER, summaries, real_time_row)
 
 
 if __name__ == "__main__":

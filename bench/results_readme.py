@@ -52,6 +52,16 @@ def goal_row(name: str, summary: list[dict]) -> str:
     )
 
 
+def written_table(stem: str, header: str, summaries: dict[str, list[dict]], row) -> str:
+    """A goals table, a ``row(name, summary)`` line for each of ``summaries`` (name: its
+    compare's summary rows), written to docs/results/STEM.md, its summaries to STEM.json."""
+    text = "\n".join([header] + [row(name, summary) for name, summary in summaries.items()])
+    DOCS.mkdir(parents=True, exist_ok=True)
+    (DOCS / f"{stem}.json").write_text(json.dumps(summaries, indent=1) + "\n")
+    (DOCS / f"{stem}.md").write_text(text + "\n")
+    return text + "\n"
+
+
 def late_labels_table(delay: int) -> None:
     """Each stream at label delay ``delay`` (docs/results/label-delay-D-*.json): ours, the
     best Avalanche strategy apart from Cumulative (the all-data reference), the margin in
