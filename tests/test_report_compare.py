@@ -307,3 +307,20 @@ def test_avalanche_gets_a_head_per_task_on_task_incremental_streams():
         R = np.array(r["matrix"])
         assert np.isnan(R[0, 1:]).all() and np.isnan(R[1, 2])  # no head yet for later tasks
         assert np.isfinite(R[-1]).all() and R[-1].mean() > 0.8  # 2-4 classes a head
+
+
+def test_an_older_compare_folders_rows_are_read_as_this_version_writes_them(tmp_path):
+    """Rows an earlier version wrote (a method since renamed, no min-ACC) come back under
+    the present name, with min-ACC and WC-ACC from their matrix's experience ends."""
+    from lifelong.compare.runs import _earlier_runs
+    from lifelong.errors import ConfigError
+
+    matrix = [[0.9, 0.0], [0.6, 0.8]]
+    old = {"method": "ours-controller", "seed": 0, "matrix": matrix, "untrained": [0.1, 0.1]}
+    record = {"stream": "split-digits", "memory": 60, "label_delay": 0, "runs": [old]}
+    (tmp_path / "results.json").write_text(json.dumps(record))
+    (row,) = _earlier_runs(tmp_path, ("split-digits", 60, 0, 0))
+    assert row["method"] == "ours-lamaml"
+    assert row["min_acc"] == pytest.approx(0.6) and row["wc_acc"] == pytest.approx(0.7)
+    with pytest.raises(ConfigError, match="evaluated every 5 updates"):
+        _earlier_runs(tmp_path, ("split-digits", 60, 0, 5))

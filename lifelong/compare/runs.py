@@ -353,7 +353,15 @@ def _earlier_runs(out: Path, protocol: tuple[str, int, int, int]) -> list[dict]:
             f"{out} holds a compare of {_described(*theirs)}, not "
             f"{_described(*protocol)}; use another --out"
         )
-    return earlier.get("runs", [])
+    return [_as_now(r) for r in earlier.get("runs", [])]
+
+
+def _as_now(row: dict) -> dict:
+    """An earlier compare's row as this version writes it: its method's present name, and
+    the measures the matrix gives that it predates (min-ACC and WC-ACC from its ends)."""
+    row = {**row, "method": RENAMED_METHODS.get(row["method"], row["method"])}
+    ends = metrics.summary(np.array(row["matrix"], float), row.get("untrained"))
+    return {**{k: ends[k] for k in REFINED}, **row}
 
 
 def _merged(results: list[dict], earlier: list[dict]) -> list[dict]:
