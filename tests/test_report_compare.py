@@ -324,3 +324,7 @@ def test_an_older_compare_folders_rows_are_read_as_this_version_writes_them(tmp_
     assert row["min_acc"] == pytest.approx(0.6) and row["wc_acc"] == pytest.approx(0.7)
     with pytest.raises(ConfigError, match="evaluated every 5 updates"):
         _earlier_runs(tmp_path, ("split-digits", 60, 0, 5))
+    record["runs"] = [{"method": "replay", "seed": 0}]  # no matrix: not ours to merge
+    (tmp_path / "results.json").write_text(json.dumps(record))
+    with pytest.raises(ConfigError, match="is not a compare's results"):
+        _earlier_runs(tmp_path, ("split-digits", 60, 0, 0))

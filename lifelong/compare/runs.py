@@ -353,7 +353,13 @@ def _earlier_runs(out: Path, protocol: tuple[str, int, int, int]) -> list[dict]:
             f"{out} holds a compare of {_described(*theirs)}, not "
             f"{_described(*protocol)}; use another --out"
         )
-    return [_as_now(r) for r in earlier.get("runs", [])]
+    try:
+        return [_as_now(r) for r in earlier.get("runs", [])]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise ConfigError(
+            f"{path} is not a compare's results (a row without its method, seed or matrix); "
+            "use another --out, or move it away"
+        ) from None
 
 
 def _as_now(row: dict) -> dict:
