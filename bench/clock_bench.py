@@ -62,8 +62,12 @@ def main() -> None:
             )
     ratios = [a / b for a, b in rows]
     wall_ratios = [a / b for a, b in walls]
+    before_commit = subprocess.run(
+        ["git", "-C", args.before, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     record = {
         "stream": args.stream,
+        "before": before_commit or args.before,  # the tree each round is measured against
         "rounds": [
             {"clock_off_s": a, "no_clock_s": b, "ratio": a / b, "wall_s": w, "no_clock_wall_s": v}
             for (a, b), (w, v) in zip(rows, walls)

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 import heldout
-from results_readme import cell, written_table
+from results_readme import against_best_avalanche, cell, written_table
 
 ROOT = Path(__file__).resolve().parents[1]
 LONG = [("rotated-mnist5k", "5-9")]
@@ -48,10 +48,7 @@ def real_time_row(name: str, summary: list[dict]) -> str:
     """One line: ours, the best Avalanche strategy apart from Cumulative and the margin in
     the larger std, Cumulative, the best fixed budget, min-ACC against DER++'s."""
     rows = {r["method"]: r for r in summary}
-    theirs = [r for m, r in rows.items() if not m.startswith("ours") and m != "cumulative"]
-    best, ours = max(theirs, key=lambda r: r["average_accuracy"]), rows["ours"]
-    lead = ours["average_accuracy"] - best["average_accuracy"]
-    stds = lead / max(best["average_accuracy_std"], ours["average_accuracy_std"], 1e-9)
+    ours, (best, lead, stds) = rows["ours"], against_best_avalanche(rows)
     fixed = max(
         (r for m, r in rows.items() if m.startswith("ours@")), key=lambda r: r["average_accuracy"]
     )

@@ -62,6 +62,15 @@ def written_table(stem: str, header: str, summaries: dict[str, list[dict]], row)
     return text + "\n"
 
 
+def against_best_avalanche(rows: dict[str, dict]) -> tuple[dict, float, float]:
+    """The best Avalanche strategy apart from Cumulative (the all-data reference), ours'
+    lead over it, and that lead in units of the larger of the two stds."""
+    theirs = [r for m, r in rows.items() if not m.startswith("ours") and m != "cumulative"]
+    best, ours = max(theirs, key=lambda r: r["average_accuracy"]), rows["ours"]
+    lead = ours["average_accuracy"] - best["average_accuracy"]
+    return best, lead, lead / max(best["average_accuracy_std"], ours["average_accuracy_std"], 1e-9)
+
+
 def late_labels_table(delay: int) -> None:
     """Each stream at label delay ``delay`` (docs/results/label-delay-D-*.json): ours, the
     best Avalanche strategy apart from Cumulative (the all-data reference), the margin in
@@ -75,10 +84,7 @@ def late_labels_table(delay: int) -> None:
         if not path.exists():
             continue
         rows = {r["method"]: r for r in json.loads(path.read_text())["summary"]}
-        theirs = [r for m, r in rows.items() if not m.startswith("ours") and m != "cumulative"]
-        best, ours = max(theirs, key=lambda r: r["average_accuracy"]), rows["ours"]
-        lead = ours["average_accuracy"] - best["average_accuracy"]
-        stds = lead / max(best["average_accuracy_std"], ours["average_accuracy_std"], 1e-9)
+        ours, (best, lead, stds) = rows["ours"], against_best_avalanche(rows)
         print(
             f"| {name} | {cell(ours)} | {cell(rows['ours-1x'])} | {best['method']} {cell(best)} "
             f"| {lead:+.3f} ({stds:.1f}) | {cell(rows['cumulative'])} "

@@ -57,7 +57,8 @@ def cfg(**kw) -> RunConfig:
 def test_a_stream_slow_enough_is_the_waiting_run_plus_its_measures(tmp_path):
     """Real time with time for every batch learns what the waiting run learns, exactly
     (predicting ahead changes nothing), and adds the protocol's measures; near-future
-    accuracy is the waiting run's too (a named stream's next batch is there to predict)."""
+    accuracy is the waiting run's too (a named stream's next batch is there to predict);
+    without that measure the waiting run learns the same."""
     waiting = run(cfg(), tmp_path / "waiting", echo=quiet)
     slow = run(cfg(real_time=True, stream_rate=0.01), tmp_path / "slow", echo=quiet)
     assert np.array_equal(slow.matrix, waiting.matrix)
@@ -71,17 +72,16 @@ def test_a_stream_slow_enough_is_the_waiting_run_plus_its_measures(tmp_path):
     assert "near-future accuracy" in Path(page.format("slow")).read_text()
     assert "near-future accuracy" in Path(page.format("waiting")).read_text()
     assert "batches learned of those revealed" not in Path(page.format("waiting")).read_text()
-
-
-def test_near_future_accuracy_can_be_left_unmeasured_and_learning_is_the_same(tmp_path):
-    """--no-near-future: no look-ahead prediction a batch (the measure's whole cost: one
-    prediction with the memory's prototypes), nothing else changed, waiting or not."""
-    measured = run(cfg(), tmp_path / "measured", echo=quiet)
+    # --no-near-future: no look-ahead prediction a batch (the measure's whole cost: one
+    # prediction with the memory's prototypes), nothing else changed
     bare = run(cfg(near_future=False), tmp_path / "bare", echo=quiet)
-    assert np.array_equal(bare.matrix, measured.matrix)
+    assert np.array_equal(bare.matrix, waiting.matrix)
     assert "near_future_accuracy" not in summary_of(tmp_path / "bare")
     online = summary_of(tmp_path / "bare")["online_accuracy"]
-    assert online == summary_of(tmp_path / "measured")["online_accuracy"]
+    assert online == summary_of(tmp_path / "waiting")["online_accuracy"]
+
+
+def test_near_future_accuracy_left_unmeasured_on_a_stream_that_does_not_wait(tmp_path):
     run(cfg(real_time=True, near_future=False), tmp_path / "timed", echo=quiet)
     s = summary_of(tmp_path / "timed")
     assert s["near_future_accuracy"] is None and s["learned_share"] < 1
