@@ -342,6 +342,8 @@ def _earlier_runs(out: Path, protocol: tuple[str, int, int, int]) -> list[dict]:
         earlier = json.loads(path.read_text())
     except ValueError:
         return []  # unreadable: this compare's results replace it
+    if not isinstance(earlier, dict):
+        raise _not_a_compare(path)
     theirs = (
         earlier.get("stream"),
         earlier.get("memory"),
@@ -356,16 +358,20 @@ def _earlier_runs(out: Path, protocol: tuple[str, int, int, int]) -> list[dict]:
     try:
         return [_as_now(r) for r in earlier.get("runs", [])]
     except (KeyError, TypeError, ValueError, AttributeError):
-        raise ConfigError(
-            f"{path} is not a compare's results (a row without its method, seed or matrix); "
-            "use another --out, or move it away"
-        ) from None
+        raise _not_a_compare(path) from None
+
+
+def _not_a_compare(path: Path) -> ConfigError:
+    return ConfigError(
+        f"{path} is not a compare's results (rows with their method, seed and matrix); "
+        "use another --out, or move it away"
+    )
 
 
 def _as_now(row: dict) -> dict:
     """An earlier compare's row as this version writes it: its method's present name, and
     the measures the matrix gives that it predates (min-ACC and WC-ACC from its ends)."""
-    row = {**row, "method": RENAMED_METHODS.get(row["method"], row["method"])}
+    row = {**row, "method": RENAMED_METHODS.get(row["method"], row["method"]), "seed": row["seed"]}
     ends = metrics.summary(np.array(row["matrix"], float), row.get("untrained"))
     return {**{k: ends[k] for k in REFINED}, **row}
 
