@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -43,14 +44,21 @@ from tests.store_helpers import batch
 pytestmark = pytest.mark.slow
 
 
-def half_done(monkeypatch, tmp_path: Path, step: int = 80, **cfg) -> Path:
-    """A run of the small config stopped (as by Ctrl-C) after ``step``, with two checkpoint
-    generations on disk."""
-    out = tmp_path / "run"
-    with stop_at(monkeypatch, tmp_path, step):
-        result = run(small_cfg(**cfg), out, echo=quiet)
+@pytest.fixture(scope="module")
+def stopped_run(tmp_path_factory) -> Path:
+    """A run of the small config stopped (as by Ctrl-C) after step 80, with two checkpoint
+    generations on disk: made once, each trial damages its own copy (``half_done``)."""
+    folder = tmp_path_factory.mktemp("stopped")
+    with pytest.MonkeyPatch.context() as monkeypatch, stop_at(monkeypatch, folder, 80):
+        result = run(small_cfg(), folder / "run", echo=quiet)
     assert result.interrupted
-    return out
+    return folder / "run"
+
+
+@pytest.fixture
+def half_done(stopped_run: Path, tmp_path: Path) -> Path:
+    """This trial's copy of ``stopped_run``, as it was left."""
+    return Path(shutil.copytree(stopped_run, tmp_path / "run", symlinks=True))
 
 
 def cli_run(capsys, *args: str) -> tuple[int, str]:
@@ -105,11 +113,11 @@ def test_folder_lock_is_released_when_a_run_ends(tmp_path):
 
 
 # -- 2. checkpoints say what they are -----------------------------------------------------
-def test_checkpoint_refuses_another_stream_or_lr_with_config_toml_deleted(monkeypatch, tmp_path):
+def test_checkpoint_refuses_another_stream_or_lr_with_config_toml_deleted(half_done):
     """Delete config.toml of a half-done run and resume with another --stream, or --lr.
     Expect: refused naming the key (the checkpoint carries its config); the right command
     resumes and rewrites config.toml."""
-    out = half_done(monkeypatch, tmp_path)
+    out = half_done
     (out / "config.toml").unlink()
     with pytest.raises(ConfigError, match=r"stream: 'split-digits' \(folder\) vs 'rot"):
         run(small_cfg(stream="rotated-digits"), out, echo=quiet)
@@ -165,13 +173,11 @@ def test_wrong_typed_toml_value_names_the_key(capsys, tmp_path):
 
 # -- 3. a damaged checkpoint never destroys the good copy --------------------------------
 @pytest.mark.parametrize("damage", ["truncate-snapshot", "random-state", "truncate-state"])
-def test_damaged_checkpoint_falls_back_to_the_previous_generation(
-    reference, monkeypatch, tmp_path, damage
-):
+def test_damaged_checkpoint_falls_back_to_the_previous_generation(reference, half_done, damage):
     """Truncate checkpoint/memory.sqlite, or replace or truncate state.pt, then resume.
     Expect: a warning naming the file, the damaged generation moved aside, the previous one
     used; the run ends with the reference matrix."""
-    out = half_done(monkeypatch, tmp_path)
+    out = half_done
     target = out / "checkpoint" / ("memory.sqlite" if "snapshot" in damage else "state.pt")
     data = target.read_bytes()
     if damage == "random-state":
@@ -186,10 +192,10 @@ def test_damaged_checkpoint_falls_back_to_the_previous_generation(
     assert EpisodicStore.open(out / "memory", readonly=True).verify()["ok"]
 
 
-def test_every_generation_damaged_is_an_error_that_changes_nothing(monkeypatch, tmp_path):
+def test_every_generation_damaged_is_an_error_that_changes_nothing(half_done):
     """Truncate the snapshot of both checkpoint generations, then resume.
     Expect: CheckpointError naming both; the live store's files unchanged."""
-    out = half_done(monkeypatch, tmp_path)
+    out = half_done
     for gen in ("checkpoint", "checkpoint.old"):
         snap = out / gen / "memory.sqlite"
         snap.write_bytes(snap.read_bytes()[:1000])
@@ -201,11 +207,11 @@ def test_every_generation_damaged_is_an_error_that_changes_nothing(monkeypatch, 
 
 # -- 4. the event log -------------------------------------------------------------------
 @pytest.mark.parametrize("damage", ["delete", "garbage-tail", "truncate-mid-line"])
-def test_event_log_is_rebuilt_or_cut_never_padded(reference, monkeypatch, tmp_path, damage):
+def test_event_log_is_rebuilt_or_cut_never_padded(reference, half_done, damage):
     """Delete metrics.jsonl, append garbage to it, or cut it mid-line, then resume.
     Expect: whole JSON lines only (no NUL padding), `lifelong report` works; with the log
     intact up to the checkpoint it ends equal to the reference log."""
-    out = half_done(monkeypatch, tmp_path)
+    out = half_done
     log = out / "metrics.jsonl"
     if damage == "delete":
         log.unlink()
@@ -408,11 +414,11 @@ def test_verify_beside_a_live_writer_reports_no_false_failures(tmp_path):
 
 
 # -- 7. temp files never follow symlinks ---------------------------------------------------
-def test_planted_symlinks_are_never_written_through(reference, monkeypatch, tmp_path):
+def test_planted_symlinks_are_never_written_through(reference, half_done, tmp_path):
     """Plant symlinks at memory/keys.faiss.tmp, memory/memory.sqlite.restore and
     checkpoint.tmp pointing outside the folder; reindex and resume.
     Expect: the link targets are unchanged; the run ends with the reference matrix."""
-    out = half_done(monkeypatch, tmp_path)
+    out = half_done
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
     victim_dir = tmp_path / "victim_dir"
