@@ -18,7 +18,7 @@ block reward per arm, its per-block standard deviation, the blocks the stream gi
 blocks a bandit would need to tell the two arms apart at two standard errors. The probe's
 forward passes are not charged to the clock here (a controller would pay them).
 
-    python bench/probe_signal.py [--streams split-mnist5k,split-digits] [--rates 2,4]
+    python bench/probe_signal.py [--streams split-mnist5k,split-digits] [--rates 1.5,2,4]
                                  [--seeds 5,6,7]
 
 Writes bench/results/probe_signal.json.
@@ -172,7 +172,7 @@ def summarise(arms: dict[float, list[dict]]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--streams", default="split-mnist5k,split-digits,blurry-mnist5k")
-    ap.add_argument("--rates", default="2,4")
+    ap.add_argument("--rates", default="1.5,2,4")
     ap.add_argument("--seeds", default="5,6,7")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))

@@ -82,8 +82,9 @@ def main() -> None:
     ap.add_argument("--seeds", default="3-7")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
-    first, last = (int(s) for s in args.seeds.split("-"))
-    seeds = list(range(first, last + 1))
+    from lifelong.compare.runs import parse_seeds
+
+    seeds = parse_seeds(args.seeds)
     out = {}
     print("| stream | default | by surprise | mean updates a batch |\n|---|---|---|---|")
     for stream in args.streams.split(","):
