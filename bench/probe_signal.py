@@ -41,8 +41,9 @@ FLOORS = (0.0, 0.25)  # 0: the plan before the floor (38fb51c^), 0.25: the rule 
 
 
 class SkippedProbe:
-    """Run hooks: a reservoir of examples from batches the learner answered and never
-    learned, and the paired accuracy change on it over each block of learned batches."""
+    """Run hooks (mixed with ``RunHooks`` where run): a reservoir of examples from batches
+    the learner answered and never learned, and the paired accuracy change on it over each
+    block of learned batches."""
 
     def __init__(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
@@ -82,22 +83,9 @@ class SkippedProbe:
         self.block = block
         if self.snapshot is not None:
             x, y, before = self.snapshot
-            self.rewards.append(_accuracy(agent, x, y) - before)
+            self.rewards.append(agent.accuracy(x, y) - before)
         x, y = torch.stack(self.x), torch.stack(self.y)
-        self.snapshot = (x, y, _accuracy(agent, x, y))
-
-    def started(self, agent, progress) -> None:
-        pass
-
-    def loss_read(self, step: int, loss: float) -> None:
-        pass
-
-    def experience_ended(self, agent, progress, summary: dict) -> None:
-        pass
-
-
-def _accuracy(agent, x: torch.Tensor, y: torch.Tensor) -> float:
-    return float((agent.predict(x) == y).float().mean())
+        self.snapshot = (x, y, agent.accuracy(x, y))
 
 
 def plan_before_the_floor(agent, incoming: int, room: float) -> tuple[int, int]:
@@ -121,12 +109,15 @@ def plan_before_the_floor(agent, incoming: int, room: float) -> tuple[int, int]:
 def run_arm(stream: str, rate: float, seed: int, floor: float) -> dict:
     from lifelong.config import RunConfig
     from lifelong.learner import budget
-    from lifelong.runner import run
+    from lifelong.runner import RunHooks, run
+
+    class Hooks(SkippedProbe, RunHooks):
+        pass
 
     kept = budget.plan
     if not floor:
         budget.plan = plan_before_the_floor
-    hooks = SkippedProbe(seed)
+    hooks = Hooks(seed)
     cfg = RunConfig(
         stream=stream,
         seed=seed,

@@ -29,7 +29,8 @@ DECAY = 0.9  # of the running mean error
 
 
 class SurpriseUpdates:
-    """Run hooks: the next batch's updates from this batch's online error."""
+    """Run hooks (mixed with ``RunHooks`` where run): the next batch's updates from this
+    batch's online error."""
 
     def __init__(self) -> None:
         self.hits = 0
@@ -39,7 +40,7 @@ class SurpriseUpdates:
         self.chosen: list[int] = []
 
     def stepped(self, agent, progress) -> None:
-        hits, seen = int(agent.online_hits), agent.online_seen
+        hits, seen = agent.online_correct, agent.online_seen
         error = 1 - (hits - self.hits) / max(seen - self.seen, 1)
         self.hits, self.seen = hits, seen
         m = self.mean_error = (
@@ -51,18 +52,6 @@ class SurpriseUpdates:
         self.credit += base - updates
         agent.iters = updates
         self.chosen.append(updates)
-
-    def started(self, agent, progress) -> None:
-        pass
-
-    def clock_started(self, clock) -> None:
-        pass
-
-    def loss_read(self, step: int, loss: float) -> None:
-        pass
-
-    def experience_ended(self, agent, progress, summary: dict) -> None:
-        pass
 
 
 def final_accuracy(stream: str, seed: int, hooks) -> float:
@@ -83,6 +72,10 @@ def main() -> None:
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     from lifelong.compare.runs import parse_seeds
+    from lifelong.runner import RunHooks
+
+    class Hooks(SurpriseUpdates, RunHooks):
+        pass
 
     seeds = parse_seeds(args.seeds)
     out = {}
@@ -91,7 +84,7 @@ def main() -> None:
         default = [final_accuracy(stream, s, None) for s in seeds]
         chosen, moved = [], []
         for s in seeds:
-            hooks = SurpriseUpdates()
+            hooks = Hooks()
             moved.append(final_accuracy(stream, s, hooks))
             chosen.append(float(np.mean(hooks.chosen)))
         out[stream] = {"default": default, "by_surprise": moved, "mean_updates": chosen}
