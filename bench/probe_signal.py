@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_args import streams_and_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE, PER_BATCH, BLOCK = 200, 2, 20  # BLOCK: batches revealed (stream time), not learned
@@ -167,15 +168,21 @@ def main() -> None:
     ap.add_argument("--seeds", default="5,6,7")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
-    seeds = [int(s) for s in args.seeds.split(",")]
+    streams, seeds = streams_and_seeds("probe_signal", args.streams, args.seeds)
+    try:
+        rates = [float(r) for r in args.rates.split(",")]
+    except ValueError:
+        sys.exit(f"probe_signal: error: --rates {args.rates!r}: numbers, comma-separated")
+    if not all(r > 0 for r in rates):
+        sys.exit(f"probe_signal: error: --rates {args.rates!r}: each must be above 0")
     table = {}
     print(
         "| stream | rate | final acc floor 0 / 0.25 | block reward 0 / 0.25 (std) | blocks "
         "a stream | blocks needed an arm | reward picks | truth picks |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    for stream in args.streams.split(","):
-        for rate in (float(r) for r in args.rates.split(",")):
+    for stream in streams:
+        for rate in rates:
             arms = {f: [run_arm(stream, rate, s, f) for s in seeds] for f in FLOORS}
             s = table[f"{stream}@{rate:g}"] = summarise(arms)
             a, b = (s["arms"][str(f)] for f in FLOORS)

@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from bench_args import streams_and_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 DECAY = 0.9  # of the running mean error
@@ -71,16 +72,15 @@ def main() -> None:
     ap.add_argument("--seeds", default="3-7")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
-    from lifelong.compare.runs import parse_seeds
     from lifelong.runner import RunHooks
 
     class Hooks(SurpriseUpdates, RunHooks):
         pass
 
-    seeds = parse_seeds(args.seeds)
+    streams, seeds = streams_and_seeds("surprise_updates", args.streams, args.seeds)
     out = {}
     print("| stream | default | by surprise | mean updates a batch |\n|---|---|---|---|")
-    for stream in args.streams.split(","):
+    for stream in streams:
         default = [final_accuracy(stream, s, None) for s in seeds]
         chosen, moved = [], []
         for s in seeds:

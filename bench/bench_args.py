@@ -1,0 +1,23 @@
+"""Checking a bench's stream and seed arguments before it runs anything, so a typo is one
+line naming it (as ``lifelong``'s own errors are), not a traceback minutes in."""
+
+from __future__ import annotations
+
+import sys
+
+
+def streams_and_seeds(prog: str, streams: str, seeds: str) -> tuple[list[str], list[int]]:
+    """The comma-separated stream names and the seeds ("0-4", "0,2,5") of a bench's
+    arguments; exits with ``prog: error: ...`` on a name or seed that is not one."""
+    from lifelong.compare.runs import parse_seeds
+    from lifelong.errors import ConfigError
+    from streams.errors import StreamError
+    from streams.names import parse_name
+
+    names = streams.split(",")
+    try:
+        for name in names:
+            parse_name(name)
+        return names, parse_seeds(seeds)
+    except (ConfigError, StreamError) as error:
+        sys.exit(f"{prog}: error: {error}")
