@@ -11,13 +11,12 @@ checkpoint state ``agent_state.py``.
 
 from __future__ import annotations
 
-import contextlib
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from lifelong.learner import agent_memory, agent_state, compute, prediction
+from lifelong.learner import agent_average, agent_memory, agent_state, compute, prediction
 from lifelong.learner.agent_memory import fixed_keys
 from lifelong.learner.backbone import flatten_parameters
 from lifelong.learner.capture import StaticStep
@@ -26,7 +25,7 @@ from lifelong.learner.config import LearnerConfig
 from lifelong.learner.device import learner_device
 from lifelong.learner.eval_forward import EvalForward
 from lifelong.learner.gate import PredictionGate
-from lifelong.learner.losses import mask_to
+from lifelong.learner.losses import count_correct
 from lifelong.learner.methods import Step, Update, method_class
 from lifelong.learner.models import build_model
 from lifelong.learner.replay_memory import ReplayMemory
@@ -176,7 +175,7 @@ class Agent:
         learned = self._learn_batch(x, y, task_id, mask, u)
         draws = self.iters * len(self.memory)
         self.memory.add(x, y, task_id, experience, position, learned.logits, u[draws:])
-        self._note_classes(y)
+        agent_average.note_classes(self, y)
         self.steps += 1
         self.examples += len(y)
         self.online_seen += len(y)
@@ -185,7 +184,7 @@ class Agent:
         self.forward_rows += learned.forward_rows
         if self.average is not None and self.average.due(self.steps):
             self.forward_rows += len(y)
-            self._average_step(x, y, learned.live_logits)
+            agent_average.take(self, x, y, learned.live_logits)
         if self.cfg.rekey_every and self.steps % self.cfg.rekey_every == 0:
             self.rekey()
         return learned.loss
@@ -213,7 +212,7 @@ class Agent:
         if step is None:
             step = self._steps[key] = StaticStep(
                 lambda xs, ys, us: self._learn(xs, ys, None, None, us),
-                self._average_update,
+                lambda *a: agent_average.update(self, *a),
                 (x, y, u),
                 self.device,
             )
@@ -260,7 +259,7 @@ class Agent:
                 online, live = self._gate_step(batch, mask, step.features, step.all_logits)
             elif i == 0 and online is None:
                 online = live = step.logits
-        self.online_hits.add_(_correct(online, y, mask))
+        self.online_hits.add_(count_correct(online, y, mask))
         return Learned(step.loss, step.logits, live, trained_rows, forward_rows)
 
     def _gate_step(self, b: Update, mask, features, head) -> tuple[torch.Tensor, torch.Tensor]:
@@ -345,45 +344,16 @@ class Agent:
         """(tasks, C): the classes seen with each task (task-incremental streams)."""
         return self.masks.classes
 
-    # -- the weight average ---------------------------------------------------------------
-    def _note_classes(self, y: torch.Tensor) -> None:
-        """Remember the step of the last class that was new (on the device: no host read)."""
-        fresh = ~self.classes_seen.index_select(0, y).all()
-        self.classes_seen.index_fill_(0, y, True)
-        self.last_new_class_step.masked_fill_(fresh, self.steps + 1)
-
-    def _average_step(self, x, y, live_logits) -> None:
-        """The weight average watches the batch and takes the weights; captured alongside
-        the step where that was."""
-        step = next((s for s in self._steps.values() if s.made(live_logits)), None)
-        if step is not None:
-            step.then()
-        else:
-            self._average_update(x, y, live_logits)
-
-    def _average_update(self, x, y, live_logits) -> None:
-        with self.forward.mode():  # its own forward pass: batch statistics neither used nor moved
-            self.average.update(self.model, x, y, live_logits)
-
+    # -- the weight average (agent_average.py) --------------------------------------------
     @property
     def averaging(self) -> bool:
-        """Whether the weight average predicts: once three of its horizons (1 / (1 - decay)
-        steps) have passed since a class was new, so it has absorbed every class it is
-        asked about. On a domain-incremental stream that is nearly always; on a
-        class-incremental one, never right after a class arrives, where it would lag."""
-        if self.average is None:
-            return False
-        return self.steps - int(self.last_new_class_step) >= 3 * self.average.horizon
+        """Whether the weight average predicts (three horizons after the last new class)."""
+        return agent_average.averaging(self)
 
-    @contextlib.contextmanager
     def predicting_weights(self):
-        """The weights predictions use, in the model for the duration: the running
+        """The weights predictions use, in the model for a ``with`` block: the running
         average when it predicts, else the weights as they are."""
-        if not self.averaging:
-            yield
-            return
-        with self.average.swapped_in(self.model):
-            yield
+        return agent_average.predicting_weights(self)
 
     # -- prediction (prediction.py) -------------------------------------------------------
     def predict(
@@ -424,15 +394,6 @@ class Agent:
         it was."""
         agent_state.restore(self, state)
         self.prototype_cache = None
-
-
-@torch.no_grad()
-def _correct(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """How many of a batch these logits label right (within the task's classes, if masked),
-    as a 0-d tensor on their device."""
-    if mask is not None:
-        logits = mask_to(logits, mask.expand(len(y), -1))
-    return (logits.argmax(1) == y).sum()
 
 
 def _learner(cfg) -> LearnerConfig:

@@ -25,6 +25,15 @@ def mask_to(logits: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
     return logits.masked_fill(~allowed, NEG)
 
 
+@torch.no_grad()
+def count_correct(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """How many of a batch these logits label right (within the task's classes, if masked),
+    as a 0-d tensor on their device."""
+    if mask is not None:
+        logits = mask_to(logits, mask.expand(len(y), -1))
+    return (logits.argmax(1) == y).sum()
+
+
 def present_classes(y: torch.Tensor, n_classes: int) -> torch.Tensor:
     """(C,) bool: which classes occur in y (on y's device)."""
     return torch.zeros(n_classes, dtype=torch.bool, device=y.device).index_fill_(0, y, True)
