@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from lifelong.serve.ingest_log import Receipt
-from lifelong.serve.service import BadRequest, Service, check_task_id
+from lifelong.serve.refusals import BadRequest, check_task_id
+from lifelong.serve.service import Service
 from streams import StreamError
 from streams.validate import as_labels
 

@@ -18,14 +18,14 @@ from lifelong.serve import schemas
 from lifelong.serve.ingest_log import LabelCountMismatch, LogRefused, UnknownBatch
 from lifelong.serve.late_labels import LateLabelDoor
 from lifelong.serve.prometheus import prometheus_text
-from lifelong.serve.service import (
+from lifelong.serve.refusals import (
     INT64_MAX,
     BadRequest,
     BatchTooLarge,
     LogDiskFull,
     QueueFull,
-    Service,
 )
+from lifelong.serve.service import Service
 from stores import MemoryNotFound
 from streams.npz import NpzError, NpzTooLarge, read_npz
 
