@@ -328,6 +328,10 @@ def test_an_older_compare_folders_rows_are_read_as_this_version_writes_them(tmp_
     (tmp_path / "results.json").write_text(json.dumps(record))
     with pytest.raises(ConfigError, match="is not a compare's results"):
         _earlier_runs(tmp_path, ("split-digits", 60, 0, 0))
+    record["runs"] = [{**old, "seed": "0"}]  # a seed that is not an integer cannot be merged
+    (tmp_path / "results.json").write_text(json.dumps(record))
+    with pytest.raises(ConfigError, match="is not a compare's results"):
+        _earlier_runs(tmp_path, ("split-digits", 60, 0, 0))
     (tmp_path / "results.json").write_text("[1, 2]")  # JSON, but no compare's record
     with pytest.raises(ConfigError, match="is not a compare's results"):
         _earlier_runs(tmp_path, ("split-digits", 60, 0, 0))

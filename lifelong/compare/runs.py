@@ -371,7 +371,9 @@ def _not_a_compare(path: Path) -> ConfigError:
 def _as_now(row: dict) -> dict:
     """An earlier compare's row as this version writes it: its method's present name, and
     the measures the matrix gives that it predates (min-ACC and WC-ACC from its ends)."""
-    row = {**row, "method": RENAMED_METHODS.get(row["method"], row["method"]), "seed": row["seed"]}
+    if isinstance(row["seed"], bool) or not isinstance(row["seed"], int):  # merged by seed
+        raise TypeError(f"seed {row['seed']!r} is not an integer")
+    row = {**row, "method": RENAMED_METHODS.get(row["method"], row["method"])}
     ends = metrics.summary(np.array(row["matrix"], float), row.get("untrained"))
     return {**{k: ends[k] for k in REFINED}, **row}
 
