@@ -81,6 +81,12 @@ class RunConfig:
         "real time: batches revealed per plain-replay update (B incoming + B replayed, "
         "forward and back, on the run's model): time counted in compute, not seconds",
     )
+    wall_clock: bool = opt(
+        False,
+        "real time in seconds (follow mode): each task file's examples arrive at its t (seconds, "
+        "one a training example); the learner is busy for what its updates take here, so runs "
+        "differ machine to machine (off: the compute clock, the same anywhere)",
+    )
     label_delay: int = opt(
         0,
         "batches between a batch's arrival and its labels: predicted on arrival, learned "
@@ -195,6 +201,11 @@ class RunConfig:
             raise ConfigError(
                 "label_delay needs a named stream: a followed folder's batches are not kept "
                 "to learn when their labels come"
+            )
+        if self.wall_clock and not (self.follow and self.real_time):
+            raise ConfigError(
+                "wall_clock times a followed folder's stream in seconds: it needs --follow and "
+                "--real-time (a named stream's real time is in compute; serve's is in seconds)"
             )
         if self.learned_rates and self.method not in ("auto", "lamaml"):
             raise ConfigError(

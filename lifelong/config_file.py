@@ -20,6 +20,7 @@ SECTIONS = {
         "shuffle",
         "real_time",
         "stream_rate",
+        "wall_clock",
         "label_delay",
         "fit_compute",
         "near_future",

@@ -1,7 +1,9 @@
 """Follow mode: experiences arrive as ``.npz`` files in a folder, each learned once, in
 the order they arrived.
 
-Each file holds ``x``, ``y``, ``x_test`` and ``y_test`` (and optionally ``task_id``). A
+Each file holds ``x``, ``y``, ``x_test`` and ``y_test`` (and optionally ``task_id``, and
+``t``: when each training example arrived, in seconds, which a run on the wall clock needs:
+``--real-time --wall-clock``; the stream's time never goes back, within a file or across). A
 ledger of the files taken (name, size, hash), saved in every checkpoint, makes each file one
 experience exactly once: a file that arrives later is taken later whatever its name, and a
 file already learned that changes or vanishes is refused, since its test set is part of the
@@ -42,6 +44,7 @@ class FolderStream:
         idle_timeout: float | None = None,
         should_stop: Callable[[], bool] = lambda: False,
         echo: Callable[[str], None] = print,
+        timed: bool = False,
     ) -> None:
         self.folder = Path(folder)
         if not self.folder.is_dir():
@@ -52,6 +55,8 @@ class FolderStream:
         self.idle_timeout = idle_timeout
         self.should_stop = should_stop
         self.echo = echo
+        self.timed = timed  # its examples carry their arrival seconds (``t``): the wall clock's
+        self.times: dict[int, np.ndarray] = {}  # experience -> t of each training example
         self.ledger: list[dict] = []  # files taken: name, size, blake2b; saved in checkpoints
         self.loaded: list[Experience] = []
         self.taken_here = 0
@@ -194,8 +199,43 @@ class FolderStream:
             )
         if len(yt) == 0:
             raise StreamError(f"{what} has no test data")
+        if self.timed:
+            self.times[i] = self._arrival_times(data, len(y), i, what)
         exp = Experience(i, x, y, xt, yt, task, tuple(sorted(set(y.tolist()))))
         return exp, _entry(path.name, raw)
+
+    def _arrival_times(self, data: dict, n: int, i: int, what: str) -> np.ndarray:
+        """A timed file's ``t``: one finite second count per training example, never going
+        back (within the file, or before the last example of the file before)."""
+        if "t" not in data:
+            raise StreamError(
+                f"{what}: no t array; on the wall clock (--wall-clock) each task file needs t, "
+                "the arrival time of each training example in seconds"
+            )
+        t = data["t"]
+        if t.dtype.kind not in "iuf" or t.shape != (n,):
+            raise StreamError(
+                f"{what}: t must be {n} numbers (one a training example), got {t.dtype} of "
+                f"shape {t.shape}"
+            )
+        t = t.astype(np.float64)
+        if not np.isfinite(t).all():
+            raise StreamError(
+                f"{what}: t has NaN or inf at example {int(np.argmin(np.isfinite(t)))}"
+            )
+        back = np.flatnonzero(np.diff(t) < 0)
+        if len(back):
+            raise StreamError(
+                f"{what}: t goes back at example {int(back[0]) + 1} ({t[back[0]]} -> "
+                f"{t[back[0] + 1]}); a stream's examples arrive in time order"
+            )
+        before = self.times.get(i - 1)
+        if before is not None and len(before) and len(t) and t[0] < before[-1]:
+            raise StreamError(
+                f"{what}: its first example arrives at {t[0]}, before the last of the file "
+                f"before it ({before[-1]}); the stream's time never goes back"
+            )
+        return t
 
 
 def _entry(name: str, data: bytes) -> dict:

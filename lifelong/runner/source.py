@@ -38,6 +38,7 @@ class Source:
                 cfg.n_classes,
                 should_stop=lambda: stop.requested,
                 echo=echo,
+                timed=cfg.real_time and cfg.wall_clock,
                 **follow_options,
             )
             self.total = None

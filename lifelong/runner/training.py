@@ -231,20 +231,22 @@ class Training:
     def _batches_of(self, exp: Experience):
         """(b, x, y) from batch ``progress.batch`` on: a live stream's in arrival order, a
         whole experience's checked once (0.1 ms against 1.5 a batch) and, unless ``shuffle``
-        is off, in a seeded random order."""
+        is off, in a seeded random order; a timed followed file's in its order, each batch
+        with the second it arrived (its last example's ``t``)."""
         live, cfg, i = self.source.live, self.cfg, self.progress.experience
         if live is not None and hasattr(live, "batches"):
             yield from self._untimed_iter(live.batches(exp, self.progress.batch, cfg.batch_size))
             return
         if exp.n_train:
             self.agent.check_data(exp.x_train, exp.y_train, i, 0)
-        yield from _batches(
-            exp,
-            learning_order(cfg, i, exp.n_train),
-            cfg.batch_size,
-            self.progress.batch,
-            self.agent.device,
-        )
+        times = getattr(live, "times", {}).get(i) if isinstance(self.clock, WallClock) else None
+        order = learning_order(cfg, i, exp.n_train) if times is None else torch.arange(exp.n_train)
+        batches = _batches(exp, order, cfg.batch_size, self.progress.batch, self.agent.device)
+        if times is None:
+            yield from batches
+            return
+        for b, x, y in batches:  # in the order they came, each when its last example did
+            yield b, x, y, float(times[min((b + 1) * cfg.batch_size, exp.n_train) - 1])
 
     def _untimed_iter(self, items):
         """Each item of ``items`` with the wait for it off the training clock."""

@@ -16,6 +16,13 @@ a run learned is recorded (``learned_batches`` at each experience end) and its c
 checkpointed, and a learner restarted after a crash takes the batches that came while it
 was down as a stream that did not wait would: it learns the first and, busy with it,
 answers the rest.
+
+A followed folder on the wall clock (``run --follow DIR --real-time --wall-clock``) has its
+stream's own times: each task file's ``t``, the second each training example arrived (a
+recorded stream's timestamps, or a writer's ``time.time()``), a batch arriving with its
+last example. Those are not this machine's clock, so the learner there is busy from a
+batch's arrival for the seconds its update took (``replayed``), and the wait for files is
+no part of the stream's time.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ class WallClock(StreamClock):
     last_arrival: float | None = None
     gap_seconds: float | None = None  # running average of the time between two arrivals
     unit_seconds: float | None = None  # running average of the learner's seconds per unit
+    replayed: bool = False  # arrivals are the stream's own times (a followed file's ``t``)
     now: Callable[[], float] = field(default=time.time, repr=False, compare=False)
 
     def arrive(self, at: float | None = None) -> bool:
@@ -61,7 +69,7 @@ class WallClock(StreamClock):
     def took(self, cost: float, number: int | None = None, seconds: float = 0.0) -> None:
         """The learner learned the arriving batch: ``cost`` units in ``seconds``, and is free
         from now on."""
-        self.busy_until = self.now()
+        self.busy_until = self.last_arrival + seconds if self.replayed else self.now()
         self.spent += seconds
         if cost > 0 and seconds > 0:
             self.unit_seconds = _averaged(self.unit_seconds, seconds / cost)
@@ -69,7 +77,11 @@ class WallClock(StreamClock):
 
     def busy(self, cost: float) -> None:
         """Work between batches (an experience's end) has just finished: free from now."""
-        self.busy_until = max(self.busy_until, self.now())
+        if self.replayed:  # as long as that compute takes at the learner's measured speed
+            self.busy_until = max(self.busy_until, self.last_arrival or 0.0)
+            self.busy_until += cost * (self.unit_seconds or 0.0)
+        else:
+            self.busy_until = max(self.busy_until, self.now())
 
     def summary(self, agent) -> dict:
         out = super().summary(agent)
@@ -89,15 +101,16 @@ class WallClock(StreamClock):
 
 
 def clock_for_run(cfg, checkpointed: dict | None, named: bool, timed: bool) -> StreamClock | None:
-    """A run's clock: as checkpointed, or new: in seconds where a served stream's batches
-    carry the time they came (real time); in compute where the stream does not wait or
-    labels late; for near-future accuracy alone on a named stream that waits and labels at
-    once (its next batch is there to predict; a live one's is not), unless that measure is
-    off. None otherwise, and for a run resumed from a checkpoint made without one."""
+    """A run's clock: as checkpointed, or new: in seconds where a served stream's or a timed
+    followed folder's batches carry the time they came (real time); in compute where the
+    stream does not wait or labels late; for near-future accuracy alone on a named stream
+    that waits and labels at once (its next batch is there to predict; a live one's is not),
+    unless that measure is off. None otherwise, and for a run resumed from a checkpoint made
+    without one."""
     if checkpointed is not None:
         return clock_from_dict(checkpointed)
-    if timed and cfg.real_time:
-        return WallClock(interval=0.0)
+    if timed and cfg.real_time:  # a followed folder's times are its files' own
+        return WallClock(interval=0.0, replayed=bool(cfg.follow))
     clock = StreamClock.for_run(cfg.batch_size, cfg.stream_rate)
     clock.waits, clock.delayed = not cfg.real_time, cfg.label_delay > 0
     return clock if (cfg.real_time or cfg.label_delay or (named and cfg.near_future)) else None
