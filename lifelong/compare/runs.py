@@ -7,6 +7,7 @@ everyone, so the metrics differ only by what the methods learned.
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import time
 from dataclasses import replace
@@ -134,6 +135,10 @@ def run_baseline(
     # a deprecated function (its own replay plugin calls one), so an "ignore" filter loses
     with warnings.catch_warnings(record=True):
         torch.manual_seed(seed)
+        # and the host's generators, which Avalanche's plugins draw from too (A-GEM fills its
+        # memory by ``random.shuffle``): unseeded, its runs differed rerun to rerun
+        random.seed(seed)
+        np.random.seed(seed)
         model = baseline_model(stream, cfg.hidden).to(device)
         train = list(streams.to_avalanche(stream).train_stream) if len(stream) else []
         strategy = make_strategy(
