@@ -56,6 +56,7 @@ class FolderStream:
         self.should_stop = should_stop
         self.echo = echo
         self.timed = timed  # its examples carry their arrival seconds (``t``): the wall clock's
+        self.recorded_times = timed  # a stream's own times, not this machine's clock
         self.times: dict[int, np.ndarray] = {}  # experience -> t of each training example
         self.ledger: list[dict] = []  # files taken: name, size, blake2b; saved in checkpoints
         self.loaded: list[Experience] = []

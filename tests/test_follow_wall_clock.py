@@ -121,3 +121,16 @@ def test_the_stream_times_clock_is_busy_from_arrival_and_checkpoints_as_such():
 def test_the_wall_clock_needs_a_followed_folder_in_real_time(options):
     with pytest.raises(ConfigError, match="wall_clock .* needs --follow and --real-time"):
         RunConfig(**options).validate()
+
+
+def test_a_served_folder_refuses_the_wall_clock_flag_it_has_already(tmp_path, capsys):
+    """``serve``'s real time is in seconds already (when the log takes each batch): the flag
+    is refused in one line, before any folder is made."""
+    from lifelong import cli
+
+    (tmp_path / "inbox").mkdir()
+    args = ["serve", "--follow", str(tmp_path / "inbox"), "--real-time", "--wall-clock"]
+    code = cli.main([*args, "--out", str(tmp_path / "served"), "--port", "0"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--wall-clock is run --follow's" in err and not (tmp_path / "served").exists()

@@ -87,7 +87,8 @@ class Training:
         # a named stream's run from its start (not an older run's checkpoint made without one)
         named = self.source.live is None and not p.ends and p.position == 0
         timed = getattr(self.source.live, "timed", False)
-        self.clock = clock_for_run(self.cfg, p.clock, named, timed)
+        recorded = getattr(self.source.live, "recorded_times", False)  # a followed file's t
+        self.clock = clock_for_run(self.cfg, p.clock, named, timed, recorded)
         self.pending = self._pending_labels()
         if p.untrained is None:
             p.untrained = evaluate(agent, self.source.test_sets())

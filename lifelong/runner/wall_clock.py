@@ -100,7 +100,9 @@ class WallClock(StreamClock):
         return data
 
 
-def clock_for_run(cfg, checkpointed: dict | None, named: bool, timed: bool) -> StreamClock | None:
+def clock_for_run(
+    cfg, checkpointed: dict | None, named: bool, timed: bool, recorded: bool = False
+) -> StreamClock | None:
     """A run's clock: as checkpointed, or new: in seconds where a served stream's or a timed
     followed folder's batches carry the time they came (real time); in compute where the
     stream does not wait or labels late; for near-future accuracy alone on a named stream
@@ -109,8 +111,8 @@ def clock_for_run(cfg, checkpointed: dict | None, named: bool, timed: bool) -> S
     without one."""
     if checkpointed is not None:
         return clock_from_dict(checkpointed)
-    if timed and cfg.real_time:  # a followed folder's times are its files' own
-        return WallClock(interval=0.0, replayed=bool(cfg.follow))
+    if timed and cfg.real_time:  # ``recorded``: the stream's own times, not this machine's
+        return WallClock(interval=0.0, replayed=recorded)
     clock = StreamClock.for_run(cfg.batch_size, cfg.stream_rate)
     clock.waits, clock.delayed = not cfg.real_time, cfg.label_delay > 0
     return clock if (cfg.real_time or cfg.label_delay or (named and cfg.near_future)) else None

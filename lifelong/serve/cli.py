@@ -112,6 +112,11 @@ def serve_command(args) -> int:
     cfg = config_from_args(args)
     cfg.stream, cfg.progress = "serve", False  # no bar: the dashboard and /v1/run show progress
     cfg.validate()
+    if cfg.wall_clock:
+        raise ConfigError(
+            "--wall-clock is run --follow's: a served stream's real time is already in seconds, "
+            "each batch arriving when the ingest log takes it"
+        )
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be 0 (any free port) to 65535, got {args.port}")
     if args.max_queue <= 0 or args.publish_every <= 0 or args.max_body_mb <= 0:
