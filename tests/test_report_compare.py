@@ -312,26 +312,26 @@ def test_avalanche_gets_a_head_per_task_on_task_incremental_streams():
 def test_an_older_compare_folders_rows_are_read_as_this_version_writes_them(tmp_path):
     """Rows an earlier version wrote (a method since renamed, no min-ACC) come back under
     the present name, with min-ACC and WC-ACC from their matrix's experience ends."""
-    from lifelong.compare.runs import _earlier_runs
+    from lifelong.compare.earlier import earlier_runs
     from lifelong.errors import ConfigError
 
     matrix = [[0.9, 0.0], [0.6, 0.8]]
     old = {"method": "ours-controller", "seed": 0, "matrix": matrix, "untrained": [0.1, 0.1]}
     record = {"stream": "split-digits", "memory": 60, "label_delay": 0, "runs": [old]}
     (tmp_path / "results.json").write_text(json.dumps(record))
-    (row,) = _earlier_runs(tmp_path, ("split-digits", 60, 0, 0))
+    (row,) = earlier_runs(tmp_path, ("split-digits", 60, 0, 0))
     assert row["method"] == "ours-lamaml"
     assert row["min_acc"] == pytest.approx(0.6) and row["wc_acc"] == pytest.approx(0.7)
     with pytest.raises(ConfigError, match="evaluated every 5 updates"):
-        _earlier_runs(tmp_path, ("split-digits", 60, 0, 5))
+        earlier_runs(tmp_path, ("split-digits", 60, 0, 5))
     record["runs"] = [{"method": "replay", "seed": 0}]  # no matrix: not ours to merge
     (tmp_path / "results.json").write_text(json.dumps(record))
     with pytest.raises(ConfigError, match="is not a compare's results"):
-        _earlier_runs(tmp_path, ("split-digits", 60, 0, 0))
+        earlier_runs(tmp_path, ("split-digits", 60, 0, 0))
     record["runs"] = [{**old, "seed": "0"}]  # a seed that is not an integer cannot be merged
     (tmp_path / "results.json").write_text(json.dumps(record))
     with pytest.raises(ConfigError, match="is not a compare's results"):
-        _earlier_runs(tmp_path, ("split-digits", 60, 0, 0))
+        earlier_runs(tmp_path, ("split-digits", 60, 0, 0))
     (tmp_path / "results.json").write_text("[1, 2]")  # JSON, but no compare's record
     with pytest.raises(ConfigError, match="is not a compare's results"):
-        _earlier_runs(tmp_path, ("split-digits", 60, 0, 0))
+        earlier_runs(tmp_path, ("split-digits", 60, 0, 0))

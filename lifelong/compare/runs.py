@@ -6,7 +6,6 @@ everyone, so the metrics differ only by what the methods learned.
 
 from __future__ import annotations
 
-import json
 import random
 import shutil
 import time
@@ -18,6 +17,7 @@ import torch
 
 from lifelong import metrics
 from lifelong.compare.baseline_model import accuracies, baseline_model
+from lifelong.compare.earlier import REFINED, RENAMED_METHODS, earlier_runs
 from lifelong.compare.outputs import write_outputs
 from lifelong.compare.strategies import BASELINES, make_strategy
 from lifelong.config import ConfigError, RunConfig
@@ -35,7 +35,6 @@ OURS = {
 }
 METHODS = (*OURS, *BASELINES)
 # names once used: "controller" named both La-MAML's rates and the prediction controller
-RENAMED_METHODS = {"ours-controller": "ours-lamaml", "ours-controller-1x": "ours-lamaml-1x"}
 BUDGET_PREFIX = "ours@"  # ours@0.5: the default agent at 0.5 gradient steps per example
 
 
@@ -248,7 +247,6 @@ def run_ours(
 
 
 REAL_TIME_KEYS = ("learned_share", "near_future_accuracy")  # a real-time run's own measures
-REFINED = ("min_acc", "wc_acc")  # continual evaluation's, finer than the matrix's
 
 
 def _one(job: tuple) -> dict:
@@ -297,8 +295,8 @@ def compare(
     delay, every = cfg.label_delay, cfg.eval_every or 0
     protocol = (stream_name, memory, delay, every)
     where = out / REAL_TIME
-    earlier = _earlier_runs(out, protocol)  # a folder of another protocol: refused up front
-    earlier_timed = _earlier_runs(where, protocol) if cfg.real_time else []
+    earlier = earlier_runs(out, protocol)  # a folder of another protocol: refused up front
+    earlier_timed = earlier_runs(where, protocol) if cfg.real_time else []
     results = _merged(_run_all(todo, jobs, address, out, "compare"), earlier)
     write_outputs(results, stream_name, memory, out, delay, every)
     if cfg.real_time:  # the same methods and seeds again, on a stream that does not wait
@@ -335,65 +333,11 @@ def _run_all(todo: list[tuple], jobs: int, address: str | None, out: Path, desc:
     return results
 
 
-def _earlier_runs(out: Path, protocol: tuple[str, int, int, int]) -> list[dict]:
-    """The runs an earlier compare left in ``out``, which a compare of fewer methods into the
-    same folder keeps. A folder of another stream, memory, label delay or evaluation
-    interval (``protocol``) is refused, not mixed: rows whose min-ACC came from experience
-    ends beside rows refined every N updates would not compare."""
-    path = out / "results.json"
-    if not path.exists():
-        return []
-    try:
-        earlier = json.loads(path.read_text())
-    except ValueError:
-        return []  # unreadable: this compare's results replace it
-    if not isinstance(earlier, dict):
-        raise _not_a_compare(path)
-    theirs = (
-        earlier.get("stream"),
-        earlier.get("memory"),
-        earlier.get("label_delay", 0),
-        earlier.get("eval_every", 0),
-    )
-    if theirs != protocol:
-        raise ConfigError(
-            f"{out} holds a compare of {_described(*theirs)}, not "
-            f"{_described(*protocol)}; use another --out"
-        )
-    try:
-        return [_as_now(r) for r in earlier.get("runs", [])]
-    except (KeyError, TypeError, ValueError, AttributeError):
-        raise _not_a_compare(path) from None
-
-
-def _not_a_compare(path: Path) -> ConfigError:
-    return ConfigError(
-        f"{path} is not a compare's results (rows with their method, seed and matrix); "
-        "use another --out, or move it away"
-    )
-
-
-def _as_now(row: dict) -> dict:
-    """An earlier compare's row as this version writes it: its method's present name, and
-    the measures the matrix gives that it predates (min-ACC and WC-ACC from its ends)."""
-    if isinstance(row["seed"], bool) or not isinstance(row["seed"], int):  # merged by seed
-        raise TypeError(f"seed {row['seed']!r} is not an integer")
-    row = {**row, "method": RENAMED_METHODS.get(row["method"], row["method"])}
-    ends = metrics.summary(np.array(row["matrix"], float), row.get("untrained"))
-    return {**{k: ends[k] for k in REFINED}, **row}
-
-
 def _merged(results: list[dict], earlier: list[dict]) -> list[dict]:
     """This compare's runs and the earlier ones it did not redo, in the table's order."""
     redone = {(r["method"], r["seed"]) for r in results}
     kept = [r for r in earlier if (r["method"], r["seed"]) not in redone]
     return sorted(kept + results, key=lambda r: (_order(r["method"]), r["seed"]))
-
-
-def _described(stream_name: str, memory: int, delay: int, every: int) -> str:
-    late = f" with labels {delay} batches late" if delay else ""
-    evaluated = f" evaluated every {every} updates" if every else " evaluated at experience ends"
-    return f"{stream_name} at memory {memory}{late}{evaluated}"
 
 
 def parse_seeds(text: str) -> list[int]:
