@@ -10,7 +10,7 @@ STREAM ?= split-mnist5k
 SEED   ?= 0
 JOBS   ?= 1
 
-.PHONY: install run test test-gpu bench-gpu test-fast browser serve bench-serve bench-sweep faults lint bench bench-store bench-agent bench-step bench-startup compare results results-real-time results-label-delay results-continual-eval heldout heldout-real-time ablation clean
+.PHONY: install run test test-gpu bench-gpu test-fast browser serve bench-serve bench-sweep faults lint bench bench-store bench-agent bench-step bench-startup compare results results-real-time results-label-delay results-continual-eval heldout heldout-real-time heldout-label-delay ablation clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -121,6 +121,9 @@ heldout: $(STAMP)  # the goals where nothing was tuned (docs/results/heldout.md)
 
 heldout-real-time: $(STAMP)  # #27's real-time goals where nothing was tuned (docs/results/heldout-real-time.md)
 	$(BIN)/python bench/heldout_real_time.py --jobs 2
+
+heldout-label-delay: $(STAMP)  # #27's label-delay goal where nothing was tuned (docs/results/heldout-label-delay.md)
+	$(BIN)/python bench/heldout_label_delay.py --jobs 2
 
 ablation: $(STAMP)  # what each ingredient of the default adds (docs/results/ablation.md)
 	$(BIN)/python bench/ablation.py --jobs 2

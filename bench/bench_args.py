@@ -21,3 +21,15 @@ def streams_and_seeds(prog: str, streams: str, seeds: str) -> tuple[list[str], l
         return names, parse_seeds(seeds)
     except (ConfigError, StreamError) as error:
         sys.exit(f"{prog}: error: {error}")
+
+
+def stream_rates(prog: str, rates: str) -> list[float]:
+    """The comma-separated stream rates of a bench's ``--rates``, each above 0; exits with
+    ``prog: error: ...`` otherwise."""
+    try:
+        values = [float(r) for r in rates.split(",")]
+    except ValueError:
+        sys.exit(f"{prog}: error: --rates {rates!r}: numbers, comma-separated")
+    if not all(r > 0 for r in values):
+        sys.exit(f"{prog}: error: --rates {rates!r}: each must be above 0")
+    return values

@@ -36,12 +36,17 @@ def folder(stream: str, seeds: str) -> Path:
     return ROOT / "runs" / "heldout-real-time" / f"{stream}-seeds-{seeds}"
 
 
-def run_checks(checks: list[tuple[str, str]], jobs: int) -> None:
+def compare_each(checks: list[tuple[str, str]], jobs: int, out_of, *protocol: str) -> None:
+    """One ``lifelong compare`` a check, at memory 500, with ``protocol``'s arguments, into
+    ``out_of(stream, seeds)``."""
     for stream, seeds in checks:
         cmd = [str(Path(sys.executable).parent / "lifelong"), "compare", "--stream", stream]
-        cmd += ["--seeds", seeds, "--methods", "all", "--compute", "0.1,0.2", "--real-time"]
-        cmd += ["--memory", "500", "--jobs", str(jobs), "--no-progress"]
-        subprocess.run([*cmd, "--out", str(folder(stream, seeds))], check=True)
+        cmd += ["--seeds", seeds, *protocol, "--memory", "500", "--jobs", str(jobs)]
+        subprocess.run([*cmd, "--no-progress", "--out", str(out_of(stream, seeds))], check=True)
+
+
+def run_checks(checks: list[tuple[str, str]], jobs: int) -> None:
+    compare_each(checks, jobs, folder, "--methods", "all", "--compute", "0.1,0.2", "--real-time")
 
 
 def real_time_row(name: str, summary: list[dict]) -> str:
@@ -60,23 +65,41 @@ def real_time_row(name: str, summary: list[dict]) -> str:
     )
 
 
-def table(checks: list[tuple[str, str]]) -> str:
+def checks_table(prog: str, header: str, row, results_of, checks: list[tuple[str, str]]) -> str:
+    """The table of every check run so far (``results_of(stream, seeds)``: its results.json),
+    a ``row`` a check, written to docs/results/ under ``prog``'s name."""
     summaries = {}
     for stream, seeds in checks:
-        path = folder(stream, seeds) / "real-time" / "results.json"
+        path = results_of(stream, seeds)
         if path.exists():
             summaries[f"{stream}, seeds {seeds}"] = json.loads(path.read_text())["summary"]
     if not summaries:
-        sys.exit("heldout_real_time: no results yet; run `python bench/heldout_real_time.py`")
-    return written_table("heldout-real-time", HEADER, summaries, real_time_row)
+        sys.exit(f"{prog}: no results yet; run `python bench/{prog}.py`")
+    return written_table(prog.replace("_", "-"), header, summaries, row)
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(doc: str, run, table) -> None:
+    """Run the checks (``run(checks, jobs)``; rotated-mnist5k only when asked), then print
+    ``table(checks)`` of every check run so far; ``--table``: the table alone."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--table", action="store_true", help="only the table, from the runs")
     parser.add_argument("--with-rotated", action="store_true", help="rotated-mnist5k too")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time")
     args = parser.parse_args()
     if not args.table:
-        run_checks(CHECKS + (LONG if args.with_rotated else []), args.jobs)
+        run(CHECKS + (LONG if args.with_rotated else []), args.jobs)
     print(table(CHECKS + LONG))  # every check run so far, rotated-mnist5k's where it was
+
+
+def table(checks: list[tuple[str, str]]) -> str:
+    return checks_table(
+        "heldout_real_time",
+        HEADER,
+        real_time_row,
+        lambda stream, seeds: folder(stream, seeds) / "real-time" / "results.json",
+        checks,
+    )
+
+
+if __name__ == "__main__":
+    main(__doc__, run_checks, table)

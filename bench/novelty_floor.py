@@ -31,7 +31,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from bench_args import streams_and_seeds
+from bench_args import stream_rates, streams_and_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST, SLOW = 0.5, 0.05  # weights of a batch's error in the recent and the usual running means
@@ -132,12 +132,7 @@ def main() -> None:
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     streams, seeds = streams_and_seeds("novelty_floor", args.streams, args.seeds)
-    try:
-        rates = [float(r) for r in args.rates.split(",")]
-    except ValueError:
-        sys.exit(f"novelty_floor: error: --rates {args.rates!r}: numbers, comma-separated")
-    if not all(r > 0 for r in rates):
-        sys.exit(f"novelty_floor: error: --rates {args.rates!r}: each must be above 0")
+    rates = stream_rates("novelty_floor", args.rates)
     jobs = [(s, r, seed, a) for s in streams for r in rates for seed in seeds for a in ARMS]
     with ProcessPoolExecutor(max(1, args.jobs)) as pool:
         runs = list(pool.map(run_arm, jobs))

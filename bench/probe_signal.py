@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_args import streams_and_seeds
+from bench_args import stream_rates, streams_and_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE, PER_BATCH, BLOCK = 200, 2, 20  # BLOCK: batches revealed (stream time), not learned
@@ -169,12 +169,7 @@ def main() -> None:
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     streams, seeds = streams_and_seeds("probe_signal", args.streams, args.seeds)
-    try:
-        rates = [float(r) for r in args.rates.split(",")]
-    except ValueError:
-        sys.exit(f"probe_signal: error: --rates {args.rates!r}: numbers, comma-separated")
-    if not all(r > 0 for r in rates):
-        sys.exit(f"probe_signal: error: --rates {args.rates!r}: each must be above 0")
+    rates = stream_rates("probe_signal", args.rates)
     table = {}
     print(
         "| stream | rate | final acc floor 0 / 0.25 | block reward 0 / 0.25 (std) | blocks "
