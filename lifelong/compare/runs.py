@@ -159,7 +159,7 @@ def run_baseline(
                 for k in pieces:
                     t = time.perf_counter()
                     with meter.metering():
-                        strategy.train(train[k])
+                        strategy.train(train[k], shuffle=cfg.shuffle)  # as ours sees it
                         _synchronize(device)
                     seconds += time.perf_counter() - t
                 if answers is not None:
