@@ -13,6 +13,7 @@ import numpy as np
 from lifelong import metrics
 from lifelong.errors import ConfigError
 
+# names once used: "controller" named both La-MAML's rates and the prediction controller
 RENAMED_METHODS = {"ours-controller": "ours-lamaml", "ours-controller-1x": "ours-lamaml-1x"}
 REFINED = ("min_acc", "wc_acc")  # continual evaluation's, finer than the matrix's
 

@@ -34,7 +34,6 @@ OURS = {
     "ours-lamaml-1x": {"learned_rates": True, "iters": 1, "replay_batch": 10},
 }
 METHODS = (*OURS, *BASELINES)
-# names once used: "controller" named both La-MAML's rates and the prediction controller
 BUDGET_PREFIX = "ours@"  # ours@0.5: the default agent at 0.5 gradient steps per example
 
 
