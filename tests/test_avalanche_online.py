@@ -142,6 +142,8 @@ def test_a_strategy_that_draws_from_pythons_random_repeats_its_run():
     random.random()  # whatever else drew from it since
     again = run_baseline("a-gem", "split-digits", 0, 50, CFG, online=False)
     assert again["matrix"] == first["matrix"]
+    large = run_baseline("a-gem", "split-digits", 2**33, 50, CFG, online=False)  # any seed
+    assert len(large["matrix"]) == 3  # ours takes (`lifelong run --seed`), theirs too
 
 
 @pytest.mark.parametrize("shuffle", [False, True])

@@ -136,7 +136,7 @@ def run_baseline(
         # and the host's generators, which Avalanche's plugins draw from too (A-GEM fills its
         # memory by ``random.shuffle``): unseeded, its runs differed rerun to rerun
         random.seed(seed)
-        np.random.seed(seed)
+        np.random.seed(seed % 2**32)  # its legacy seeding takes 32 bits; ours take any seed
         model = baseline_model(stream, cfg.hidden).to(device)
         train = list(streams.to_avalanche(stream).train_stream) if len(stream) else []
         strategy = make_strategy(
