@@ -11,6 +11,7 @@ checkpoint state ``agent_state.py``.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -212,7 +213,7 @@ class Agent:
         if step is None:
             step = self._steps[key] = StaticStep(
                 lambda xs, ys, us: self._learn(xs, ys, None, None, us),
-                lambda *a: agent_average.update(self, *a),
+                functools.partial(agent_average.update, self),
                 (x, y, u),
                 self.device,
             )
