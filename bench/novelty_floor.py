@@ -143,20 +143,13 @@ def main() -> None:
         for rate in rates:
             cell = {}
             for arm in ARMS:
-                acc = [
-                    r["final_accuracy"]
-                    for r in runs
-                    if (r["stream"], r["rate"], r["arm"]) == (stream, rate, arm)
-                ]
-                off = [
-                    r["floor_off_share"]
-                    for r in runs
-                    if (r["stream"], r["rate"], r["arm"]) == (stream, rate, arm)
-                ]
+                key = (stream, rate, arm)
+                mine = [r for r in runs if (r["stream"], r["rate"], r["arm"]) == key]
+                acc = [r["final_accuracy"] for r in mine]
                 cell[arm] = {
                     "mean": float(np.mean(acc)),
                     "std": float(np.std(acc)),
-                    "floor_off": float(np.mean(off)),
+                    "floor_off": float(np.mean([r["floor_off_share"] for r in mine])),
                 }
             table[f"{stream}@{rate:g}"] = cell
             best = max(c["mean"] for c in cell.values())
