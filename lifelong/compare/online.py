@@ -9,20 +9,16 @@ plugin counts the experience's rows down as they pass, so a replayed row is neve
 A strategy whose minibatches are not the stream as it comes has no online accuracy here:
 Cumulative (every past experience again) and GDumb (its buffer, from scratch).
 
-On a stream that does not wait, the batches a strategy was too busy to learn are answered
-too, each by the model after the iterations its window had made when the batch arrived
-(``answers_due``); the window's batches are in Avalanche's shuffled order, so that model may
-have learned from batches of the window that came after (never the answered batch itself:
-it is not learned). Labels that come late would need the answer on arrival of a batch the
-window's shuffle may already have trained on, so under ``--label-delay`` Avalanche's online
-accuracy is not measured.
-
 Near-future accuracy (Hammoud et al., ICCV 2023), on a stream that waits: as minibatch t
 arrives, the model that has learned up to t - 1 predicts minibatch t + 1's incoming rows.
 The plugin cannot see t + 1 at t, so it keeps the weights it met at t (``Behind``) and
 answers t + 1 with them when t + 1 comes; the stream is the strategy's own minibatches, in
-its loader's order, across experiences. Where the stream does not wait the minibatches
-skip the batches a strategy was too busy for, so there it is ours only.
+its loader's order, across experiences.
+
+On a stream that does not wait, or whose labels come late, the strategy trains each window's
+batches in the order they arrived, and the plugin answers by a schedule fixed before its loop
+(``schedule.answers_on_arrival``): each arriving batch, and the batch after it (near-future),
+by the model of the window's iterations made before that arrival, as our runner answers them.
 """
 
 from __future__ import annotations
@@ -33,9 +29,9 @@ from dataclasses import dataclass
 
 import torch
 
-NOT_ONLINE = ("cumulative", "gdumb")  # their minibatches are not the stream as it arrives
+from lifelong.compare.schedule import Answer
 
-Due = tuple[int, torch.Tensor, torch.Tensor, int]  # (iterations before it, x, y, task)
+NOT_ONLINE = ("cumulative", "gdumb")  # their minibatches are not the stream as it arrives
 
 
 @dataclass
@@ -64,28 +60,30 @@ class Behind:
 
 def online_plugin(name: str, near_future: bool = False):
     """The plugin for strategy ``name``, or None where online accuracy has no meaning;
-    ``near_future``: count near-future accuracy too (a stream that waits)."""
+    ``near_future``: count near-future accuracy too, from its own minibatches (a stream that
+    waits; a scheduled window's near-future answers come with its schedule)."""
     if name in NOT_ONLINE:
         return None
     from avalanche.core import SupervisedPlugin
 
     class OnlineAnswers(SupervisedPlugin):
-        """Counts right answers to incoming rows before each update, and to the batches
-        due in the current window."""
+        """Counts right answers to incoming rows before each update or, in a scheduled
+        window, to each batch as it arrives."""
 
         def __init__(self) -> None:
             super().__init__()
             self.correct = self.seen = 0
             self.remaining = 0  # the experience's rows not yet seen in a minibatch
             self.iterations = 0  # training iterations made in the current window
-            self.due: list[Due] = []
+            self.due: list[Answer] | None = None  # a scheduled window's answers, in order
             self.seconds = 0.0  # spent answering: not the strategy's training time
             self.near_correct = self.near_seen = 0
             self.behind: Behind | None = None  # the weights met at the last minibatch
             self.unmetered = contextlib.nullcontext  # the compute meter's pause, if metered
 
-        def start_window(self, due: list[Due]) -> None:
-            self.iterations, self.due = 0, sorted(due, key=lambda d: d[0])
+        def start_window(self, due: list[Answer]) -> None:
+            """A scheduled window starts: answer ``due`` as its iterations reach them."""
+            self.iterations, self.due = 0, sorted(due, key=lambda a: a.after)
 
         def finish_window(self, model, device) -> None:
             """Answer what is still due, with the window's final model."""
@@ -97,23 +95,34 @@ def online_plugin(name: str, near_future: bool = False):
         def before_training_iteration(self, strategy, **kwargs) -> None:
             started = time.perf_counter()
             with self.unmetered():
-                self._answer_due(strategy.model, strategy.device, upto=self.iterations)
-                n = min(self.remaining, strategy.train_mb_size, len(strategy.mb_y))
-                self.remaining -= n
-                x, y, t = strategy.mb_x[:n], strategy.mb_y[:n], strategy.mb_task_id[:n]
-                self.correct += _hits(strategy.model, x, y, t)
-                self.seen += n
-                if near_future and n:
-                    self._look_back(strategy.model, x, y, t)
+                if self.due is not None:
+                    self._answer_due(strategy.model, strategy.device, upto=self.iterations)
+                else:
+                    self._answer_incoming(strategy)
             self.iterations += 1
             self.seconds += time.perf_counter() - started
 
+        def _answer_incoming(self, strategy) -> None:
+            """A waiting stream: the minibatch's incoming rows, before the update."""
+            n = min(self.remaining, strategy.train_mb_size, len(strategy.mb_y))
+            self.remaining -= n
+            x, y, t = strategy.mb_x[:n], strategy.mb_y[:n], strategy.mb_task_id[:n]
+            self.correct += _hits(strategy.model, x, y, t)
+            self.seen += n
+            if near_future and n:
+                self._look_back(strategy.model, x, y, t)
+
         def _answer_due(self, model, device, upto: int | None) -> None:
-            while self.due and (upto is None or self.due[0][0] <= upto):
-                _, x, y, task = self.due.pop(0)
-                t = torch.full((len(y),), task, dtype=torch.int64, device=device)
-                self.correct += _hits(model, x.to(device), y.to(device), t)
-                self.seen += len(y)
+            while self.due and (upto is None or self.due[0].after <= upto):
+                a = self.due.pop(0)
+                t = torch.full((len(a.y),), a.task, dtype=torch.int64, device=device)
+                hits = _hits(model, a.x.to(device), a.y.to(device), t)
+                if a.near:
+                    self.near_correct += hits
+                    self.near_seen += len(a.y)
+                else:
+                    self.correct += hits
+                    self.seen += len(a.y)
 
         def _look_back(self, model, x, y, t) -> None:
             """Answer this minibatch as the model of two minibatches back (the arrival of

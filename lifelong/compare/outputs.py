@@ -30,9 +30,9 @@ def aggregate(results: list[dict]) -> list[dict]:
         for k in keys:
             v = np.array([r.get(k) for r in rs], float)  # results from before: no FLOPs
             row[k], row[k + "_std"] = float(v.mean()), float(v.std())
-        # measures some rows lack: online and near-future accuracy Cumulative's, GDumb's
-        # and, under late labels, every Avalanche strategy's (near-future under real time
-        # too); the learned share, where the stream waits and labels at once
+        # measures some rows lack: online and near-future accuracy Cumulative's and
+        # GDumb's (and rows published before Avalanche's were measured under late labels
+        # and real time); the learned share, where the stream waits and labels at once
         for k in ("online_accuracy", "min_acc", *OPTIONAL):
             v = np.array([r.get(k) for r in rs], float)
             known = v[~np.isnan(v)]

@@ -100,14 +100,14 @@ def run_baseline(
 ) -> dict:
     """One Avalanche strategy through the stream; the accuracy matrix and training time.
     ``learned``: under real time or late labels, the batches it learns in each experience's
-    window (``schedule.schedule``); it trains on those alone. ``online``: measure
-    its online accuracy (``online``; not under late labels), off its clocks."""
+    window (``schedule.schedule``); it trains on those alone, in the order they arrived.
+    ``online``: measure its online accuracy (``online``), off its clocks."""
     import warnings
 
     import streams
     from lifelong.compare.continual_eval import continual_eval_plugin
     from lifelong.compare.online import online_plugin
-    from lifelong.compare.schedule import answers_due, scheduled_stream
+    from lifelong.compare.schedule import answers_on_arrival, scheduled_stream
     from lifelong.learner.device import resolve_device
 
     torch.set_num_threads(1)
@@ -117,17 +117,15 @@ def run_baseline(
     revealed = sum(e.n_train for e in experiences)
     windows = [[i] for i in range(len(experiences))]
     waits = learned is None  # the stream as its loader makes it: near-future accuracy too
-    answers = (
-        online_plugin(name, near_future=waits and cfg.near_future)
-        if online and not cfg.label_delay
-        else None
-    )
-    due = [[] for _ in experiences]  # by window: the batches it was too busy for
+    answers = online_plugin(name, near_future=waits and cfg.near_future) if online else None
+    due = []  # by window: each batch's answers on arrival (a scheduled stream's)
     every = cfg.eval_every
     evals = continual_eval_plugin(every, experiences, device) if every else None
     if learned is not None:
         if answers is not None:
-            due = answers_due(stream, learned, cfg.batch_size, seed, cfg.shuffle)
+            due = answers_on_arrival(
+                stream, learned, cfg.batch_size, seed, cfg.shuffle, cfg.label_delay, cfg.near_future
+            )
         stream, windows = scheduled_stream(stream, learned, cfg.batch_size, seed, cfg.shuffle)
     # recorded and dropped: Avalanche 0.6 re-enables its deprecation warnings on every call of
     # a deprecated function (its own replay plugin calls one), so an "ignore" filter loses
@@ -153,15 +151,17 @@ def run_baseline(
                 before = meter.units
                 if evals is not None:
                     evals.window = w
-                if answers is not None:
+                if answers is not None and due:
                     answers.start_window(due[w])
                 for k in pieces:
                     t = time.perf_counter()
                     with meter.metering():
-                        strategy.train(train[k], shuffle=cfg.shuffle)  # as ours sees it
+                        # a window's batches come in our runner's (seeded) order: as they
+                        # arrived; a waiting stream's experience as ours sees it
+                        strategy.train(train[k], shuffle=cfg.shuffle and waits)
                         _synchronize(device)
                     seconds += time.perf_counter() - t
-                if answers is not None:
+                if answers is not None and due:
                     answers.finish_window(strategy.model, device)
                 # our runner's batches (a piece may join two experiences' partial last ones)
                 if learned is not None:

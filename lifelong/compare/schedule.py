@@ -16,6 +16,7 @@ head per experience).
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 
 import torch
@@ -101,28 +102,88 @@ def scheduled_stream(
     return dataclasses.replace(stream, n_experiences=len(pieces), build=build), windows
 
 
-def answers_due(
-    stream: Stream, learned: Learned, batch_size: int, seed: int, shuffle: bool
-) -> list[list[tuple[int, torch.Tensor, torch.Tensor, int]]]:
-    """For each window of a stream that does not wait (labels at once), the batches the
-    strategy was too busy to learn, each with how many of the window's learned batches came
-    before it: (learned before it, x, y, task id), for ``online``'s answers."""
+@dataclasses.dataclass
+class Answer:
+    """A batch a strategy answers in a window, once ``after`` of the window's training
+    iterations are made: the arriving batch (online accuracy) or, ``near``, the batch after
+    it in its experience (near-future accuracy)."""
+
+    after: int
+    x: torch.Tensor
+    y: torch.Tensor
+    task: int
+    near: bool = False
+
+
+def answers_on_arrival(
+    stream: Stream,
+    learned: Learned,
+    batch_size: int,
+    seed: int,
+    shuffle: bool,
+    delay: int = 0,
+    near_future: bool = False,
+) -> list[list[Answer]]:
+    """For each window, what the strategy answers as each of its batches arrives, with the
+    model it has then: after the window's training iterations whose rows were all learned
+    before that arrival (a batch is learned at the arrival that brings its labels, ``delay``
+    arrivals after its own, and the strategy trains a window's batches in that order). A
+    minibatch straddling an arrival (after a partial last batch) is not yet made: the answer
+    never comes from a model that learned a row later than it. On a task-incremental stream a
+    task's head exists only once the strategy starts training that task (Avalanche adds it
+    then), so an arrival before that is answered then, the model having learned only the
+    previous task's late batches since."""
+    rows = [  # of each batch our runner forms, by experience
+        [
+            min(batch_size, e.n_train - b * batch_size)
+            for b in range(_batch_count(e.n_train, batch_size))
+        ]
+        for e in stream
+    ]
+    sizes = [len(r) for r in rows]
+    first = [sum(sizes[:e]) for e in range(len(sizes))]  # each experience's first arrival
     batch = _Batches(stream, batch_size, seed, shuffle)
-    due = []
+    answers: list[list[Answer]] = []
     for i, pairs in enumerate(learned):
-        if any(e != i for e, _ in pairs):
-            raise ValueError("answers_due: a window learned another experience's batch (delay)")
+        ends, starts = _iteration_ends(pairs, rows, batch_size, stream.task_aware)
         exp, _ = batch.experience(i)
         task = int(exp.task_id or 0) if stream.task_aware else 0
-        taken = {b for _, b in pairs}
-        mine, before = [], 0
-        for b in range(_batch_count(exp.n_train, batch_size)):
-            if b in taken:
-                before += 1
-            else:
-                mine.append((before, *batch(i, b), task))
-        due.append(mine)
-    return due
+        mine, learned_rows, k = [], 0, 0
+        for b in range(sizes[i]):
+            arrival = first[i] + b
+            while k < len(pairs) and first[pairs[k][0]] + pairs[k][1] + delay < arrival:
+                learned_rows += rows[pairs[k][0]][pairs[k][1]]
+                k += 1
+            after = bisect.bisect_right(ends, learned_rows) - 1
+            after = max(after, starts.get(i, 0))
+            mine.append(Answer(after, *batch(i, b), task))
+            if near_future and b + 1 < sizes[i]:
+                mine.append(Answer(after, *batch(i, b + 1), task, near=True))
+        answers.append(mine)
+    return answers
+
+
+def _iteration_ends(
+    pairs: list[tuple[int, int]], rows: list[list[int]], batch_size: int, task_aware: bool
+) -> tuple[list[int], dict[int, int]]:
+    """Rows a window's training has learned after each of its iterations (0 before the
+    first), its pieces minibatched apart as ``scheduled_stream`` makes them; and, by
+    experience, the iteration its piece starts at."""
+    ends, starts = [0], {}
+    done, piece, last = 0, 0, None
+    for e, b in [*pairs, (None, None)]:
+        if e is None or (last is not None and task_aware and e != last):
+            for _ in range(-(-piece // batch_size)):  # the piece's minibatches
+                done += min(batch_size, piece)
+                piece -= min(batch_size, piece)
+                ends.append(done)
+        if e is None:
+            break
+        if last is None or (task_aware and e != last):
+            starts.setdefault(e, len(ends) - 1)
+        piece += rows[e][b]
+        last = e
+    return ends, starts
 
 
 class _Batches:
