@@ -30,8 +30,9 @@ from dataclasses import dataclass
 import torch
 
 from lifelong.compare.schedule import Answer
+from lifelong.compare.strategies import OWN_ORDER
 
-NOT_ONLINE = ("cumulative", "gdumb")  # their minibatches are not the stream as it arrives
+NOT_ONLINE = OWN_ORDER  # their minibatches are not the stream as it arrives
 
 
 @dataclass

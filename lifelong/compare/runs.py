@@ -19,7 +19,7 @@ from lifelong import metrics
 from lifelong.compare.baseline_model import accuracies, baseline_model
 from lifelong.compare.earlier import REFINED, RENAMED_METHODS, earlier_runs
 from lifelong.compare.outputs import write_outputs
-from lifelong.compare.strategies import BASELINES, make_strategy
+from lifelong.compare.strategies import BASELINES, make_strategy, shuffles
 from lifelong.config import ConfigError, RunConfig
 from lifelong.learner import compute
 from lifelong.learner.methods import method_class
@@ -156,9 +156,7 @@ def run_baseline(
                 for k in pieces:
                     t = time.perf_counter()
                     with meter.metering():
-                        # a window's batches come in our runner's (seeded) order: as they
-                        # arrived; a waiting stream's experience as ours sees it
-                        strategy.train(train[k], shuffle=cfg.shuffle and waits)
+                        strategy.train(train[k], shuffle=shuffles(name, cfg.shuffle, waits))
                         _synchronize(device)
                     seconds += time.perf_counter() - t
                 if answers is not None and due:

@@ -108,7 +108,6 @@ def make_strategy(
     classes = {
         "naive": T.Naive,
         "cumulative": T.Cumulative,
-        "replay": T.Replay,
         "er-ace": T.ER_ACE,
         "der++": T.DER,
         "mer": T.MER,
@@ -118,5 +117,20 @@ def make_strategy(
         "lwf": T.LwF,
         "lamaml": LaMAML,
     }
-    settings = strategy_settings(name, n_exp, memory, batch, cfg)
-    return classes[name](**shared, **{**settings, **options})
+    settings = {**strategy_settings(name, n_exp, memory, batch, cfg), **options}
+    if name == "replay":  # Avalanche's Replay, its memories drawn at random in any order
+        from lifelong.compare.replay_order import StreamOrderReplay
+
+        return T.Naive(**shared, plugins=[StreamOrderReplay(**settings)])
+    return classes[name](**shared, **settings)
+
+
+OWN_ORDER = ("cumulative", "gdumb")  # they train on data of their own making, not the stream
+
+
+def shuffles(name: str, shuffle: bool, waits: bool) -> bool:
+    """Whether strategy ``name`` shuffles what it trains on: Cumulative (every past
+    experience again) and GDumb (its buffer) always; any other only where the stream waits
+    and ``shuffle`` is on, a window of a stream that does not wait being learned in the
+    order its batches arrived."""
+    return name in OWN_ORDER or (shuffle and waits)
