@@ -3,6 +3,8 @@ them): a summary across streams, then each stream's full table.
 
     python bench/results_readme.py > /tmp/results.md
     python bench/results_readme.py --label-delay 10  # the late-labels table
+    python bench/results_readme.py --online          # online accuracy, waiting / real time
+    python bench/results_readme.py --near-future     # near-future accuracy, the same
 
 """
 
@@ -92,6 +94,43 @@ def late_labels_table(delay: int) -> None:
         )
 
 
+# the answers tables: every method that answers the stream as it comes; class-incremental first
+ANSWERING = ("ours", "ours-1x", "naive", "replay", "er-ace", "der++", "lamaml", "mer", "a-gem")
+ANSWERING += ("ewc", "lwf")
+ANSWER_STREAMS = ("split-mnist5k", "split-digits", "blurry-mnist5k", "split-task-mnist5k")
+ANSWER_STREAMS += ("permuted-mnist5k", "rotated-mnist5k")
+
+
+def answers_table(key: str) -> None:
+    """``key`` (online or near-future accuracy) of every method that answers the stream as it
+    comes, each stream waiting / in real time (docs/results/online-{,real-time-}STREAM.json),
+    the best of each column in bold."""
+    columns = {}
+    for name in ANSWER_STREAMS:
+        for protocol in ("", "real-time-"):
+            path = DOCS / f"online-{protocol}{name}.json"
+            rows = {r["method"]: r for r in json.loads(path.read_text())["summary"]}
+            columns[name, protocol] = {
+                m: rows[m] for m in ANSWERING if rows[m].get(key) is not None
+            }
+    print("| method | " + " | ".join(f"{s}: waiting / real time" for s in ANSWER_STREAMS) + " |")
+    print("|---" * (len(ANSWER_STREAMS) + 1) + "|")
+    for m in ANSWERING:
+        cells = []
+        for name in ANSWER_STREAMS:
+            pair = []
+            for protocol in ("", "real-time-"):
+                rows = columns[name, protocol]
+                if m not in rows:
+                    pair.append("-")
+                    continue
+                text = f"{rows[m][key]:.3f} ± {rows[m][key + '_std']:.3f}"
+                top = max(round(r[key], 3) for r in rows.values())
+                pair.append(f"**{text}**" if round(rows[m][key], 3) == top else text)
+            cells.append(" / ".join(pair))
+        print(f"| {m} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     records = {s: json.loads((DOCS / f"compare-{s}.json").read_text()) for s in STREAMS}
     print(HEADER)
@@ -116,5 +155,9 @@ if __name__ == "__main__":
 
     if "--label-delay" in sys.argv:
         late_labels_table(int(sys.argv[sys.argv.index("--label-delay") + 1]))
+    elif "--online" in sys.argv:
+        answers_table("online_accuracy")
+    elif "--near-future" in sys.argv:
+        answers_table("near_future_accuracy")
     else:
         main()
