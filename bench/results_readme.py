@@ -5,6 +5,7 @@ them): a summary across streams, then each stream's full table.
     python bench/results_readme.py --label-delay 10  # the late-labels table
     python bench/results_readme.py --online          # online accuracy, waiting / real time
     python bench/results_readme.py --near-future     # near-future accuracy, the same
+    python bench/results_readme.py --stability-gap   # min-ACC every 10 updates, ours / DER++
 
 """
 
@@ -142,6 +143,36 @@ def answers_table(key: str) -> None:
         print(f"| {m} | " + " | ".join(cells) + " |")
 
 
+def stability_gap_table(streams=("split-mnist5k", "split-digits", "blurry-mnist5k")) -> None:
+    """Ours and DER++ evaluated every 10 updates (docs/results/eval-every-10-*.json): min-ACC
+    from those points beside the experience ends' alone, and WC-ACC, waiting and in real time."""
+    import numpy as np
+
+    from lifelong import metrics
+
+    print(
+        "| stream | protocol | ours min-ACC: every 10 / ends | DER++ min-ACC: every 10 / ends "
+        "| ours WC-ACC | DER++ WC-ACC |\n|---|---|---|---|---|---|"
+    )
+    for name in streams:
+        for protocol, stem in (("waiting", ""), ("real time", "real-time-")):
+            runs = json.loads((DOCS / f"eval-every-10-{stem}{name}.json").read_text())["runs"]
+            cells = []
+            for method in ("ours", "der++"):
+                mine = [r for r in runs if r["method"] == method]
+                low = np.array([r["min_acc"] for r in mine])
+                ends = [
+                    metrics.summary(np.array(r["matrix"]), r["untrained"])["min_acc"] for r in mine
+                ]
+                wc = np.array([r["wc_acc"] for r in mine])
+                cells.append((f"{low.mean():.3f} ± {low.std():.3f} / {np.mean(ends):.3f}", wc))
+            (ours, ours_wc), (der, der_wc) = cells
+            print(
+                f"| {name} | {protocol} | {ours} | {der} | {ours_wc.mean():.3f} ± "
+                f"{ours_wc.std():.3f} | {der_wc.mean():.3f} ± {der_wc.std():.3f} |"
+            )
+
+
 def main() -> None:
     records = {s: json.loads((DOCS / f"compare-{s}.json").read_text()) for s in STREAMS}
     print(HEADER)
@@ -170,5 +201,7 @@ if __name__ == "__main__":
         answers_table("online_accuracy")
     elif "--near-future" in sys.argv:
         answers_table("near_future_accuracy")
+    elif "--stability-gap" in sys.argv:
+        stability_gap_table()
     else:
         main()
