@@ -216,31 +216,3 @@ def test_a_strategy_that_draws_from_pythons_random_repeats_its_run():
     assert again["matrix"] == first["matrix"]
     large = run_baseline("a-gem", "split-digits", 2**33, 50, CFG, online=False)  # any seed
     assert len(large["matrix"]) == 3  # ours takes (`lifelong run --seed`), theirs too
-
-
-@pytest.mark.parametrize("shuffle", [False, True])
-def test_a_strategy_takes_the_stream_in_its_order_when_ours_does(monkeypatch, shuffle):
-    """``--no-shuffle`` is one protocol for every method: our agent learns each experience
-    as given, and so does an Avalanche strategy (its loader shuffled regardless before);
-    with shuffling on, its loader shuffles as before."""
-    from lifelong.compare import online
-
-    seen: list[torch.Tensor] = []
-    plugin_for = online.online_plugin
-
-    def recording(*args, **kwargs):  # the online plugin, also keeping each minibatch's labels
-        plugin = plugin_for(*args, **kwargs)
-        answer = plugin.before_training_iteration
-
-        def before_training_iteration(strategy, **more):
-            seen.append(strategy.mb_y.cpu())
-            return answer(strategy, **more)
-
-        plugin.before_training_iteration = before_training_iteration
-        return plugin
-
-    monkeypatch.setattr(online, "online_plugin", recording)
-    cfg = RunConfig(experiences=2, progress=False, shuffle=shuffle)
-    run_baseline("naive", "split-digits", 0, 50, cfg)
-    given = torch.cat([e.y_train for e in streams.get_stream("split-digits", experiences=2)])
-    assert torch.equal(torch.cat(seen), given) == (not shuffle)

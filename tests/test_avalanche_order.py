@@ -1,10 +1,12 @@
-"""Avalanche's Replay as ``compare`` builds it (``lifelong/compare/replay_order.py``): where the
-stream's order must hold, the stream's rows come in that order and the memories at random;
-where it shuffles, it is Avalanche's own Replay, run for run. Real strategies on scikit-learn's
-digits."""
+"""The order an Avalanche strategy learns in: ``--no-shuffle`` is one protocol for every
+method; Replay as ``compare`` builds it (``lifelong/compare/replay_order.py``) takes the
+stream's rows in that order and its memories at random, and where it shuffles it is
+Avalanche's own Replay, run for run; Cumulative and GDumb shuffle what they train on in any
+protocol. Real strategies on scikit-learn's digits."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import streams
@@ -12,8 +14,10 @@ from lifelong.compare import run_baseline
 from lifelong.config import RunConfig
 
 
-def recorded_minibatches(monkeypatch, shuffle: bool) -> list[torch.Tensor]:
-    """Replay through three experiences of split-digits, each minibatch's labels kept."""
+def recorded_minibatches(
+    monkeypatch, name: str, shuffle: bool, experiences: int = 3
+) -> list[torch.Tensor]:
+    """Strategy ``name`` through split-digits, each minibatch's labels kept."""
     from lifelong.compare import online
 
     seen: list[torch.Tensor] = []
@@ -31,16 +35,25 @@ def recorded_minibatches(monkeypatch, shuffle: bool) -> list[torch.Tensor]:
         return plugin
 
     monkeypatch.setattr(online, "online_plugin", recording)
-    cfg = RunConfig(experiences=3, progress=False, shuffle=shuffle)
-    run_baseline("replay", "split-digits", 0, 50, cfg)
+    cfg = RunConfig(experiences=experiences, progress=False, shuffle=shuffle)
+    run_baseline(name, "split-digits", 0, 50, cfg)
     return seen
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_a_strategy_takes_the_stream_in_its_order_when_ours_does(monkeypatch, shuffle):
+    """``--no-shuffle``: our agent learns each experience as given, and so does an Avalanche
+    strategy (its loader shuffled regardless before); with shuffling on, its loader shuffles."""
+    seen = recorded_minibatches(monkeypatch, "naive", shuffle, experiences=2)
+    given = torch.cat([e.y_train for e in streams.get_stream("split-digits", experiences=2)])
+    assert torch.equal(torch.cat(seen), given) == (not shuffle)
 
 
 def test_in_the_streams_order_the_memories_still_come_at_random(monkeypatch):
     """``--no-shuffle``: the third experience's rows in the order given, ten a minibatch;
     the ten replayed after them drawn across the buffer's two experiences (in storage
     order, its first minibatches would replay the first experience's 25 alone)."""
-    seen = recorded_minibatches(monkeypatch, shuffle=False)
+    seen = recorded_minibatches(monkeypatch, "replay", shuffle=False)
     one, two, three = streams.get_stream("split-digits", experiences=3)
     start = -(-one.n_train // 10) + -(-two.n_train // 10)
     replaying = seen[start:]
