@@ -57,7 +57,7 @@ def test_a_busy_strategy_answers_every_batch_on_arrival():
     stream = streams.get_stream("split-digits", experiences=3, seed=1)
     sizes = batches_per_experience(stream, CFG.batch_size)
     learned = schedule(sizes, cost=[2.5] * len(sizes), interval=1.0)
-    due = answers_on_arrival(stream, learned, CFG.batch_size, 1, CFG.shuffle, 0, True)
+    due = list(answers_on_arrival(stream, learned, CFG.batch_size, 1, CFG.shuffle, 0, True))
     for i, (pairs, answers) in enumerate(zip(learned, due, strict=True)):
         online = [a for a in answers if not a.near]
         assert len(online) == sizes[i] and len(answers) == 2 * sizes[i] - 1
@@ -129,7 +129,7 @@ def test_under_late_labels_each_arrival_is_answered_by_a_model_that_never_learne
     monkeypatch.setattr(online, "online_plugin", recording)
     monkeypatch.setattr(online, "_hits", counted_hits)
     measured = run_baseline(name, "split-digits", 0, 50, cfg, learned=learned)
-    due = answers_on_arrival(stream, learned, cfg.batch_size, 0, cfg.shuffle, 3, True)
+    due = list(answers_on_arrival(stream, learned, cfg.batch_size, 0, cfg.shuffle, 3, True))
     assert len(answered) == sum(map(len, due))  # one count per answer, in the schedule's order
     first = [sum(sizes[:e]) for e in range(len(sizes))]
     rows = lambda e, b: min(cfg.batch_size, n_train[e] - b * cfg.batch_size)  # noqa: E731

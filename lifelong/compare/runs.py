@@ -118,7 +118,7 @@ def run_baseline(
     windows = [[i] for i in range(len(experiences))]
     waits = learned is None  # the stream as its loader makes it: near-future accuracy too
     answers = online_plugin(name, near_future=waits and cfg.near_future) if online else None
-    due = []  # by window: each batch's answers on arrival (a scheduled stream's)
+    due = None  # window by window: each batch's answers on arrival (a scheduled stream's)
     every = cfg.eval_every
     evals = continual_eval_plugin(every, experiences, device) if every else None
     if learned is not None:
@@ -151,15 +151,15 @@ def run_baseline(
                 before = meter.units
                 if evals is not None:
                     evals.window = w
-                if answers is not None and due:
-                    answers.start_window(due[w])
+                if due is not None:
+                    answers.start_window(next(due))
                 for k in pieces:
                     t = time.perf_counter()
                     with meter.metering():
                         strategy.train(train[k], shuffle=shuffles(name, cfg.shuffle, waits))
                         _synchronize(device)
                     seconds += time.perf_counter() - t
-                if answers is not None and due:
+                if due is not None:
                     answers.finish_window(strategy.model, device)
                 # our runner's batches (a piece may join two experiences' partial last ones)
                 if learned is not None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+from collections.abc import Iterator
 
 import torch
 
@@ -123,8 +124,9 @@ def answers_on_arrival(
     shuffle: bool,
     delay: int = 0,
     near_future: bool = False,
-) -> list[list[Answer]]:
-    """For each window, what the strategy answers as each of its batches arrives, with the
+) -> Iterator[list[Answer]]:
+    """Window by window (built as asked for: a window's batches, not the stream's, held at a
+    time), what the strategy answers as each of its batches arrives, with the
     model it has then: after the window's training iterations whose rows were all learned
     before that arrival (a batch is learned at the arrival that brings its labels, ``delay``
     arrivals after its own, and the strategy trains a window's batches in that order). A
@@ -143,7 +145,6 @@ def answers_on_arrival(
     sizes = [len(r) for r in rows]
     first = [sum(sizes[:e]) for e in range(len(sizes))]  # each experience's first arrival
     batch = _Batches(stream, batch_size, seed, shuffle)
-    answers: list[list[Answer]] = []
     for i, pairs in enumerate(learned):
         ends, starts = _iteration_ends(pairs, rows, batch_size, stream.task_aware)
         exp, _ = batch.experience(i)
@@ -159,8 +160,7 @@ def answers_on_arrival(
             mine.append(Answer(after, *batch(i, b), task))
             if near_future and b + 1 < sizes[i]:
                 mine.append(Answer(after, *batch(i, b + 1), task, near=True))
-        answers.append(mine)
-    return answers
+        yield mine
 
 
 def _iteration_ends(
