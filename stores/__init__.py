@@ -14,6 +14,7 @@ from stores.errors import (
     StoreCorrupt,
     StoreError,
     StoreLocked,
+    StoreNotReady,
 )
 
 _STORE = ("Batch", "EpisodicStore", "SearchResult", "WriteResult")
@@ -27,6 +28,7 @@ __all__ = [
     "StoreCorrupt",
     "StoreError",
     "StoreLocked",
+    "StoreNotReady",
 ]
 
 

@@ -29,5 +29,9 @@ class StoreChanged(StoreError):
     """The store changed underneath a reader between two statements: retry."""
 
 
+class StoreNotReady(StoreError):
+    """A store a writer has not created yet, or is creating this moment: open it again later."""
+
+
 class StoreCorrupt(StoreError):
     """A database or snapshot file that is damaged or not a lifelong store."""

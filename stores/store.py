@@ -38,6 +38,7 @@ from stores.errors import (
     SchemaTooNew,
     StoreCorrupt,
     StoreError,
+    StoreNotReady,
 )
 from stores.folder import DB_NAME, VALUES_NAME, release_lock, take_writer_lock
 from stores.key_index import IndexSpec, KeyIndex
@@ -61,6 +62,7 @@ from stores.value_file import ValueFile
 from stores.writes import Writes
 
 HEX = frozenset("0123456789abcdef")
+_ANY_TABLE = "SELECT 1 FROM sqlite_master WHERE type = 'table' LIMIT 1"
 
 __all__ = [
     "Batch",
@@ -94,7 +96,13 @@ class EpisodicStore(CacheSync, Writes, Reads, Maintenance):
     """Write, search, sample, delete and re-key memories; see the module docstring."""
 
     # -- opening ------------------------------------------------------------------------
-    def __init__(self, path: Path | None, readonly: bool, _create: dict | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        readonly: bool,
+        _create: dict | None = None,
+        _reader_waits: bool = False,
+    ) -> None:
         self.path = path
         self.readonly = readonly
         self._lock_fd: int | None = None
@@ -116,6 +124,8 @@ class EpisodicStore(CacheSync, Writes, Reads, Maintenance):
             self._conn = self.engine.connect()
             if _create is not None:
                 self._initialise(_create)
+            if _reader_waits and not self._has_a_table():
+                raise StoreNotReady(f"{path / DB_NAME} has no tables yet: its writer is making it")
             self.meta = self._read_meta()
             if self.meta["schema_version"] < SCHEMA_VERSION:
                 self._upgrade()
@@ -218,6 +228,15 @@ class EpisodicStore(CacheSync, Writes, Reads, Maintenance):
         return cls(folder, readonly=readonly)
 
     @classmethod
+    def open_reader(cls, path: str | os.PathLike) -> EpisodicStore:
+        """Open a store read-only beside the writer that makes it: StoreNotReady while it has
+        not made it, or is making it this moment (its database there, its tables not yet)."""
+        folder = Path(path)
+        if not (folder / DB_NAME).is_file():
+            raise StoreNotReady(f"{folder} holds no {DB_NAME} yet")
+        return cls(folder, readonly=True, _reader_waits=True)
+
+    @classmethod
     def open_or_create(cls, path: str | os.PathLike, **create_args) -> EpisodicStore:
         if (Path(path) / DB_NAME).is_file():
             return cls.open(path)
@@ -279,6 +298,10 @@ class EpisodicStore(CacheSync, Writes, Reads, Maintenance):
         """The sqlite3 connection under ``_conn``, for one-statement reads on the hot path
         (in autocommit, or inside the open ``transaction()``, whose writes it sees)."""
         return self._conn.connection.driver_connection
+
+    def _has_a_table(self) -> bool:
+        with self._conn.begin():
+            return self._conn.exec_driver_sql(_ANY_TABLE).first() is not None
 
     def _read_meta(self, conn: Connection | None = None) -> dict:
         def read(c: Connection) -> dict:

@@ -165,6 +165,26 @@ def test_bad_requests_name_the_problem_and_store_nothing(served):
     assert (service.log.last_seq, service.log.received) == before
 
 
+def test_the_memory_asks_again_later_while_the_learner_makes_its_store(tmp_path):
+    """Before the first checkpoint there is no store; the moment the learner makes it, its
+    database is there with no tables yet. Either way the memory routes answer 503 (ask
+    again), not 500 naming the store corrupt (it did, once, under two test processes)."""
+    import sqlite3
+
+    service = Service(RunConfig(**CFG), tmp_path / "run", echo=lambda m: None)
+    client = TestClient(create_app(service))
+    r = client.get("/v1/memory/stats")
+    assert r.status_code == 503 and "no memories yet" in r.json()["detail"]
+    folder = tmp_path / "run" / "memory"
+    folder.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(folder / "memory.sqlite")
+    db.execute("PRAGMA journal_mode=WAL")  # the writer's first statement: no table yet
+    r = client.get("/v1/memory/stats")
+    assert r.status_code == 503 and "no tables yet" in r.json()["detail"]
+    db.close()
+    service.shutdown()
+
+
 def test_oversize_bodies_are_refused(tmp_path):
     service = Service(RunConfig(**CFG), tmp_path / "run", echo=lambda m: None)
     client = TestClient(create_app(service, max_bytes=1000))

@@ -356,12 +356,12 @@ class Service:
         """The run's episodic store, read-only (it shows the last checkpoint's flush)."""
         with self._memory_lock:
             if self._memory is None:
-                from stores import EpisodicStore
+                from stores import EpisodicStore, StoreNotReady
 
-                path = self.run_dir / "memory"
-                if not (path / "memory.sqlite").exists():
-                    raise LookupError("no memories yet: the first checkpoint writes them")
-                self._memory = EpisodicStore.open(path, readonly=True)
+                try:  # the first checkpoint makes it: until it has, 503 (ask again)
+                    self._memory = EpisodicStore.open_reader(self.run_dir / "memory")
+                except StoreNotReady as exc:
+                    raise LookupError(f"no memories yet: {exc}") from None
             yield self._memory
 
     def caught_up(self) -> bool:
