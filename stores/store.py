@@ -62,7 +62,7 @@ from stores.value_file import ValueFile
 from stores.writes import Writes
 
 HEX = frozenset("0123456789abcdef")
-_ANY_TABLE = "SELECT 1 FROM sqlite_master WHERE type = 'table' LIMIT 1"
+_META_TABLE = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
 
 __all__ = [
     "Batch",
@@ -124,8 +124,10 @@ class EpisodicStore(CacheSync, Writes, Reads, Maintenance):
             self._conn = self.engine.connect()
             if _create is not None:
                 self._initialise(_create)
-            if _reader_waits and not self._has_a_table():
-                raise StoreNotReady(f"{path / DB_NAME} has no tables yet: its writer is making it")
+            if _reader_waits and not self._made():
+                raise StoreNotReady(
+                    f"{path / DB_NAME} has no store settings yet: its writer is making it"
+                )
             self.meta = self._read_meta()
             if self.meta["schema_version"] < SCHEMA_VERSION:
                 self._upgrade()
@@ -299,9 +301,12 @@ class EpisodicStore(CacheSync, Writes, Reads, Maintenance):
         (in autocommit, or inside the open ``transaction()``, whose writes it sees)."""
         return self._conn.connection.driver_connection
 
-    def _has_a_table(self) -> bool:
+    def _made(self) -> bool:
+        """Its writer has committed the settings (it makes the tables, then writes them)."""
         with self._conn.begin():
-            return self._conn.exec_driver_sql(_ANY_TABLE).first() is not None
+            if self._conn.exec_driver_sql(_META_TABLE).first() is None:
+                return False
+            return self._conn.execute(select(Meta.name).limit(1)).first() is not None
 
     def _read_meta(self, conn: Connection | None = None) -> dict:
         def read(c: Connection) -> dict:

@@ -166,9 +166,10 @@ def test_bad_requests_name_the_problem_and_store_nothing(served):
 
 
 def test_the_memory_asks_again_later_while_the_learner_makes_its_store(tmp_path):
-    """Before the first checkpoint there is no store; the moment the learner makes it, its
-    database is there with no tables yet. Either way the memory routes answer 503 (ask
-    again), not 500 naming the store corrupt (it did, once, under two test processes)."""
+    """Before the first checkpoint there is no store; while the learner makes it, its
+    database is there with no tables, then tables and no settings. Each time the memory
+    routes answer 503 (ask again), not 500 naming the store corrupt (it did, once, under two
+    test processes)."""
     import sqlite3
 
     service = Service(RunConfig(**CFG), tmp_path / "run", echo=lambda m: None)
@@ -180,7 +181,11 @@ def test_the_memory_asks_again_later_while_the_learner_makes_its_store(tmp_path)
     db = sqlite3.connect(folder / "memory.sqlite")
     db.execute("PRAGMA journal_mode=WAL")  # the writer's first statement: no table yet
     r = client.get("/v1/memory/stats")
-    assert r.status_code == 503 and "no tables yet" in r.json()["detail"]
+    assert r.status_code == 503 and "no store settings yet" in r.json()["detail"]
+    db.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT)")  # tables, no settings
+    db.commit()
+    r = client.get("/v1/memory/stats")
+    assert r.status_code == 503 and "no store settings yet" in r.json()["detail"]
     db.close()
     service.shutdown()
 
