@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -135,36 +135,40 @@ def answers_on_arrival(
     task's head exists only once the strategy starts training that task (Avalanche adds it
     then), so an arrival before that is answered then, the model having learned only the
     previous task's late batches since."""
-    rows = [  # of each batch our runner forms, by experience
-        [
-            min(batch_size, e.n_train - b * batch_size)
-            for b in range(_batch_count(e.n_train, batch_size))
-        ]
-        for e in stream
-    ]
-    sizes = [len(r) for r in rows]
-    first = [sum(sizes[:e]) for e in range(len(sizes))]  # each experience's first arrival
     batch = _Batches(stream, batch_size, seed, shuffle)
+    n_train: list[int] = []  # by experience, as each window builds its own (pairs reach back)
+    first = [0]  # each experience's first arrival
+
+    def rows(e: int, b: int) -> int:
+        """Rows of batch ``b`` of experience ``e`` (a last batch may be partial)."""
+        return min(batch_size, n_train[e] - b * batch_size)
+
     for i, pairs in enumerate(learned):
-        ends, starts = _iteration_ends(pairs, rows, batch_size, stream.task_aware)
         exp, _ = batch.experience(i)
+        n_train.append(exp.n_train)
+        first.append(first[-1] + _batch_count(exp.n_train, batch_size))
+        ends, starts = _iteration_ends(pairs, rows, batch_size, stream.task_aware)
         task = int(exp.task_id or 0) if stream.task_aware else 0
         mine, learned_rows, k = [], 0, 0
-        for b in range(sizes[i]):
+        count = first[i + 1] - first[i]  # the window's arrivals: its experience's batches
+        for b in range(count):
             arrival = first[i] + b
             while k < len(pairs) and first[pairs[k][0]] + pairs[k][1] + delay < arrival:
-                learned_rows += rows[pairs[k][0]][pairs[k][1]]
+                learned_rows += rows(*pairs[k])
                 k += 1
             after = bisect.bisect_right(ends, learned_rows) - 1
             after = max(after, starts.get(i, 0))
             mine.append(Answer(after, *batch(i, b), task))
-            if near_future and b + 1 < sizes[i]:
+            if near_future and b + 1 < count:
                 mine.append(Answer(after, *batch(i, b + 1), task, near=True))
         yield mine
 
 
 def _iteration_ends(
-    pairs: list[tuple[int, int]], rows: list[list[int]], batch_size: int, task_aware: bool
+    pairs: list[tuple[int, int]],
+    rows: Callable[[int, int], int],
+    batch_size: int,
+    task_aware: bool,
 ) -> tuple[list[int], dict[int, int]]:
     """Rows a window's training has learned after each of its iterations (0 before the
     first), its pieces minibatched apart as ``scheduled_stream`` makes them; and, by
@@ -181,7 +185,7 @@ def _iteration_ends(
             break
         if last is None or (task_aware and e != last):
             starts.setdefault(e, len(ends) - 1)
-        piece += rows[e][b]
+        piece += rows(e, b)
         last = e
     return ends, starts
 
