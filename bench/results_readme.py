@@ -117,14 +117,14 @@ def answers_table(key: str) -> None:
     """``key`` (online or near-future accuracy) of every method that answers the stream as it
     comes, each stream waiting / in real time (docs/results/online-{,real-time-}STREAM.json),
     the best of each column in bold."""
-    columns = {}
+    columns, tops = {}, {}  # by (stream, protocol): its rows that answer, its best (3 places)
     for name in ANSWER_STREAMS:
         for protocol in ("", "real-time-"):
             path = DOCS / f"online-{protocol}{name}.json"
             rows = {r["method"]: r for r in json.loads(path.read_text())["summary"]}
-            columns[name, protocol] = {
-                m: rows[m] for m in ANSWERING if rows[m].get(key) is not None
-            }
+            mine = {m: rows[m] for m in ANSWERING if rows[m].get(key) is not None}
+            columns[name, protocol] = mine
+            tops[name, protocol] = max(round(r[key], 3) for r in mine.values())
     print("| method | " + " | ".join(f"{s}: waiting / real time" for s in ANSWER_STREAMS) + " |")
     print("|---" * (len(ANSWER_STREAMS) + 1) + "|")
     for m in ANSWERING:
@@ -137,8 +137,8 @@ def answers_table(key: str) -> None:
                     pair.append("-")
                     continue
                 text = f"{rows[m][key]:.3f} ± {rows[m][key + '_std']:.3f}"
-                top = max(round(r[key], 3) for r in rows.values())
-                pair.append(f"**{text}**" if round(rows[m][key], 3) == top else text)
+                best = round(rows[m][key], 3) == tops[name, protocol]
+                pair.append(f"**{text}**" if best else text)
             cells.append(" / ".join(pair))
         print(f"| {m} | " + " | ".join(cells) + " |")
 
