@@ -66,9 +66,11 @@ def _check_the_dashboard(server, driver, tasks) -> None:
         state = client.get(f"{server.url}/v1/run", params={"wait": 300}).json()
         assert state["caught_up"] and len(state["matrix"]) == 2
 
-    def drawn():  # the page's last poll saw everything learned
+    def drawn():  # the page's last poll saw everything learned and both experiences evaluated
         run = driver.execute_script("return window.dashboard.run")
-        return run if run and run["learned"] == 400 and run["summary"] else None
+        if not run or run["learned"] != 400 or not run["summary"]:
+            return None
+        return run if run["matrix"] == state["matrix"] else None
 
     seen = wait_until(drawn, what="the dashboard to show the learned run")
     data = driver.execute_script("return window.dashboard.data")
