@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 import streams
 from lifelong.config import RunConfig
-from lifelong.learner import gate
+from lifelong.learner import agent_average, gate, prediction
 from lifelong.learner.gate import PredictionGate, mixed_logits, prototypes
 from tests.test_agent import BATCH, make_agent, train
 
@@ -147,6 +147,33 @@ def test_the_weight_average_predicts_once_classes_stop_arriving():
     for b in range(0, 10 * BATCH, BATCH):  # the last experience's classes, 10 steps ago
         agent.observe(e.x_train[b : b + BATCH], e.y_train[b : b + BATCH])
     assert not agent.averaging  # 10 steps since a new class, three horizons are 30
+
+
+def test_an_arriving_batch_is_answered_by_the_weights_lately_right_on_arrivals():
+    """A test set is answered by the weight average wherever it predicts; a batch as it
+    arrives, by the average only while its watch finds it no worse than the live weights on
+    incoming batches, else by the live weights, with the prototypes of the weights that
+    answer (neither answer changes the other's)."""
+    s = streams.get_stream("permuted-digits", experiences=2, seed=0)
+    agent = make_agent(s, memory=100, average_weights=0.9)
+    train(agent, s, list(s))
+    agent.observe(s[1].x_train[:BATCH], s[1].y_train[:BATCH])  # a step no answer has seen
+    assert agent.averaging
+    x, watch = s[1].x_test, agent.average
+    clone = make_agent(s, memory=100, average_weights=0.9)
+    clone.store = agent.store
+    clone.load_state_dict(agent.state_dict())
+    watch.own_loss.fill_(2.0), watch.live_loss.fill_(1.0)  # the average lately behind
+    first = agent.predict(x, arriving=True)
+    averaged = agent.predict(x)  # a test set at the same step: the average still
+    assert torch.equal(averaged, clone.predict(x))  # as if nothing had been answered before
+    with agent_average.predicting_weights(agent), agent_average.predicting_weights(clone):
+        mine, fresh = prediction.prototypes_now(agent), prediction.prototypes_now(clone)
+    assert torch.equal(mine, fresh)  # the average's prototypes, not the live ones' kept
+    assert torch.equal(first, prediction.predict(agent, x, None, False))  # the live weights
+    assert (first != averaged).any()
+    watch.own_loss.fill_(1.0), watch.live_loss.fill_(2.0)  # the average lately better
+    assert torch.equal(agent.predict(x, arriving=True), averaged)
 
 
 def test_the_weight_average_is_the_mean_of_the_weights_until_its_horizon(monkeypatch):

@@ -297,8 +297,7 @@ class Agent:
 
     @property
     def online_accuracy(self) -> float | None:
-        """Accuracy on incoming batches before learning them (the online, real-time
-        protocol's measure, and the one a task-free stream has), over all seen so far."""
+        """Accuracy on incoming batches before learning them, over all seen so far."""
         return self.online_correct / self.online_seen if self.online_seen else None
 
     @property
@@ -351,20 +350,21 @@ class Agent:
         """Whether the weight average predicts (three horizons after the last new class)."""
         return agent_average.averaging(self)
 
-    def predicting_weights(self):
-        """The weights predictions use, in the model for a ``with`` block: the running
-        average when it predicts, else the weights as they are."""
-        return agent_average.predicting_weights(self)
-
     # -- prediction (prediction.py) -------------------------------------------------------
     def predict(
-        self, x: torch.Tensor | np.ndarray, task_id: int | None = None, *, adapt: bool | None = None
+        self,
+        x: torch.Tensor | np.ndarray,
+        task_id: int | None = None,
+        *,
+        adapt: bool | None = None,
+        arriving: bool = False,
     ) -> torch.Tensor:
         """Class predictions (on the host); with ``adapt`` (MbPA++), each example is
-        predicted by weights briefly tuned on its nearest memories, then thrown away."""
+        predicted by weights briefly tuned on its nearest memories, then thrown away;
+        ``arriving``: a batch of the stream as it comes, not a test set."""
         adapt = self.cfg.local_adapt if adapt is None else adapt
         x = as_inputs(x, self.spec.input_shape)
-        with self.predicting_weights():
+        with agent_average.predicting_weights(self, arriving):
             return prediction.predict(self, x, task_id, adapt)
 
     def prediction_state(self) -> dict:

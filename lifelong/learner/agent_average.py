@@ -26,11 +26,23 @@ def averaging(agent) -> bool:
     return agent.steps - int(agent.last_new_class_step) >= 3 * agent.average.horizon
 
 
-@contextlib.contextmanager
-def predicting_weights(agent):
-    """The weights predictions use, in the model for the duration: the running average when
-    it predicts, else the weights as they are."""
+def answers_arrivals(agent) -> bool:
+    """Whether the weight average answers a batch as it arrives (online and near-future
+    answers): where it predicts and its watch found it, lately, no worse than the live
+    weights on incoming batches. A test set asks about every experience learned, where the
+    average forgets less; an arriving batch asks about the stream as it is now, where the
+    average lags behind a moving input (reads the device)."""
     if not averaging(agent):
+        return False
+    return not bool(agent.average.own_loss > agent.average.live_loss)  # NaN: not watched yet
+
+
+@contextlib.contextmanager
+def predicting_weights(agent, arriving: bool = False):
+    """The weights predictions use, in the model for the duration: the running average when
+    it predicts (for an ``arriving`` batch, when it also answers arrivals), else the
+    weights as they are."""
+    if not (answers_arrivals(agent) if arriving else averaging(agent)):
         yield
         return
     with agent.average.swapped_in(agent.model):

@@ -49,7 +49,7 @@ def prototypes_now(agent) -> torch.Tensor | None:
     n = len(agent.memory)
     if not n:
         return None
-    key = (agent.steps, n, agent.averaging)
+    key = (agent.steps, n, agent.average is not None and agent.average.in_model)  # which weights
     if agent.prototype_cache is not None and agent.prototype_cache[0] == key:
         return agent.prototype_cache[1]
     memory = agent.memory

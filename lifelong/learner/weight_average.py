@@ -52,6 +52,7 @@ class WeightAverage:
         nan = torch.tensor(float("nan"), device=device)  # NaN: not measured yet
         self.live_loss = nan.clone()  # running incoming cross-entropy, live weights
         self.own_loss = nan.clone()  # ... and the average's
+        self.in_model = False  # whether the model holds the average now (``swapped_in``)
 
     @property
     def horizon(self) -> float:
@@ -106,9 +107,11 @@ class WeightAverage:
         with torch.no_grad():
             live = [w.detach().clone() for w in params]
             torch._foreach_copy_(params, self.weights)
+        self.in_model = True
         try:
             yield
         finally:
+            self.in_model = False
             with torch.no_grad():
                 torch._foreach_copy_(params, live)
 

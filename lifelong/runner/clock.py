@@ -163,4 +163,4 @@ class StreamClock:
 
 
 def _hits(agent, x: torch.Tensor, y: torch.Tensor, task_id: int | None) -> int:
-    return int((agent.predict(x, task_id) == y.cpu()).sum())
+    return int((agent.predict(x, task_id, arriving=True) == y.cpu()).sum())

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lifelong.learner import agent_average
 from lifelong.learner.adaptation import adapted_logits
 from lifelong.learner.gate import mixed_logits
 from lifelong.learner.models import build_model
@@ -23,7 +24,7 @@ def published_state(agent, experience: int) -> dict:
     """What the learner publishes of its agent (``weights.pt``): plain tensors, loadable
     with ``weights_only``: the weights, the fixed keys' projection, and the prediction
     controller's weights and prototypes, so a snapshot predicts as the agent does."""
-    with agent.predicting_weights():  # the weight average, where it predicts
+    with agent_average.predicting_weights(agent):  # the weight average, where it predicts
         return {
             "model": {
                 k: v.detach().to("cpu", copy=True) for k, v in agent.model.state_dict().items()
