@@ -173,3 +173,46 @@ def test_no_task_is_written_one_way(tmp_path, capsys):
     assert main(["streams", "describe", "split-digits"]) == 0
     described = capsys.readouterr().out.splitlines()[2:]
     assert {r.split()[1] for r in described} == {"none"}
+
+
+def test_a_store_being_made_is_waited_for_not_called_corrupt(tmp_path, capsys, monkeypatch):
+    """memory stats on a run's store while its learner makes it (the database there, its
+    settings not yet). Expect: it waits and reads the store once made; on one never made, one
+    line saying so after the wait, exit 2, and the file as it was."""
+    import shutil
+    import sqlite3
+    import threading
+    import time
+
+    from lifelong import memory_cli
+
+    folder, made = tmp_path / "mem", tmp_path / "made"
+    folder.mkdir()
+    db = sqlite3.connect(folder / "memory.sqlite")  # what the writer makes first: no settings
+    db.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT)")
+    db.commit()
+    db.close()
+    with EpisodicStore.create(made, dim=DIM, value_shape=VSHAPE) as st:
+        st.write(*batch(np.random.default_rng(0), 12))
+
+    def finish_making():  # the writer commits its settings a moment later
+        time.sleep(0.5)
+        for f in made.iterdir():
+            shutil.copy(f, tmp_path / f.name)
+            os.replace(tmp_path / f.name, folder / f.name)
+
+    writer = threading.Thread(target=finish_making)
+    writer.start()
+    code, info = run_json(capsys, "memory", "stats", str(folder))
+    writer.join()
+    assert code == 0 and info["memories"] == 12
+
+    never = tmp_path / "never"
+    never.mkdir()
+    sqlite3.connect(never / "memory.sqlite").execute("PRAGMA journal_mode=WAL").close()
+    before = (never / "memory.sqlite").read_bytes()
+    monkeypatch.setattr(memory_cli, "READY_WAIT", 0.3)
+    assert main(["memory", "stats", str(never)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "without store settings after" in err and len(err.splitlines()) == 1
+    assert (never / "memory.sqlite").read_bytes() == before
