@@ -20,16 +20,12 @@ import sys
 from pathlib import Path
 
 import heldout
-from results_readme import against_best_avalanche, cell, written_table
+from results_readme import REAL_TIME_HEADER as HEADER
+from results_readme import real_time_row, written_table
 
 ROOT = Path(__file__).resolve().parents[1]
 LONG = [("rotated-mnist5k", "5-9")]
 CHECKS = [check for check in heldout.CHECKS if check not in LONG]  # (stream, seeds)
-HEADER = (
-    "| stream | ours | best Avalanche (not Cumulative) | margin (in its std) "
-    "| Cumulative (all data) | best ours@S | min-ACC: ours / DER++ | ours learned share |\n"
-    "|---|---|---|---|---|---|---|---|"
-)
 
 
 def folder(stream: str, seeds: str) -> Path:
@@ -47,22 +43,6 @@ def compare_each(checks: list[tuple[str, str]], jobs: int, out_of, *protocol: st
 
 def run_checks(checks: list[tuple[str, str]], jobs: int) -> None:
     compare_each(checks, jobs, folder, "--methods", "all", "--compute", "0.1,0.2", "--real-time")
-
-
-def real_time_row(name: str, summary: list[dict]) -> str:
-    """One line: ours, the best Avalanche strategy apart from Cumulative and the margin in
-    the larger std, Cumulative, the best fixed budget, min-ACC against DER++'s."""
-    rows = {r["method"]: r for r in summary}
-    ours, (best, lead, stds) = rows["ours"], against_best_avalanche(rows)
-    fixed = max(
-        (r for m, r in rows.items() if m.startswith("ours@")), key=lambda r: r["average_accuracy"]
-    )
-    return (
-        f"| {name} | {cell(ours)} | {best['method']} {cell(best)} | {lead:+.3f} ({stds:.1f}) "
-        f"| {cell(rows['cumulative'])} | {fixed['method']} {cell(fixed)} "
-        f"| {ours['min_acc']:.3f} / {rows['der++']['min_acc']:.3f} "
-        f"| {ours['learned_share']:.2f} |"
-    )
 
 
 def checks_table(prog: str, header: str, row, results_of, checks: list[tuple[str, str]]) -> str:

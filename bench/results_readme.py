@@ -2,6 +2,7 @@
 them): a summary across streams, then each stream's full table.
 
     python bench/results_readme.py > /tmp/results.md
+    python bench/results_readme.py --real-time       # the real-time table (rate 1)
     python bench/results_readme.py --label-delay 10  # the late-labels table
     python bench/results_readme.py --online          # online accuracy, waiting / real time
     python bench/results_readme.py --near-future     # near-future accuracy, the same
@@ -72,6 +73,37 @@ def against_best_avalanche(rows: dict[str, dict]) -> tuple[dict, float, float]:
     best, ours = max(theirs, key=lambda r: r["average_accuracy"]), rows["ours"]
     lead = ours["average_accuracy"] - best["average_accuracy"]
     return best, lead, lead / max(best["average_accuracy_std"], ours["average_accuracy_std"], 1e-9)
+
+
+REAL_TIME_HEADER = (
+    "| stream | ours | best Avalanche (not Cumulative) | margin (in its std) "
+    "| Cumulative (all data) | best ours@S | min-ACC: ours / DER++ | ours learned share |\n"
+    "|---|---|---|---|---|---|---|---|"
+)
+
+
+def real_time_row(name: str, summary: list[dict]) -> str:
+    """One line: ours, the best Avalanche strategy apart from Cumulative and the margin in
+    the larger std, Cumulative, the best fixed budget, min-ACC against DER++'s."""
+    rows = {r["method"]: r for r in summary}
+    ours, (best, lead, stds) = rows["ours"], against_best_avalanche(rows)
+    fixed = max(
+        (r for m, r in rows.items() if m.startswith("ours@")), key=lambda r: r["average_accuracy"]
+    )
+    return (
+        f"| {name} | {cell(ours)} | {best['method']} {cell(best)} | {lead:+.3f} ({stds:.1f}) "
+        f"| {cell(rows['cumulative'])} | {fixed['method']} {cell(fixed)} "
+        f"| {ours['min_acc']:.3f} / {rows['der++']['min_acc']:.3f} "
+        f"| {ours['learned_share']:.2f} |"
+    )
+
+
+def real_time_table() -> None:
+    """Each stream on a stream that does not wait, at rate 1 (docs/results/real-time-*.json)."""
+    print(REAL_TIME_HEADER)
+    for name in STREAMS:
+        rows = json.loads((DOCS / f"real-time-{name}.json").read_text())["summary"]
+        print(real_time_row(name, rows))
 
 
 def late_labels_table(delay: int) -> None:
@@ -195,7 +227,9 @@ def main() -> None:
 if __name__ == "__main__":
     import sys
 
-    if "--label-delay" in sys.argv:
+    if "--real-time" in sys.argv:
+        real_time_table()
+    elif "--label-delay" in sys.argv:
         late_labels_table(int(sys.argv[sys.argv.index("--label-delay") + 1]))
     elif "--online" in sys.argv:
         answers_table("online_accuracy")

@@ -1,0 +1,79 @@
+"""Rerun our rows of a published table after a change to our agent, keeping every Avalanche
+strategy's rows as they are: each of our methods in the published file, on its seeds, under
+the file's protocol alone (a real-time row needs no waiting run first: only an Avalanche
+strategy's schedule is made from one), then the table, CSV and plot written as ``compare``
+writes them, into the run folder and ``docs/results``.
+
+    python bench/rerun_ours.py real-time split-mnist5k --jobs 2
+    python bench/rerun_ours.py label-delay-10 split-mnist5k --jobs 2
+    python bench/rerun_ours.py online split-mnist5k --methods ours,ours-1x
+
+(``online``: the waiting stream's answers tables' file, ``online-STREAM.json``; a real-time
+rerun rewrites ``online-real-time-STREAM.json`` too, a copy of the real-time file.)
+
+Where our change cannot move an Avalanche row (ours alone is run), this is ``lifelong compare``
+of every method again, at a fraction of the time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+from lifelong.compare import is_ours
+from lifelong.compare.outputs import write_outputs
+from lifelong.compare.real_time import real_time_jobs
+from lifelong.compare.runs import _merged, _run_all
+from lifelong.config import RunConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs" / "results"
+
+
+def rerun(protocol: str, stream: str, jobs: int, methods: list[str] | None = None) -> Path:
+    """Our rows of ``docs/results/PROTOCOL-STREAM.json`` (``methods`` of them, or all) run
+    again and published."""
+    published = DOCS / f"{protocol}-{stream}.json"
+    record = json.loads(published.read_text())
+    delay, memory = record.get("label_delay", 0), record["memory"]
+    if record.get("eval_every"):
+        raise SystemExit(f"{published.name}: a table evaluated every N updates is not rerun here")
+    timed = protocol == "real-time"
+    if protocol not in ("real-time", "online", f"label-delay-{delay}"):
+        raise SystemExit(f"{protocol}: real-time, online or label-delay-D (the file's own D)")
+    cfg = dataclasses.replace(RunConfig(), progress=False, real_time=timed, label_delay=delay)
+    out = ROOT / "runs" / "rerun-ours" / f"{protocol}-{stream}"
+    out.mkdir(parents=True, exist_ok=True)
+    mine = (lambda m: m in methods) if methods else is_ours
+    ours = sorted({(r["method"], r["seed"]) for r in record["runs"] if mine(r["method"])})
+    if not ours:
+        raise SystemExit(f"{published.name} holds no rows of {methods or 'ours'}")
+    todo = [(m, stream, s, memory, cfg, out, None) for m, s in ours]
+    if timed:  # ours@S at its fixed budget, as compare runs it
+        todo = real_time_jobs(todo, [], cfg, out, is_ours)
+    results = _merged(_run_all(todo, jobs, None, out, protocol), record["runs"])
+    write_outputs(results, stream, memory, out, delay)
+    for part, ext in (("results", "json"), ("table", "md"), ("comparison", "png")):
+        shutil.copy(out / f"{part}.{ext}", DOCS / f"{protocol}-{stream}.{ext}")
+    if timed and (DOCS / f"online-real-time-{stream}.json").exists():
+        shutil.copy(out / "results.json", DOCS / f"online-real-time-{stream}.json")
+    print(f"{len(todo)} runs of ours redone; published {protocol}-{stream} to {DOCS}")
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("protocol", help="real-time or label-delay-D: the published file's prefix")
+    p.add_argument("streams", nargs="+")
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--methods", help="which of our methods (comma-separated; default: all)")
+    args = p.parse_args()
+    for stream in args.streams:
+        rerun(args.protocol, stream, args.jobs, args.methods.split(",") if args.methods else None)
+
+
+if __name__ == "__main__":
+    main()
