@@ -57,7 +57,9 @@ def rerun(protocol: str, stream: str, jobs: int, methods: list[str] | None = Non
     results = _merged(_run_all(todo, jobs, None, out, protocol), record["runs"])
     write_outputs(results, stream, memory, out, delay)
     for part, ext in (("results", "json"), ("table", "md"), ("comparison", "png")):
-        shutil.copy(out / f"{part}.{ext}", DOCS / f"{protocol}-{stream}.{ext}")
+        target = DOCS / f"{protocol}-{stream}.{ext}"
+        if ext == "json" or target.exists():  # the answers files are JSON alone
+            shutil.copy(out / f"{part}.{ext}", target)
     if timed and (DOCS / f"online-real-time-{stream}.json").exists():
         shutil.copy(out / "results.json", DOCS / f"online-real-time-{stream}.json")
     print(f"{len(todo)} runs of ours redone; published {protocol}-{stream} to {DOCS}")
