@@ -195,9 +195,9 @@ def test_a_store_being_made_is_waited_for_not_called_corrupt(tmp_path, capsys, m
     with EpisodicStore.create(made, dim=DIM, value_shape=VSHAPE) as st:
         st.write(*batch(np.random.default_rng(0), 12))
 
-    def finish_making():  # the writer commits its settings a moment later
-        time.sleep(0.5)
-        for f in made.iterdir():
+    def finish_making():  # the writer commits its settings a moment later (the database
+        time.sleep(0.5)  # last: a reader waits on its settings, the rest is there by then)
+        for f in sorted(made.iterdir(), key=lambda f: f.name == "memory.sqlite"):
             shutil.copy(f, tmp_path / f.name)
             os.replace(tmp_path / f.name, folder / f.name)
 
