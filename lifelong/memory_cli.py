@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 from stores.errors import StoreError
 
@@ -149,29 +148,10 @@ def _fmt(v, col: str = "") -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-READY_WAIT = 10.0  # seconds a reader waits for a store its writer is making this moment
-
-
 def _open(path: str, readonly: bool = True):
-    """The store at ``path``; to read one a running learner is making this moment (its
-    database there, its settings not yet), wait for it a few seconds, not call it corrupt."""
-    from stores import EpisodicStore, StoreNotReady
-    from stores.store import DB_NAME
+    from stores.store import EpisodicStore
 
-    if not readonly or not (Path(path) / DB_NAME).is_file():
-        return EpisodicStore.open(path, readonly=readonly)  # a missing store's own error
-    deadline = time.monotonic() + READY_WAIT
-    while True:
-        try:
-            return EpisodicStore.open_reader(path)
-        except StoreNotReady:
-            if time.monotonic() > deadline:
-                raise StoreNotReady(
-                    f"{path} holds a database without store settings after {READY_WAIT:.0f} s: "
-                    "a writer is still making it, or one died making it (then start a new "
-                    "store)"
-                ) from None
-            time.sleep(0.1)
+    return EpisodicStore.open(path, readonly=readonly)
 
 
 def stats(args) -> int:
