@@ -37,6 +37,8 @@ def rerun(protocol: str, stream: str, jobs: int, methods: list[str] | None = Non
     """Our rows of ``docs/results/PROTOCOL-STREAM.json`` (``methods`` of them, or all) run
     again and published."""
     published = DOCS / f"{protocol}-{stream}.json"
+    if not published.is_file():
+        raise SystemExit(f"no {published}: rerun_ours reruns a published table's rows")
     record = json.loads(published.read_text())
     delay, memory = record.get("label_delay", 0), record["memory"]
     if record.get("eval_every"):
