@@ -145,12 +145,12 @@ def answers_on_arrival(
 
     for i, pairs in enumerate(learned):
         exp, _ = batch.experience(i)
+        count = _batch_count(exp.n_train, batch_size)  # the window's arrivals: its batches
         n_train.append(exp.n_train)
-        first.append(first[-1] + _batch_count(exp.n_train, batch_size))
+        first.append(first[-1] + count)
         ends, starts = _iteration_ends(pairs, rows, batch_size, stream.task_aware)
         task = int(exp.task_id or 0) if stream.task_aware else 0
         mine, learned_rows, k = [], 0, 0
-        count = first[i + 1] - first[i]  # the window's arrivals: its experience's batches
         for b in range(count):
             arrival = first[i] + b
             while k < len(pairs) and first[pairs[k][0]] + pairs[k][1] + delay < arrival:
