@@ -11,10 +11,12 @@ import os
 from pathlib import Path
 from urllib.parse import quote
 
-from sqlalchemy import text
+from sqlalchemy import create_engine, event, insert, text
 
 from stores.errors import StoreCorrupt, StoreError
-from stores.files import fsync_path
+from stores.files import fsync_path, temp_file
+from stores.folder import DB_NAME
+from stores.schema import Base, Meta
 
 # Ids travel as one bound JSON array that SQLite expands: one cached statement however many
 # ids, and nothing pasted into SQL.
@@ -156,3 +158,42 @@ def write_snapshot(source, dest: str | os.PathLike) -> None:
     finally:
         dest_conn.close()
     fsync_path(dest)  # once, instead of the journal's several
+
+
+def make_database(folder: Path, settings: dict) -> None:
+    """A new store's database, whole (tables and settings), made under a temporary name and
+    renamed in. A reader beside the writer then sees no database or a made one, never a
+    half-made one, so a database without tables or settings is damage, not a writer at work
+    (the memory commands can say "corrupt" at once)."""
+    try:
+        _make_database(folder, settings)
+    except OSError as exc:
+        raise StoreError(f"cannot make a store database in {folder}: {exc.strerror}") from None
+
+
+def _make_database(folder: Path, settings: dict) -> None:
+    dest = folder / DB_NAME
+    for stale in folder.glob(f".{DB_NAME}.*.tmp*"):  # a making killed (we hold the lock)
+        stale.unlink(missing_ok=True)
+    with temp_file(dest) as (f, tmp):
+        f.close()  # SQLite writes it; the helper keeps it exclusive and removes it on failure
+        engine = create_engine(f"sqlite:///{tmp}")
+        event.listen(engine, "connect", _on_connect)
+        event.listen(engine, "begin", _on_begin)  # the settings in one transaction
+        try:
+            Base.metadata.create_all(engine)
+            with engine.begin() as c:
+                rows = [{"name": k, "value": json.dumps(v)} for k, v in settings.items()]
+                c.execute(insert(Meta), rows)
+        finally:
+            engine.dispose()  # the last connection closed: its log folded into the file
+    try:
+        with open(tmp, "rb") as made:
+            os.fsync(made.fileno())
+        for journal in (DB_NAME + "-wal", DB_NAME + "-shm"):  # a stale one would be replayed
+            (folder / journal).unlink(missing_ok=True)
+        os.replace(tmp, dest)
+    finally:
+        for name in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+            name.unlink(missing_ok=True)
+    fsync_path(folder)

@@ -12,7 +12,8 @@ Layout of a store folder::
 
 One process writes, any number read. On open the index file is trusted only as far as its
 header says; anything newer is replayed from the database, so a kill at any moment loses
-nothing that was committed.
+nothing that was committed. A new store's database is made whole (tables, settings) under
+a temporary name and renamed in, so a reader finds none or a made one.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from stores.sqlite import (
     _on_connect,
     _on_connect_readonly,
     check_snapshot,
+    make_database,
     write_snapshot,
 )
 from stores.sync import CacheSync
@@ -121,8 +123,10 @@ class EpisodicStore(CacheSync, Writes, Reads, Maintenance):
         try:
             if not readonly:  # before the connection's first write (its journal mode)
                 self._take_writer_lock()
+            if _create is not None and path is not None:
+                make_database(path, _create)  # whole, then renamed in: see make_database
             self._conn = self.engine.connect()
-            if _create is not None:
+            if _create is not None and path is None:
                 self._initialise(_create)
             if _reader_waits and not self._made():
                 raise StoreNotReady(
