@@ -23,10 +23,8 @@ import json
 import shutil
 from pathlib import Path
 
-from lifelong.compare import is_ours
+from lifelong.compare import is_ours, rerun_ours
 from lifelong.compare.outputs import write_outputs
-from lifelong.compare.real_time import real_time_jobs
-from lifelong.compare.runs import _merged, _run_all
 from lifelong.config import RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,10 +51,7 @@ def rerun(protocol: str, stream: str, jobs: int, methods: list[str] | None = Non
     ours = sorted({(r["method"], r["seed"]) for r in record["runs"] if mine(r["method"])})
     if not ours:
         raise SystemExit(f"{published.name} holds no rows of {methods or 'ours'}")
-    todo = [(m, stream, s, memory, cfg, out, None) for m, s in ours]
-    if timed:  # ours@S at its fixed budget, as compare runs it
-        todo = real_time_jobs(todo, [], cfg, out, is_ours)
-    results = _merged(_run_all(todo, jobs, None, out, protocol), record["runs"])
+    results = rerun_ours(ours, stream, memory, cfg, out, jobs, earlier=record["runs"])
     write_outputs(results, stream, memory, out, delay)
     other_sitting(out / "results.json", out / "table.md")
     for part, ext in (("results", "json"), ("table", "md"), ("comparison", "png")):
@@ -65,7 +60,7 @@ def rerun(protocol: str, stream: str, jobs: int, methods: list[str] | None = Non
             shutil.copy(out / f"{part}.{ext}", target)
     if timed and (DOCS / f"online-real-time-{stream}.json").exists():
         shutil.copy(out / "results.json", DOCS / f"online-real-time-{stream}.json")
-    print(f"{len(todo)} runs of ours redone; published {protocol}-{stream} to {DOCS}")
+    print(f"{len(ours)} runs of ours redone; published {protocol}-{stream} to {DOCS}")
     return out
 
 

@@ -309,3 +309,24 @@ def test_a_new_tasks_first_batch_is_answered_among_its_own_classes(tmp_path, mon
     stream = streams.get_stream("split-task-digits", experiences=3, seed=2)
     assert seen == {e.task_id: sorted(e.classes) for e in stream}
     assert all(len(classes) < 10 for classes in seen.values())
+
+
+def test_rerun_ours_redoes_our_rows_on_the_clock_and_keeps_every_strategys(tmp_path):
+    """After a change to our agent, our rows of a published real-time table again, alone:
+    ours fits its compute to the clock, ours@S keeps its fixed budget (and learns less of
+    the stream), an earlier strategy's row is kept as it was and an earlier row of ours is
+    replaced; a strategy is refused (its schedule comes from a waiting run)."""
+    from lifelong.compare import rerun_ours
+
+    timed = cfg(real_time=True)
+    earlier = [{"method": "replay", "seed": 2, "matrix": "kept"}]
+    earlier.append({"method": "ours", "seed": 2, "matrix": "stale"})
+    again = [("ours", 2), ("ours@0.1", 2)]
+    runs = rerun_ours(again, "split-digits", 60, timed, tmp_path, earlier=earlier)
+    by = {r["method"]: r for r in runs}
+    assert sorted(by) == ["ours", "ours@0.1", "replay"] and len(runs) == 3
+    assert by["replay"]["matrix"] == "kept" and by["ours"]["matrix"] != "stale"
+    assert 0.9 < by["ours"]["learned_share"] <= 1.0 and "average_accuracy" in by["ours"]
+    assert by["ours@0.1"]["learned_share"] < 0.5  # its fixed update overruns the interval
+    with pytest.raises(ConfigError, match="our methods only"):
+        rerun_ours([("replay", 2)], "split-digits", 60, timed, tmp_path)

@@ -20,6 +20,7 @@ from lifelong.compare.runs import (
     ours_config,
     ours_overrides,
     parse_seeds,
+    rerun_ours,
     run_baseline,
     run_ours,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "ours_config",
     "ours_overrides",
     "parse_seeds",
+    "rerun_ours",
     "run_baseline",
     "run_ours",
 ]

@@ -307,6 +307,32 @@ def compare(
 REAL_TIME = "real-time"  # the subfolder of a compare's real-time rows
 
 
+def rerun_ours(
+    runs: list[tuple[str, int]],
+    stream_name: str,
+    memory: int,
+    cfg: RunConfig,
+    out: Path,
+    jobs: int = 1,
+    earlier: list[dict] | None = None,
+) -> list[dict]:
+    """Our methods' ``runs`` (method, seed) again, under ``cfg``'s protocol alone, merged
+    with the ``earlier`` runs they replace: after a change to our agent, a published table
+    again at a fraction of a whole compare's time, every Avalanche row kept as it was. A
+    real-time row of ours needs no waiting run first (only a strategy's schedule is made
+    from one); ``ours@S`` keeps its fixed budget there, as ``compare`` runs it."""
+    theirs = sorted({m for m, _ in runs if not is_ours(m)})
+    if theirs:
+        raise ConfigError(f"rerun_ours reruns our methods only, not {theirs}: use compare")
+    from lifelong.compare.real_time import real_time_jobs
+
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [(m, stream_name, s, memory, cfg, out, None) for m, s in runs]
+    if cfg.real_time:
+        todo = real_time_jobs(todo, [], cfg, out, is_ours)
+    return _merged(_run_all(todo, jobs, None, out, "ours again"), earlier or [])
+
+
 def _run_all(todo: list[tuple], jobs: int, address: str | None, out: Path, desc: str):
     """Every job's result (here, or as Ray tasks), in table order, with its metrics."""
     from tqdm import tqdm
