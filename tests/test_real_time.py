@@ -84,7 +84,7 @@ def test_a_stream_slow_enough_is_the_waiting_run_plus_its_measures(tmp_path):
 def test_near_future_accuracy_left_unmeasured_on_a_stream_that_does_not_wait(tmp_path):
     run(cfg(real_time=True, near_future=False), tmp_path / "timed", echo=quiet)
     s = summary_of(tmp_path / "timed")
-    assert s["near_future_accuracy"] is None and s["learned_share"] < 1
+    assert s["near_future_accuracy"] is None and s["stream_interval"] == 60.0  # on the clock
 
 
 def test_at_the_default_rate_a_fixed_update_learns_a_share_and_answers_every_batch(tmp_path):
@@ -257,6 +257,44 @@ def test_one_planned_update_takes_the_larger_step_and_a_boundary_charges_its_ref
     plain = make_agent(stream, memory=40, distill=0.0)  # ER: nothing to renew
     plain.observe(e.x_train[:10], e.y_train[:10], experience=0)
     assert budget.boundary_cost(plain, 0) == 0
+
+
+def test_the_clock_says_how_much_the_learner_has_before_the_next_batch():
+    clock = StreamClock.for_run(batch_size=10, stream_rate=1.0)
+    assert clock.arrive() and clock.idle() == 60.0  # free, the next one interval away
+    clock.took(50.0)
+    assert clock.idle() == 10.0
+    clock.busy(30.0)  # an experience's end past the next arrival
+    assert clock.idle() == 0.0 and not clock.arrive()
+    assert StreamClock(interval=60.0, waits=True).idle() == float("inf")
+
+
+@pytest.mark.parametrize(
+    "protocol, refreshed, learned_all",
+    [
+        ({"real_time": True}, False, True),  # no time for the refresh: the batches instead
+        ({"real_time": True, "stream_rate": 0.05}, True, True),  # a slow stream has the time
+        ({"real_time": True, "fit_compute": False, "iters": 1}, True, False),  # as set
+        ({}, True, True),  # a stream that waits
+    ],
+)
+def test_an_experience_end_renews_logits_only_where_the_clock_leaves_time(
+    tmp_path, monkeypatch, protocol, refreshed, learned_all
+):
+    """The boundary's logit refresh (60 memories forward: one interval at rate 1) would make
+    the learner miss the next experience's first batch; fitting its compute, it skips the
+    refresh there, makes it where the stream leaves the time, and a fixed budget pays it."""
+    from lifelong.learner.replay_memory import ReplayMemory
+
+    calls = []
+    renew = ReplayMemory.refresh_logits
+    monkeypatch.setattr(
+        ReplayMemory, "refresh_logits", lambda m, e, lg: calls.append(e) or renew(m, e, lg)
+    )
+    run(cfg(**protocol, replay_batch=10), tmp_path / "r", echo=quiet)
+    assert (calls == [0, 1]) is refreshed and calls in ([], [0, 1])
+    summary = summary_of(tmp_path / "r")
+    assert (summary.get("learned_share", 1.0) == 1.0) is learned_all
 
 
 def test_a_run_killed_under_the_clock_resumes_to_the_same_numbers(tmp_path):

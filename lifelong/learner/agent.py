@@ -325,10 +325,10 @@ class Agent:
         checkpoint; a store written this way can be queried and snapshotted)."""
         agent_memory.flush(self)
 
-    def end_experience(self, experience: int) -> None:
-        """Refresh the logits the memories of ``experience`` keep and re-key every memory (a
-        task-free stream's boundary is the evaluator's: only the keys are renewed)."""
-        agent_memory.end_experience(self, experience)
+    def end_experience(self, experience: int, refresh: bool = True) -> None:
+        """Refresh the logits ``experience``'s memories keep (not with ``refresh`` off: a
+        clock left no time) and re-key every memory (task-free: the keys alone)."""
+        agent_memory.end_experience(self, experience, refresh)
         self.prototype_cache = None
 
     def rekey(self) -> None:

@@ -18,6 +18,7 @@ for that measure alone (``measures_only``): nothing of it decides what is learne
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -67,6 +68,14 @@ class StreamClock:
     def room(self) -> float | None:
         """The compute one batch may take: the time between two batches."""
         return self.interval
+
+    def idle(self) -> float:
+        """The compute the learner has before the next batch arrives, once done with what
+        it took (unbounded where the stream waits)."""
+        if self.waits:
+            return math.inf
+        free = max(self.busy_until, (self.arrived - 1) * self.interval if self.arrived else 0.0)
+        return max(0.0, self.arrived * self.interval - free)
 
     def took(self, cost: float, number: int | None = None, seconds: float = 0.0) -> None:
         """The learner learned, at ``cost``, the batch that just arrived (or, its labels

@@ -27,6 +27,7 @@ no part of the stream's time.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -65,6 +66,14 @@ class WallClock(StreamClock):
         if self.gap_seconds is None or not self.unit_seconds:
             return None
         return self.gap_seconds / self.unit_seconds
+
+    def idle(self) -> float:
+        """The compute, in the plan's unit, until the next batch is due at the stream's
+        measured pace (unbounded until that pace and the learner's speed are seen)."""
+        if self.gap_seconds is None or not self.unit_seconds or self.last_arrival is None:
+            return math.inf
+        free = max(self.busy_until, self.last_arrival if self.replayed else self.now())
+        return max(0.0, self.last_arrival + self.gap_seconds - free) / self.unit_seconds
 
     def took(self, cost: float, number: int | None = None, seconds: float = 0.0) -> None:
         """The learner learned the arriving batch: ``cost`` units in ``seconds``, and is free
