@@ -7,6 +7,7 @@ writes them, into the run folder and ``docs/results``.
     python bench/rerun_ours.py real-time split-mnist5k --jobs 2
     python bench/rerun_ours.py label-delay-10 split-mnist5k --jobs 2
     python bench/rerun_ours.py online split-mnist5k --methods ours,ours-1x
+    python bench/rerun_ours.py eval-every-10-real-time split-mnist5k  # evaluated every 10
 
 (``online``: the waiting stream's answers tables' file, ``online-STREAM.json``; a real-time
 rerun rewrites ``online-real-time-STREAM.json`` too, a copy of the real-time file.)
@@ -39,12 +40,15 @@ def rerun(protocol: str, stream: str, jobs: int, methods: list[str] | None = Non
         raise SystemExit(f"no {published}: rerun_ours reruns a published table's rows")
     record = json.loads(published.read_text())
     delay, memory = record.get("label_delay", 0), record["memory"]
-    if record.get("eval_every"):
-        raise SystemExit(f"{published.name}: a table evaluated every N updates is not rerun here")
-    timed = protocol == "real-time"
-    if protocol not in ("real-time", "online", f"label-delay-{delay}"):
-        raise SystemExit(f"{protocol}: real-time, online or label-delay-D (the file's own D)")
-    cfg = dataclasses.replace(RunConfig(), progress=False, real_time=timed, label_delay=delay)
+    every = record.get("eval_every") or 0
+    timed = protocol.endswith("real-time")
+    known = ["real-time", "online", f"label-delay-{delay}"]
+    known += [f"eval-every-{every}", f"eval-every-{every}-real-time"] if every else []
+    if protocol not in known:
+        raise SystemExit(f"{protocol}: one of {known} for {published.name}")
+    cfg = dataclasses.replace(
+        RunConfig(), progress=False, real_time=timed, label_delay=delay, eval_every=every
+    )
     out = ROOT / "runs" / "rerun-ours" / f"{protocol}-{stream}"
     out.mkdir(parents=True, exist_ok=True)
     mine = (lambda m: m in methods) if methods else is_ours
@@ -52,13 +56,13 @@ def rerun(protocol: str, stream: str, jobs: int, methods: list[str] | None = Non
     if not ours:
         raise SystemExit(f"{published.name} holds no rows of {methods or 'ours'}")
     results = rerun_ours(ours, stream, memory, cfg, out, jobs, earlier=record["runs"])
-    write_outputs(results, stream, memory, out, delay)
+    write_outputs(results, stream, memory, out, delay, every)
     other_sitting(out / "results.json", out / "table.md")
     for part, ext in (("results", "json"), ("table", "md"), ("comparison", "png")):
         target = DOCS / f"{protocol}-{stream}.{ext}"
         if ext == "json" or target.exists():  # the answers files are JSON alone
             shutil.copy(out / f"{part}.{ext}", target)
-    if timed and (DOCS / f"online-real-time-{stream}.json").exists():
+    if protocol == "real-time" and (DOCS / f"online-real-time-{stream}.json").exists():
         shutil.copy(out / "results.json", DOCS / f"online-real-time-{stream}.json")
     print(f"{len(ours)} runs of ours redone; published {protocol}-{stream} to {DOCS}")
     return out
@@ -84,7 +88,11 @@ TIMING = (
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("protocol", help="real-time or label-delay-D: the published file's prefix")
+    p.add_argument(
+        "protocol",
+        help="the published file's prefix: real-time, online, label-delay-D, eval-every-N"
+        " or eval-every-N-real-time",
+    )
     p.add_argument("streams", nargs="+")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--methods", help="which of our methods (comma-separated; default: all)")
