@@ -64,6 +64,21 @@ def test_a_wall_clock_has_no_room_until_it_has_seen_the_pace_and_its_speed():
     assert clock.room() == pytest.approx(0.2 / 0.01)
 
 
+def test_a_wall_clock_says_how_much_time_is_left_before_the_next_batch_is_due():
+    """What an experience's end may spend without missing a batch, in the plan's unit: from
+    when the learner is free to the next batch due at the measured pace."""
+    t = [0.0]
+    clock = WallClock(interval=0.0, now=lambda: t[0])
+    clock.arrive(0.0)
+    assert clock.idle() == float("inf")  # pace and speed not seen yet
+    clock.arrive(0.2)
+    t[0] = 0.3
+    clock.took(10.0, seconds=0.1)  # 0.01 s a unit, free at 0.3, the next due at 0.4
+    assert clock.idle() == pytest.approx(10.0)
+    t[0] = 0.5
+    assert clock.idle() == 0.0  # overdue
+
+
 def post(client, path: str, body: dict) -> dict:
     r = client.post(path, json=body)
     assert r.status_code == 200, r.text
