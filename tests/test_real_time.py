@@ -283,16 +283,21 @@ def test_an_experience_end_renews_logits_only_where_the_clock_leaves_time(
 ):
     """The boundary's logit refresh (60 memories forward: one interval at rate 1) would make
     the learner miss the next experience's first batch; fitting its compute, it skips the
-    refresh there, makes it where the stream leaves the time, and a fixed budget pays it."""
+    refresh there, and the pass over the memories with it (no uncharged work is left in
+    its place: the keys too stay as written), makes it where the stream leaves the time,
+    and a fixed budget pays it."""
+    from lifelong.learner import agent_memory
     from lifelong.learner.replay_memory import ReplayMemory
 
-    calls = []
-    renew = ReplayMemory.refresh_logits
+    calls, passes = [], []
+    renew, forward = ReplayMemory.refresh_logits, agent_memory._memories_forward
     monkeypatch.setattr(
         ReplayMemory, "refresh_logits", lambda m, e, lg: calls.append(e) or renew(m, e, lg)
     )
+    monkeypatch.setattr(agent_memory, "_memories_forward", lambda a: passes.append(1) or forward(a))
     run(cfg(**protocol, replay_batch=10), tmp_path / "r", echo=quiet)
     assert (calls == [0, 1]) is refreshed and calls in ([], [0, 1])
+    assert len(passes) == len(calls)  # a pass over the memories only where it refreshes
     summary = summary_of(tmp_path / "r")
     assert (summary.get("learned_share", 1.0) == 1.0) is learned_all
 

@@ -325,10 +325,10 @@ class Agent:
         checkpoint; a store written this way can be queried and snapshotted)."""
         agent_memory.flush(self)
 
-    def end_experience(self, experience: int, refresh: bool = True) -> None:
-        """Refresh the logits ``experience``'s memories keep (not with ``refresh`` off: a
-        clock left no time) and re-key every memory (task-free: the keys alone)."""
-        agent_memory.end_experience(self, experience, refresh)
+    def end_experience(self, experience: int, renew: bool = True) -> None:
+        """Refresh the logits ``experience``'s memories keep and re-key every memory (task-free:
+        the keys alone); with ``renew`` off (a clock left no time), neither: a flush."""
+        agent_memory.end_experience(self, experience, renew)
         self.prototype_cache = None
 
     def rekey(self) -> None:

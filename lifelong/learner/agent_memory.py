@@ -82,15 +82,20 @@ def flush(agent) -> None:
     agent.memory.flush_to_store(agent.store, agent.keys, losses)
 
 
-def end_experience(agent, experience: int, refresh: bool = True) -> None:
-    """Once an experience is over: refresh the logits its memories keep (with distillation,
-    and ``refresh``) and re-key every memory, from one forward pass over the memories, which
-    also serves the replay losses. On a task-free stream the boundary is the evaluator's, not
-    the learner's: the logits stay as written, and only the store's keys are renewed."""
+def end_experience(agent, experience: int, renew: bool = True) -> None:
+    """Once an experience is over: refresh the logits its memories keep (with distillation)
+    and re-key every memory, from one forward pass over the memories, which also serves the
+    replay losses. On a task-free stream the boundary is the evaluator's, not the learner's:
+    the logits stay as written, and only the store's keys are renewed. With ``renew`` off (a
+    clock left no time for that pass) there is no pass: the memories keep their logits and
+    keys, and the store takes the memories written since the last flush, as at any flush."""
+    if not renew:
+        flush(agent)
+        return
     embeddings, logits = _memories_forward(agent)
     task_free = agent.spec.scenario == "task-free"
     distill = getattr(agent.method.settings, "distill", 0)
-    if distill and agent.cfg.refresh_logits and refresh and not task_free:
+    if distill and agent.cfg.refresh_logits and not task_free:
         agent.memory.refresh_logits(experience, logits)
     _flush_rekeyed(agent, embeddings, logits)
 
