@@ -173,6 +173,8 @@ def make_database(folder: Path, settings: dict) -> None:
 
 def _make_database(folder: Path, settings: dict) -> None:
     dest = folder / DB_NAME
+    if dest.exists():  # made since the caller looked: under the lock now, never replaced
+        raise StoreError(f"{folder} already holds a store; open it instead")
     for stale in folder.glob(f".{DB_NAME}.*.tmp*"):  # a making killed (we hold the lock)
         stale.unlink(missing_ok=True)
     with temp_file(dest) as (f, tmp):

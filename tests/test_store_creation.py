@@ -6,12 +6,13 @@ from __future__ import annotations
 import errno
 import os
 
+import numpy as np
 import pytest
 
 import stores.sqlite
 from stores import EpisodicStore, StoreCorrupt, StoreError, StoreNotReady
 from stores.folder import DB_NAME
-from tests.store_helpers import DIM, VSHAPE
+from tests.store_helpers import DIM, VSHAPE, batch
 
 
 def create(folder):
@@ -84,3 +85,13 @@ def test_a_disk_that_refuses_the_making_is_one_line_and_leaves_no_database(tmp_p
     with pytest.raises(StoreError, match="cannot make a store database in .*No space left"):
         create(tmp_path / "mem")
     assert not (tmp_path / "mem" / DB_NAME).exists()
+
+
+def test_a_store_made_between_the_check_and_the_lock_is_never_replaced(tmp_path):
+    folder = tmp_path / "mem"
+    with create(folder) as st:
+        st.write(*batch(np.random.default_rng(0), 3))
+    with pytest.raises(StoreError, match="already holds a store"):  # create's check missed it
+        stores.sqlite.make_database(folder, {"schema_version": 0})
+    with EpisodicStore.open(folder, readonly=True) as st:
+        assert st.stats()["memories"] == 3
