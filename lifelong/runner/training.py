@@ -279,11 +279,11 @@ class Training:
 
     def _end_experience(self, i: int, classes) -> None:
         p, agent = self.progress, self.agent
-        refresh, boundary = True, budget.boundary_cost(agent, i)
+        renew, boundary = True, budget.boundary_cost(agent, i)
         if self.clock is not None and self.cfg.real_time and self.cfg.fit_compute:
-            refresh = budget.refreshes(agent, i, self.clock.idle())  # not if it costs batches
-        agent.end_experience(i, refresh)
-        if self.clock is not None and refresh:  # its end-of-experience learning takes time
+            renew = budget.refreshes(boundary, self.clock.idle())  # not if it costs batches
+        agent.end_experience(i, renew)
+        if self.clock is not None and renew:  # its end-of-experience learning takes time
             self.clock.busy(boundary)
         p.train_seconds = time.perf_counter() - self._started
         row = self._untimed(evaluate, agent, self.source.test_sets())
