@@ -104,11 +104,11 @@ def _forward_only(agent, incoming: int, replayed: int) -> int:
 def refreshes(cost: float, idle: float) -> bool:
     """Whether an experience's end renews its memories' logits (``cost``: its
     ``boundary_cost``), given the ``idle`` compute before the next batch: not where it would
-    overrun that. The refresh is worth little
-    (at most 0.01 of final accuracy where the stream waits, README's ablation), and on a
-    stream that does not wait its pass made the learner miss the next experience's first
-    batches, the ones that teach it the new classes (split-mnist5k in real time: near-future
-    accuracy 0.79 with the refresh, 0.84 without; docs/benchmarks.md)."""
+    overrun that. The refresh is worth little (at most 0.01 of final accuracy where the
+    stream waits, README's ablation), and on a stream that does not wait its pass made the
+    learner miss the next experience's first batches, the ones that teach it the new classes
+    (split-mnist5k in real time: near-future accuracy 0.79 with the refresh, 0.84 without;
+    docs/benchmarks.md)."""
     return cost <= idle
 
 
